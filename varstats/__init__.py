@@ -6,16 +6,41 @@ normalization layers built on them (:mod:`varstats.norms`) and the study that
 compares them (``python -m varstats.sweep``).
 """
 
+from varstats.algorithms import (
+    ALGORITHMS,
+    SUMMATIONS,
+    get_algorithm,
+    mean_var,
+    moments,
+    register_algorithm,
+    var,
+)
 from varstats.moments import Moments, merge_along
-from varstats.precision import DTYPES, FloatInfo, Precision, as_dtype, finfo, round_to
+from varstats.precision import (
+    DTYPES,
+    PRECISIONS,
+    FloatInfo,
+    Precision,
+    as_dtype,
+    finfo,
+    round_to,
+)
 
 __all__ = [
+    "ALGORITHMS",
     "DTYPES",
+    "PRECISIONS",
+    "SUMMATIONS",
     "FloatInfo",
     "Moments",
     "Precision",
     "as_dtype",
     "finfo",
+    "get_algorithm",
+    "mean_var",
     "merge_along",
+    "moments",
+    "register_algorithm",
     "round_to",
+    "var",
 ]

@@ -148,7 +148,8 @@ class Moments:
 
 
 def _check_correction(correction: Any, count: Array) -> float:
-    if isinstance(correction, bool) or not isinstance(correction, (int, float, np.integer, np.floating)):
+    real = (int, float, np.integer, np.floating)
+    if isinstance(correction, bool) or not isinstance(correction, real):
         raise TypeError(f"correction: expected a real number, got {type(correction).__name__}")
     c = float(correction)
     if not np.isfinite(c) or c < 0:

@@ -27,6 +27,7 @@ import numpy.typing as npt
 
 __all__ = [
     "DTYPES",
+    "PRECISIONS",
     "FloatInfo",
     "Precision",
     "as_dtype",
@@ -127,7 +128,7 @@ def finfo(dtype: Any, /) -> FloatInfo:
     Python floats (every one is exactly representable in float64).
     """
     dt = as_dtype(dtype)
-    fi = ml_dtypes.finfo(dt)
+    fi = ml_dtypes.finfo(dt)  # type: ignore[no-untyped-call]
     mant = int(fi.nmant) + 1
     return FloatInfo(
         name=dtype_name(dt),
@@ -198,6 +199,21 @@ class Precision:
         return f"{self.storage}:{self.accumulator}"
 
 
+#: The (storage, accumulator) pairs the study covers (DESIGN.md, "The sweep").
+PRECISIONS: Final = tuple(
+    Precision(storage, accumulator)
+    for storage, accumulator in (
+        ("float16", "float16"),
+        ("float16", "float32"),
+        ("bfloat16", "bfloat16"),
+        ("bfloat16", "float32"),
+        ("float32", "float32"),
+        ("float32", "float64"),
+        ("float64", "float64"),
+    )
+)
+
+
 def resolve_precision(precision: Precision | str | None, x: np.ndarray[Any, Any], /) -> Precision:
     """The :class:`Precision` to use for data ``x``.
 
@@ -210,7 +226,8 @@ def resolve_precision(precision: Precision | str | None, x: np.ndarray[Any, Any]
     if isinstance(precision, str):
         precision = Precision.parse(precision)
     if not isinstance(precision, Precision):
-        raise TypeError(f"precision: expected Precision, str or None, got {type(precision).__name__}")
+        kind = type(precision).__name__
+        raise TypeError(f"precision: expected Precision, str or None, got {kind}")
     if x.dtype != precision.storage_dtype:
         raise ValueError(
             f"precision: x is stored as {dtype_name(x.dtype)} but precision.storage is "
@@ -228,7 +245,7 @@ def _f64_to_bf16(x: npt.NDArray[np.float64]) -> npt.NDArray[Any]:
     away = inexact & (np.abs(t.astype(np.float64)) > np.abs(x))
     t = np.where(away, np.nextafter(t, np.float32(0)), t)
     bits = t.view(np.uint32) | inexact.astype(np.uint32)
-    return bits.view(np.float32).astype(ml_dtypes.bfloat16)
+    return np.asarray(bits.view(np.float32).astype(ml_dtypes.bfloat16))
 
 
 def round_to(x: npt.ArrayLike, dtype: Any, /) -> npt.NDArray[Any]:
@@ -251,4 +268,4 @@ def round_to(x: npt.ArrayLike, dtype: Any, /) -> npt.NDArray[Any]:
         if target == _NP_DTYPES["bfloat16"]:
             return _f64_to_bf16(a)
     with np.errstate(over="ignore"):
-        return a.astype(target)
+        return np.asarray(a.astype(target))
