@@ -50,8 +50,14 @@ class Ref:
     def chunks(self, a: list[Any], b: int) -> list[list[Any]]:
         return [a[i : i + b] for i in range(0, len(a), b)]
 
+    def lanes(self, a: list[Any], rows: int) -> list[list[Any]]:
+        # n = rows*m + r: lane j holds a[j], a[j+m], ...; the tail is one more leaf
+        m = len(a) // rows
+        leaves = [a[j : rows * m : m] for j in range(m)]
+        return leaves + ([a[rows * m :]] if rows * m < len(a) else [])
+
     def pairwise_sum(self, a: list[Any]) -> Any:
-        return self.tree([self.seq(c) for c in self.chunks(a, PAIRWISE_BLOCK)], lambda p, q: p + q)
+        return self.tree([self.seq(c) for c in self.lanes(a, PAIRWISE_BLOCK)], lambda p, q: p + q)
 
     def sum(self, a: list[Any], summation: str) -> Any:
         return self.pairwise_sum(a) if summation == "pairwise" else self.seq(a)
@@ -77,7 +83,7 @@ class Ref:
                 t, e = self.two_sum(p[0], q[0])
                 return t, (p[1] + q[1]) + e
 
-            s, c = self.tree([self.neumaier(ch) for ch in self.chunks(a, PAIRWISE_BLOCK)], combine)
+            s, c = self.tree([self.neumaier(ch) for ch in self.lanes(a, PAIRWISE_BLOCK)], combine)
         return s + c
 
     def merge(self, a: tuple[int, Any, Any], b: tuple[int, Any, Any]) -> tuple[int, Any, Any]:
@@ -134,14 +140,11 @@ class Ref:
             states.append((k, mean, m2))
         return self.tree(states, self.merge)
 
-    def block_two_pass(self, a: list[Any], block: int) -> list[tuple[int, Any, Any]]:
-        return [self.two_pass(c, "sequential") for c in self.chunks(a, block)]
-
     def pairwise(self, a: list[Any], block: int = 8) -> tuple[int, Any, Any]:
-        return self.tree(self.block_two_pass(a, block), self.merge)
+        return self.tree([self.two_pass(c, "sequential") for c in self.lanes(a, block)], self.merge)
 
     def chan(self, a: list[Any], block: int = 1024) -> tuple[int, Any, Any]:
-        parts = self.block_two_pass(a, block)
+        parts = [self.two_pass(c, "sequential") for c in self.chunks(a, block)]
         state = parts[0]
         for p in parts[1:]:
             state = self.merge(state, p)

@@ -14,10 +14,13 @@ Summation orders (the ``summation`` option of the sum-based kernels):
     the array's own dtype, float16 and bfloat16 included; the tests pin this
     against a scalar loop.
 ``"pairwise"``
-    The reduction axis is cut into blocks of :data:`PAIRWISE_BLOCK` elements
-    (the last block may be shorter); each block is summed sequentially and the
-    block sums are added in a balanced binary tree, neighbours first, an odd
-    element carried up a level unchanged. The error bound grows like
+    With :math:`n = b\,m + r` and :math:`b` = :data:`PAIRWISE_BLOCK`, the values
+    are viewed as a :math:`b \times m` row-major matrix plus a tail of :math:`r`.
+    Each column (a lane: :math:`x_j, x_{j+m}, \dots`) is summed sequentially by
+    adding whole rows, the tail is summed sequentially, and these :math:`m` (+1)
+    partial sums are added in a balanced binary tree, neighbours first, an odd
+    one carried up a level unchanged. NumPy's scheme is the same idea with 8
+    lanes inside 128-element blocks. The error bound grows like
     :math:`(b + \log_2(n/b))\,u` instead of :math:`n u` (Higham 2002, section 4.2).
 
 NumPy's own ``np.sum`` is never used on emulated data: it accumulates float16 in
@@ -34,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib.array_utils import normalize_axis_tuple
 
-from varstats.moments import Moments, _check_correction, merge_along
+from varstats.moments import Moments, _check_correction, merge_along, tree_reduce
 from varstats.precision import Precision, as_dtype, dtype_name, resolve_precision, round_to
 
 __all__ = [
@@ -52,7 +55,7 @@ __all__ = [
 Array = npt.NDArray[Any]
 
 #: Length of the sequentially summed base block of the ``"pairwise"`` summation.
-PAIRWISE_BLOCK: Final = 128
+PAIRWISE_BLOCK: Final = 32
 #: Summation orders accepted by the sum-based kernels.
 SUMMATIONS: Final = ("pairwise", "sequential")
 
@@ -77,39 +80,34 @@ def _sequential_sum(a: Array) -> Array:
     return np.add.accumulate(a, axis=-1)[..., -1]
 
 
-def _tree(parts: tuple[Array, ...], combine: Callable[..., tuple[Array, ...]]) -> tuple[Array, ...]:
-    """Reduce the last axis of ``parts`` by a balanced tree of ``combine`` calls.
+def _lanes(a: Array, rows: int) -> tuple[Array, Array | None]:
+    """View the last axis as a ``rows x m`` row-major matrix, plus the tail.
 
-    Neighbours are combined first; with an odd count the last element is carried
-    up one level unchanged.
+    With ``n = rows * m + r``, column ``j`` (a *lane*) holds elements
+    ``j, j + m, j + 2m, ...``; the last ``r`` elements form the tail (or None).
+    Adding whole rows is one contiguous vector operation, which is what lets the
+    pairwise kernels run at ``np.var`` speed.
     """
-    while parts[0].shape[-1] > 1:
-        m = parts[0].shape[-1]
-        even = m - m % 2
-        merged = combine(*(p[..., 0:even:2] for p in parts), *(p[..., 1:even:2] for p in parts))
-        if m % 2:
-            merged = tuple(
-                np.concatenate([c, p[..., -1:]], axis=-1)
-                for c, p in zip(merged, parts, strict=True)
-            )
-        parts = merged
-    return tuple(p[..., 0] for p in parts)
-
-
-def _blocks(a: Array, block: int) -> tuple[Array, Array | None]:
-    """Full blocks ``(..., m, block)`` and the shorter tail ``(..., r)`` (or None)."""
     n = a.shape[-1]
-    full = n - n % block
-    head = a[..., :full].reshape(*a.shape[:-1], full // block, block)
-    return head, (a[..., full:] if full < n else None)
+    m = n // rows
+    head = a[..., : rows * m].reshape(*a.shape[:-1], rows, m)
+    return head, (a[..., rows * m :] if rows * m < n else None)
+
+
+def _row_sum(head: Array) -> Array:
+    """Sequential sum down the rows of ``(..., rows, m)``: one sum per lane."""
+    s = head[..., 0, :].copy()
+    for k in range(1, head.shape[-2]):
+        s += head[..., k, :]  # in place, rounded in s.dtype like any other add
+    return s
 
 
 def _pairwise_sum(a: Array) -> Array:
-    head, tail = _blocks(a, PAIRWISE_BLOCK)
-    leaves = [_sequential_sum(head)] if head.shape[-1] else []
+    head, tail = _lanes(a, PAIRWISE_BLOCK)
+    leaves = [_row_sum(head)] if head.shape[-1] else []
     if tail is not None:
         leaves.append(_sequential_sum(tail)[..., None])
-    (total,) = _tree((np.concatenate(leaves, axis=-1),), lambda p, q: (p + q,))
+    (total,) = tree_reduce((np.concatenate(leaves, axis=-1),), lambda p, q: (p + q,))
     return total
 
 
@@ -130,14 +128,19 @@ def _two_sum(s: Array, x: Array) -> tuple[Array, Array]:
     return t, e
 
 
-def _neumaier_sequential(a: Array) -> tuple[Array, Array]:
-    at = np.ascontiguousarray(np.moveaxis(a, -1, 0))
-    s = at[0].copy()
+def _neumaier_rows(head: Array) -> tuple[Array, Array]:
+    """Neumaier's sequential compensated sum down the rows of ``(..., rows, m)``."""
+    s = head[..., 0, :].copy()
     c = np.zeros_like(s)
-    for k in range(1, at.shape[0]):
-        s, e = _two_sum(s, at[k])
+    for k in range(1, head.shape[-2]):
+        s, e = _two_sum(s, head[..., k, :])
         c += e
     return s, c
+
+
+def _neumaier_sequential(a: Array) -> tuple[Array, Array]:
+    s, c = _neumaier_rows(a[..., None])  # n rows of one lane
+    return s[..., 0], c[..., 0]
 
 
 def _compensated_sum(a: Array, summation: str) -> Array:
@@ -145,10 +148,10 @@ def _compensated_sum(a: Array, summation: str) -> Array:
     if summation == "sequential":
         s, c = _neumaier_sequential(a)
     elif summation == "pairwise":
-        head, tail = _blocks(a, PAIRWISE_BLOCK)
+        head, tail = _lanes(a, PAIRWISE_BLOCK)
         ss, cs = [], []
-        if head.shape[-2]:
-            s0, c0 = _neumaier_sequential(head)
+        if head.shape[-1]:
+            s0, c0 = _neumaier_rows(head)
             ss.append(s0)
             cs.append(c0)
         if tail is not None:
@@ -160,7 +163,7 @@ def _compensated_sum(a: Array, summation: str) -> Array:
             t, e = _two_sum(s1, s2)
             return t, (c1 + c2) + e
 
-        s, c = _tree((np.concatenate(ss, axis=-1), np.concatenate(cs, axis=-1)), combine)
+        s, c = tree_reduce((np.concatenate(ss, axis=-1), np.concatenate(cs, axis=-1)), combine)
     else:
         raise ValueError(f"summation: expected one of {SUMMATIONS}, got {summation!r}")
     return np.asarray(s + c)
@@ -241,7 +244,7 @@ def _two_pass(x: Array, /, *, acc: np.dtype[Any], summation: str = "pairwise") -
     n = _count(x.shape[-1], acc)
     mean = _sum(xa, summation) / n
     d = xa - mean[..., None]
-    return Moments(np.asarray(x.shape[-1]), mean, _sum(d * d, summation))
+    return Moments(np.asarray(x.shape[-1]), mean, _sum(np.multiply(d, d, out=d), summation))
 
 
 def _corrected_two_pass(x: Array, /, *, acc: np.dtype[Any], summation: str = "pairwise") -> Moments:
@@ -331,31 +334,54 @@ def _welford(x: Array, /, *, acc: np.dtype[Any], lanes: int = 1) -> Moments:
     return merge_along(Moments(count, mean, m2), axis=-1, order="pairwise")
 
 
-def _block_moments(x: Array, acc: np.dtype[Any], block: int) -> Moments:
-    """Two-pass moments (sequential sums) of consecutive blocks along the last axis."""
-    head, tail = _blocks(x, block)
-    parts = []
-    if head.shape[-2]:
-        parts.append(_two_pass(head, acc=acc, summation="sequential"))
+def _blocks(a: Array, block: int) -> tuple[Array, Array | None]:
+    """Consecutive blocks ``(..., m, block)`` and the shorter tail ``(..., r)`` (or None)."""
+    n = a.shape[-1]
+    full = n - n % block
+    head = a[..., :full].reshape(*a.shape[:-1], full // block, block)
+    return head, (a[..., full:] if full < n else None)
+
+
+def _leaf_moments(head: Array, tail: Array | None, acc: np.dtype[Any], rows: bool) -> Moments:
+    """Two-pass moments (sequential sums) of each leaf, leaves along the last axis.
+
+    Leaves are the lanes (columns) of ``head`` when ``rows`` is true, its
+    consecutive blocks (rows) otherwise; ``tail`` is one more, shorter leaf.
+    """
+    counts, means, m2s = [], [], []
+    if head.size:
+        if rows:
+            size = head.shape[-2]
+            h = head.astype(acc, copy=False)
+            mean = _row_sum(h) / _count(size, acc)
+            d = h - mean[..., None, :]
+            m2 = _row_sum(np.multiply(d, d, out=d))
+        else:
+            size = head.shape[-1]
+            blockwise = _two_pass(head, acc=acc, summation="sequential")
+            mean, m2 = blockwise.mean, blockwise.m2
+        counts.append(np.full(mean.shape, size, dtype=np.int64))
+        means.append(mean)
+        m2s.append(m2)
     if tail is not None:
         t = _two_pass(tail, acc=acc, summation="sequential")
-        parts.append(Moments(t.count[..., None], t.mean[..., None], t.m2[..., None]))
-    return Moments(
-        np.concatenate([np.broadcast_to(p.count, p.shape) for p in parts], axis=-1),
-        np.concatenate([p.mean for p in parts], axis=-1),
-        np.concatenate([p.m2 for p in parts], axis=-1),
-    )
+        counts.append(np.full((*t.shape, 1), tail.shape[-1], dtype=np.int64))
+        means.append(t.mean[..., None])
+        m2s.append(t.m2[..., None])
+    cat = np.concatenate
+    return Moments(cat(counts, axis=-1), cat(means, axis=-1), cat(m2s, axis=-1))
 
 
 def _pairwise(x: Array, /, *, acc: np.dtype[Any], block: int = 8) -> Moments:
     r"""Pairwise (tree) algorithm of Chan, Golub & LeVeque.
 
-    The data are cut into leaves of ``block`` values (the last may be shorter);
-    each leaf's moments come from a two-pass over the leaf, and leaves are
-    merged in a balanced binary tree with the Chan update
-    (:meth:`Moments.merge`). With ``block=1`` this is exactly the paper's
-    pairwise algorithm. Never negative. Relative error of :math:`M_2` is
-    bounded by about :math:`(b + \log_2(n/b))\,\kappa u`.
+    With :math:`n = b\,m + r`, the data are viewed as a :math:`b \times m`
+    row-major matrix plus a tail of :math:`r` values. Each column (a leaf of
+    :math:`b` values :math:`x_j, x_{j+m}, \dots`) and the tail are reduced by a
+    two-pass; the leaves are then merged in a balanced binary tree with the
+    Chan update (:meth:`Moments.merge`). With ``block=1`` every value is a leaf:
+    the paper's pairwise algorithm exactly. Never negative. Relative error of
+    :math:`M_2` is bounded by about :math:`(b + \log_2(n/b))\,\kappa u`.
 
     References
     ----------
@@ -364,7 +390,8 @@ def _pairwise(x: Array, /, *, acc: np.dtype[Any], block: int = 8) -> Moments:
            STAN-CS-79-773, 1979; The American Statistician 37(3), 1983, section 2.
     """
     block = _check_block(block)
-    return merge_along(_block_moments(x, acc, block), axis=-1, order="pairwise")
+    leaves = _leaf_moments(*_lanes(x, block), acc, rows=True)
+    return merge_along(leaves, axis=-1, order="pairwise")
 
 
 def _chan(x: Array, /, *, acc: np.dtype[Any], block: int = 1024) -> Moments:
@@ -386,7 +413,8 @@ def _chan(x: Array, /, *, acc: np.dtype[Any], block: int = 1024) -> Moments:
     .. [1] Chan, Golub & LeVeque 1983, eq. (2.1).
     """
     block = _check_block(block)
-    return merge_along(_block_moments(x, acc, block), axis=-1, order="sequential")
+    leaves = _leaf_moments(*_blocks(x, block), acc, rows=False)
+    return merge_along(leaves, axis=-1, order="sequential")
 
 
 def _compensated(x: Array, /, *, acc: np.dtype[Any], summation: str = "pairwise") -> Moments:

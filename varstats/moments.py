@@ -15,6 +15,7 @@ reductions combine partial results.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,18 +24,61 @@ import numpy.typing as npt
 
 from varstats.precision import as_dtype, round_to
 
-__all__ = ["Moments", "merge_along"]
+__all__ = ["Moments", "chan_update", "merge_along", "tree_reduce"]
 
 Array = npt.NDArray[Any]
 
 
-def _weight(numerator: Array, denominator: Array, acc: np.dtype[Any]) -> Array:
+def _weight(numerator: Any, denominator: Any, acc: np.dtype[Any]) -> Array:
     # Count ratios are exact rationals; round them once into the accumulator.
     # float64 division of integers < 2**53 rounds once; the second rounding to a
     # narrower accumulator is innocuous (53 >= 2p + 2 for p <= 24).
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.asarray(numerator, dtype=np.float64) / np.asarray(denominator, dtype=np.float64)
-    return round_to(ratio, acc)
+        ratio = np.divide(numerator, denominator, dtype=np.float64)
+    return ratio if acc == np.float64 else round_to(ratio, acc)
+
+
+def chan_update(
+    na: Any, mean_a: Array, m2_a: Array, nb: Any, mean_b: Array, m2_b: Array
+) -> tuple[Any, Array, Array]:
+    r"""One Chan-Golub-LeVeque merge on raw arrays (both sides non-empty).
+
+    .. math::
+        \delta = \bar x_b - \bar x_a,\quad
+        \bar x = \bar x_a + \delta\,\frac{n_b}{n},\quad
+        M_2 = (M_{2,a} + M_{2,b}) + \delta^2\,\frac{n_a n_b}{n}
+
+    Every operation rounds in the dtype of ``mean_a``. This is the kernel behind
+    :meth:`Moments.merge`, :func:`merge_along` and the blocked algorithms.
+    """
+    acc = mean_a.dtype
+    n = na + nb
+    delta = mean_b - mean_a
+    mean = mean_a + delta * _weight(nb, n, acc)
+    m2 = (m2_a + m2_b) + (delta * delta) * _weight(np.multiply(na, nb, dtype=np.float64), n, acc)
+    return n, mean, m2
+
+
+def tree_reduce(
+    parts: tuple[Array, ...], combine: Callable[..., tuple[Array, ...]]
+) -> tuple[Array, ...]:
+    """Reduce the last axis of ``parts`` by a balanced tree of ``combine`` calls.
+
+    ``combine(*left, *right)`` takes the left and right halves of every part.
+    Neighbours are combined first; with an odd count the last element is carried
+    up one level unchanged.
+    """
+    while parts[0].shape[-1] > 1:
+        m = parts[0].shape[-1]
+        even = m - m % 2
+        merged = combine(*(p[..., 0:even:2] for p in parts), *(p[..., 1:even:2] for p in parts))
+        if m % 2:
+            merged = tuple(
+                np.concatenate([np.broadcast_to(c, p[..., 0:even:2].shape), p[..., -1:]], axis=-1)
+                for c, p in zip(merged, parts, strict=True)
+            )
+        parts = tuple(np.asarray(c) for c in merged)
+    return tuple(p[..., 0] for p in parts)
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,12 +161,9 @@ class Moments:
             raise ValueError(f"other: accumulator {other.dtype} differs from {self.dtype}")
         shape = np.broadcast_shapes(self.shape, other.shape)
         na, nb = self.count, other.count
-        n = na + nb
         acc = self.dtype
         with np.errstate(all="ignore"):
-            delta = other.mean - self.mean
-            mean = self.mean + delta * _weight(nb, n, acc)
-            m2 = (self.m2 + other.m2) + (delta * delta) * _weight(na * nb, n, acc)
+            n, mean, m2 = chan_update(na, self.mean, self.m2, nb, other.mean, other.m2)
         # An empty side contributes nothing, whatever its mean and m2 hold.
         mean = np.where(na == 0, other.mean, np.where(nb == 0, self.mean, mean))
         m2 = np.where(na == 0, other.m2, np.where(nb == 0, self.m2, m2))
@@ -171,24 +212,23 @@ def merge_along(m: Moments, /, axis: int = -1, *, order: str = "pairwise") -> Mo
     """
     if order not in ("pairwise", "sequential"):
         raise ValueError(f"order: expected 'pairwise' or 'sequential', got {order!r}")
-    ax = axis % max(len(m.shape), 1)
-    count, mean, m2 = (np.moveaxis(np.asarray(a), ax, 0) for a in (m.count, m.mean, m.m2))
-    if count.shape[0] == 0:
-        return Moments.empty(count.shape[1:], m.dtype)
-    if order == "sequential":
-        state = Moments(count[0], mean[0], m2[0])
-        for k in range(1, count.shape[0]):
-            state = state.merge(Moments(count[k], mean[k], m2[k]))
+    if not m.shape:
+        raise ValueError("m: needs at least one axis of parts to merge")
+    ax = axis % len(m.shape)
+    count, mean, m2 = (np.moveaxis(np.asarray(a), ax, -1) for a in (m.count, m.mean, m.m2))
+    if count.shape[-1] == 0:
+        return Moments.empty(count.shape[:-1], m.dtype)
+    if np.any(count == 0):  # rare: let Moments.merge skip the empty parts
+        parts = [Moments(count[..., k], mean[..., k], m2[..., k]) for k in range(count.shape[-1])]
+        state = parts[0]
+        for part in parts[1:]:
+            state = state.merge(part)
         return state
-    while count.shape[0] > 1:
-        half = count.shape[0] // 2
-        a = Moments(count[0 : 2 * half : 2], mean[0 : 2 * half : 2], m2[0 : 2 * half : 2])
-        b = Moments(count[1 : 2 * half : 2], mean[1 : 2 * half : 2], m2[1 : 2 * half : 2])
-        merged = a.merge(b)
-        if count.shape[0] % 2:
-            count = np.concatenate([merged.count, count[-1:]])
-            mean = np.concatenate([merged.mean, mean[-1:]])
-            m2 = np.concatenate([merged.m2, m2[-1:]])
+    with np.errstate(all="ignore"):
+        if order == "sequential":
+            n, mu, s = count[..., 0], mean[..., 0], m2[..., 0]
+            for k in range(1, count.shape[-1]):
+                n, mu, s = chan_update(n, mu, s, count[..., k], mean[..., k], m2[..., k])
         else:
-            count, mean, m2 = merged.count, merged.mean, merged.m2
-    return Moments(count[0], mean[0], m2[0])
+            n, mu, s = tree_reduce((count, mean, m2), chan_update)
+    return Moments(n, np.asarray(mu, dtype=m.dtype), np.asarray(s, dtype=m.dtype))
