@@ -6,8 +6,10 @@ normalization layers built on them (:mod:`varstats.norms`) and the study that
 compares them (``python -m varstats.sweep``).
 """
 
+from varstats import cases, metrics, oracle
 from varstats.algorithms import (
     ALGORITHMS,
+    RECOMMENDED,
     SUMMATIONS,
     get_algorithm,
     mean_var,
@@ -30,16 +32,20 @@ __all__ = [
     "ALGORITHMS",
     "DTYPES",
     "PRECISIONS",
+    "RECOMMENDED",
     "SUMMATIONS",
     "FloatInfo",
     "Moments",
     "Precision",
     "as_dtype",
+    "cases",
     "finfo",
     "get_algorithm",
     "mean_var",
     "merge_along",
+    "metrics",
     "moments",
+    "oracle",
     "register_algorithm",
     "round_to",
     "var",

@@ -31,6 +31,7 @@ contiguous one pairwise with 8 interleaved lanes.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from types import MappingProxyType
 from typing import Any, Final
 
 import numpy as np
@@ -38,11 +39,19 @@ import numpy.typing as npt
 from numpy.lib.array_utils import normalize_axis_tuple
 
 from varstats.moments import Moments, _check_correction, merge_along, tree_reduce
-from varstats.precision import Precision, as_dtype, dtype_name, resolve_precision, round_to
+from varstats.precision import (
+    Precision,
+    as_dtype,
+    dtype_name,
+    finfo,
+    resolve_precision,
+    round_to,
+)
 
 __all__ = [
     "ALGORITHMS",
     "PAIRWISE_BLOCK",
+    "RECOMMENDED",
     "SUMMATIONS",
     "Kernel",
     "get_algorithm",
@@ -58,6 +67,14 @@ Array = npt.NDArray[Any]
 PAIRWISE_BLOCK: Final = 32
 #: Summation orders accepted by the sum-based kernels.
 SUMMATIONS: Final = ("pairwise", "sequential")
+
+#: The configuration the study recommends (see ``results/summary.md``): pass it as
+#: ``var(x, **RECOMMENDED, precision=...)``. Corrected two-pass with pairwise sums
+#: is within a few units of the accumulator's roundoff up to :math:`\kappa \approx u^{-1}`,
+#: and rescaling keeps it right where squares overflow or underflow.
+RECOMMENDED: Final = MappingProxyType(
+    {"algorithm": "corrected_two_pass", "summation": "pairwise", "rescale": True}
+)
 
 
 #: ``kernel(x, /, *, acc, **options) -> Moments`` over the last axis of ``x``.
@@ -587,6 +604,26 @@ def _finish(value: Array, axes: tuple[int, ...], keepdims: bool) -> Any:
     return value[()] if value.ndim == 0 else value
 
 
+def _rescale_exponents(x: Array, acc: np.dtype[Any]) -> Array:
+    """Per-slice power-of-two exponent k that keeps squares and sums in range.
+
+    Slices whose largest finite magnitude lies in ``[L, T]`` get ``k = 0`` (no
+    scaling at all), with ``T = sqrt(max / n) / 2`` (no sum of ``n`` squares can
+    overflow) and ``L = sqrt(tiny) / u`` (squared deviations at the rounding level
+    of the data stay normal). Others are scaled so their magnitude falls just below ``T``.
+    """
+    fi = finfo(acc)
+    n = x.shape[-1]
+    with np.errstate(invalid="ignore"):
+        mag = np.abs(x.astype(np.float64))
+    amax = np.max(np.where(np.isfinite(mag), mag, 0.0), axis=-1)
+    high = np.sqrt(fi.max / n) / 2
+    low = np.sqrt(fi.tiny) / fi.unit_roundoff
+    need = (amax > 0) & ((amax > high) | (amax < low))
+    k = np.frexp(amax)[1] - np.frexp(high)[1] + 1
+    return np.where(need, k, 0).astype(np.int64)
+
+
 def mean_var(
     x: npt.ArrayLike,
     /,
@@ -596,24 +633,36 @@ def mean_var(
     algorithm: str | Kernel = "two_pass",
     precision: Precision | str | None = None,
     keepdims: bool = False,
+    rescale: bool = False,
     **options: Any,
 ) -> tuple[Any, Any]:
-    r"""Mean and variance :math:`M_2/(n - c)` in one call; see :func:`moments`.
+    r"""Mean and variance :math:`M_2/(n - c)` in one call; see :func:`var`.
 
-    ``correction`` is the Array API name for ``ddof``; 1 is Bessel's correction.
-    It must be smaller than the number of values reduced. Both results are in
-    the accumulator dtype.
+    Both results are in the accumulator dtype.
     """
     a = _as_float_array(x)
     axes = tuple(range(a.ndim)) if axis is None else _axes_or_raise(axis, a.ndim)
     n = int(np.prod([a.shape[i] for i in axes], dtype=np.int64))
     if n:
         _check_correction(correction, np.asarray([n]))
-    m = moments(a, axis=axis, algorithm=algorithm, precision=precision, **options)
-    return (
-        _finish(np.asarray(m.mean), axes, keepdims),
-        _finish(m.var(correction), axes, keepdims),
-    )
+    if not rescale:
+        m = moments(a, axis=axis, algorithm=algorithm, precision=precision, **options)
+        mean, variance = np.asarray(m.mean), m.var(correction)
+    else:
+        # Scale each slice by 2**-k in the accumulator (exact: the rule above only
+        # moves values away from overflow and underflow), reduce, and scale back
+        # with one rounding each.
+        xm, prec, _, _ = _prepare(a, axis, precision)
+        acc = prec.accumulator_dtype
+        k = _rescale_exponents(xm, acc)
+        scaled = round_to(np.ldexp(xm.astype(np.float64), -k[..., None]), acc)
+        m = moments(
+            scaled, axis=-1, algorithm=algorithm, precision=Precision(prec.accumulator), **options
+        )
+        with np.errstate(all="ignore"):
+            mean = round_to(np.ldexp(m.mean.astype(np.float64), k), acc)
+            variance = round_to(np.ldexp(m.var(correction).astype(np.float64), 2 * k), acc)
+    return _finish(mean, axes, keepdims), _finish(variance, axes, keepdims)
 
 
 def _axes_or_raise(axis: Any, ndim: int) -> tuple[int, ...]:
@@ -631,6 +680,7 @@ def var(
     algorithm: str | Kernel = "two_pass",
     precision: Precision | str | None = None,
     keepdims: bool = False,
+    rescale: bool = False,
     **options: Any,
 ) -> Any:
     r"""Variance of ``x`` over ``axis`` by the chosen algorithm and precision.
@@ -652,6 +702,14 @@ def var(
     precision : Precision, str or None
         ``None`` computes in ``x.dtype`` throughout.
     keepdims : bool
+    rescale : bool
+        Scale each slice by a power of two before reducing when its largest
+        magnitude is so large that squares could overflow, or so small that
+        squared deviations would underflow, and scale the results back. The
+        scaling is exact, so it never changes a result that was in range; it
+        turns ``inf`` or ``0`` into the right answer, e.g. for
+        ``[1e154, 2e154, 3e154]``, whose :math:`M_2 = 2\cdot 10^{308}` overflows
+        although the variance does not.
     **options
         Kernel options (``summation``, ``block``, ``lanes``).
 
@@ -678,5 +736,6 @@ def var(
         algorithm=algorithm,
         precision=precision,
         keepdims=keepdims,
+        rescale=rescale,
         **options,
     )[1]
