@@ -350,7 +350,7 @@ def _fast_sums(rows: Array) -> _Sums:
     k = e_lo + parts.offset  # sum x = total * 2**k, sum x**2 = squares * 2**(2k)
 
     # bucket = (slice, exponent); dense when affordable, else compressed (O(n) memory)
-    key = (e_rel.reshape(slices, n) + (np.arange(slices, dtype=np.int64) * n_exp)[:, None])
+    key = e_rel.reshape(slices, n) + (np.arange(slices, dtype=np.int64) * n_exp)[:, None]
     key = key.reshape(-1)
     bucket_of: npt.NDArray[np.int64] | None = None
     n_keys = slices * n_exp
@@ -690,14 +690,18 @@ def exact_var(
 
 
 def _exact_scalar(value: Any, /, *, name: str) -> Fraction:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if isinstance(value, np.generic) and not isinstance(value, (np.bool_, np.integer)):
+        # a stored scalar of one of DTYPES (bfloat16 is not an np.floating subclass)
+        try:
+            as_dtype(value.dtype, name=name)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name}: expected a real number, got {value.dtype}") from None
+    elif isinstance(value, bool) or not isinstance(value, (int, float, np.integer)):
         raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
-    if isinstance(value, np.floating):
-        as_dtype(value.dtype, name=name)
     v = float(value)  # exact for every DTYPES scalar and for Python floats
     if not math.isfinite(v) or v < 0:
         raise ValueError(f"{name}: must be a finite number >= 0, got {value!r}")
-    return Fraction(value) if isinstance(value, int) else Fraction(v)
+    return Fraction(int(value)) if isinstance(value, (int, np.integer)) else Fraction(v)
 
 
 def _affine(value: Any, shape: tuple[int, ...], /, *, name: str, default: float) -> Float64Array:

@@ -1,0 +1,595 @@
+"""Tests of varstats.oracle: the exact ground truth.
+
+The ground truth here is always exact arithmetic: ``fractions.Fraction`` (whose
+conversion to float is correctly rounded by CPython) or mpmath at very high precision.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from fractions import Fraction
+from typing import Any
+
+import mpmath
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from numpy.exceptions import AxisError
+
+from varstats import oracle
+from varstats.oracle import (
+    exact_mean,
+    exact_moments,
+    exact_normalize,
+    exact_var,
+    round_ratio,
+)
+from varstats.precision import DTYPES, as_dtype, finfo, round_to
+
+# ------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------
+
+
+def frac_float(q: Fraction) -> float:
+    """Correctly rounded float64 of an exact rational (CPython's int/int), inf on overflow."""
+    try:
+        return float(q)
+    except OverflowError:
+        return math.inf if q > 0 else -math.inf
+
+
+def fraction_var(values: Any, correction: int = 0) -> Fraction:
+    xs = [Fraction(v) for v in np.asarray(values, dtype=np.float64).ravel().tolist()]
+    mean = sum(xs, Fraction(0)) / len(xs)
+    return sum(((v - mean) ** 2 for v in xs), Fraction(0)) / (len(xs) - correction)
+
+
+def assert_same_bits(actual: Any, expected: Any, what: str) -> None:
+    a = np.asarray(actual, dtype=np.float64)
+    b = np.asarray(expected, dtype=np.float64)
+    assert a.shape == b.shape, what
+    both_nan = np.isnan(a) & np.isnan(b)
+    same = (a.view(np.uint64) == b.view(np.uint64)) | both_nan
+    assert same.all(), f"{what}: {a[~same]} != {b[~same]}"
+
+
+def bits_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    return np.dtype({2: np.uint16, 4: np.uint32, 8: np.uint64}[dtype.itemsize])
+
+
+# ------------------------------------------------------------------------------------
+# generated arrays: many per hypothesis example (numpy RNG seeded by hypothesis)
+# ------------------------------------------------------------------------------------
+
+ARRAYS_PER_EXAMPLE = 26
+EXAMPLES = 100  # 4 dtypes x 100 examples x 26 arrays = 10,400 arrays
+
+
+def _random_finite_bits(rng: np.random.Generator, dtype: np.dtype[Any], shape: Any) -> Any:
+    # uniform bit patterns: every binade from subnormals to the largest finite value
+    ud = bits_dtype(dtype)
+    raw = rng.integers(0, np.iinfo(ud).max, size=shape, dtype=ud, endpoint=True)
+    x = raw.view(dtype)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(x.astype(np.float64))
+    x[bad] = dtype.type(0)
+    return x
+
+
+def _generate(rng: np.random.Generator, dtype: np.dtype[Any]) -> tuple[Any, Any]:
+    fi = finfo(dtype)
+    ndim = int(rng.integers(1, 4))
+    shape = tuple(int(s) for s in rng.integers(1, 6 if ndim > 1 else 40, size=ndim))
+    kind = int(rng.integers(0, 9))
+    if kind == 0:
+        x = _random_finite_bits(rng, dtype, shape)
+    elif kind == 1:  # offset + noise: the ill-conditioned cases
+        offset = 10.0 ** rng.uniform(0, math.log10(fi.max) * 0.6)
+        scale = 2.0 ** rng.integers(-8, 8)
+        x = round_to(offset + scale * rng.standard_normal(shape), dtype)
+    elif kind == 2:  # constant
+        x = np.full(shape, round_to(rng.standard_normal() * 2.0 ** rng.integers(-20, 20), dtype))
+    elif kind == 3:  # single outlier
+        base = round_to(rng.uniform(1, 1000), dtype)
+        x = np.full(shape, base)
+        x.reshape(-1)[int(rng.integers(0, x.size))] = round_to(-float(base) * 1e3, dtype)
+    elif kind == 4:  # subnormals only, mixed signs
+        k = rng.integers(-(2 ** (fi.mant - 1)) + 1, 2 ** (fi.mant - 1), size=shape)
+        x = round_to(k * fi.smallest_subnormal, dtype)
+    elif kind == 5:  # near the largest finite value, mixed signs
+        u = rng.uniform(0.5, 1.0, size=shape) * rng.choice([-1.0, 1.0], size=shape)
+        x = round_to(u * fi.max, dtype)
+    elif kind == 6:  # mixed magnitudes and signs across the range
+        e = rng.uniform(math.log2(fi.smallest_subnormal), math.log2(fi.max), size=shape)
+        x = round_to(rng.choice([-1.0, 1.0], size=shape) * 2.0**e, dtype)
+    elif kind == 7:  # near the smallest normal
+        x = round_to(rng.standard_normal(shape) * fi.tiny, dtype)
+    else:  # non-finite values sprinkled in
+        x = round_to(rng.standard_normal(shape), dtype)
+        flat = x.reshape(-1)
+        for _ in range(int(rng.integers(1, 3))):
+            flat[int(rng.integers(0, flat.size))] = round_to(
+                rng.choice([np.inf, -np.inf, np.nan]), dtype
+            )
+    x = np.asarray(x, dtype=dtype)
+    choice = int(rng.integers(0, 4))
+    axis: Any
+    if choice == 0:
+        axis = None
+    elif choice == 1:
+        axis = int(rng.integers(-ndim, ndim))
+    else:
+        k = int(rng.integers(1, ndim + 1))
+        axis = tuple(int(a) for a in rng.permutation(ndim)[:k])
+        if choice == 3:
+            axis = tuple(a - ndim for a in axis)
+    return x, axis
+
+
+def _arrays(seed: int, dtype: np.dtype[Any]) -> Iterator[tuple[Any, Any]]:
+    rng = np.random.default_rng(seed)
+    for _ in range(ARRAYS_PER_EXAMPLE):
+        yield _generate(rng, dtype)
+
+
+def _check_fast_equals_reference(x: Any, axis: Any) -> None:
+    label = f"{x.dtype} shape={x.shape} axis={axis}"
+    assert_same_bits(
+        exact_mean(x, axis=axis), exact_mean(x, axis=axis, method="reference"), "mean " + label
+    )
+    n = x.size if axis is None else math.prod(x.shape[a] for a in np.atleast_1d(axis))
+    for c in (0, 1) if n > 1 else (0,):
+        assert_same_bits(
+            exact_var(x, axis=axis, correction=c),
+            exact_var(x, axis=axis, correction=c, method="reference"),
+            f"var correction={c} {label}",
+        )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=EXAMPLES)
+@given(seed=st.integers(0, 2**63 - 1))
+def test_fast_equals_reference_bit_for_bit(dtype: str, seed: int) -> None:
+    for x, axis in _arrays(seed, as_dtype(dtype)):
+        _check_fast_equals_reference(x, axis)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data())
+def test_fast_equals_reference_on_any_bit_pattern(dtype: str, data: st.DataObject) -> None:
+    # hypothesis draws (and shrinks) raw bit patterns: NaN, inf, subnormals, max included
+    dt = as_dtype(dtype)
+    raw = data.draw(hnp.arrays(bits_dtype(dt), hnp.array_shapes(max_dims=2, max_side=8)))
+    x = raw.view(dt)
+    axis = data.draw(st.sampled_from([None, -1, 0]))
+    _check_fast_equals_reference(x, axis)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=25)
+@given(seed=st.integers(0, 2**63 - 1))
+def test_moments_fast_equal_reference_exactly(dtype: str, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for _ in range(4):
+        x, axis = _generate(rng, as_dtype(dtype))
+        fast = exact_moments(x, axis=axis)
+        ref = exact_moments(x, axis=axis, method="reference")
+        assert fast.count == ref.count
+        for a, b in ((fast.mean, ref.mean), (fast.m2, ref.m2)):
+            for u, v in zip(a.ravel().tolist(), b.ravel().tolist(), strict=True):
+                assert u == v or (isinstance(u, float) and math.isnan(u) and math.isnan(v))
+
+
+# ------------------------------------------------------------------------------------
+# the one rounding
+# ------------------------------------------------------------------------------------
+
+
+@given(
+    num=st.integers(-(2**300), 2**300),
+    den=st.integers(1, 2**300),
+    exp2=st.integers(-1500, 1500),
+)
+def test_round_ratio_is_correctly_rounded(num: int, den: int, exp2: int) -> None:
+    assert_same_bits(
+        round_ratio(num, den, exp2), frac_float(Fraction(num, den) * Fraction(2) ** exp2), "ratio"
+    )
+
+
+@given(
+    mant=st.integers(2**52, 2**53 - 1),
+    exp2=st.integers(-1130, 975),
+    sign=st.sampled_from([-1, 1]),
+    offset=st.sampled_from([-1, 0, 1]),
+)
+def test_round_ratio_breaks_ties_to_even(mant: int, exp2: int, sign: int, offset: int) -> None:
+    # (2 mant + 1) / 2 is exactly halfway between two 53-bit integers; offset nudges it
+    num = sign * ((2 * mant + 1) * 2**40 + offset)
+    q = Fraction(num, 2**41) * Fraction(2) ** exp2
+    assert_same_bits(round_ratio(num, 2**41, exp2), frac_float(q), "tie")
+
+
+def test_round_ratio_boundaries() -> None:
+    sub = finfo("float64").smallest_subnormal
+    big = finfo("float64").max
+    assert round_ratio(1, 2, -1074) == 0.0  # half the smallest subnormal: tie to even 0
+    assert round_ratio(3, 2, -1074) == 2 * sub  # 1.5 quanta: tie to even 2
+    assert round_ratio(5, 4, -1074) == sub
+    half_ulp = Fraction(2) ** 970
+    top = Fraction(big) + half_ulp  # the rounding boundary beyond max: ties to even -> inf
+    assert round_ratio(top.numerator, top.denominator) == math.inf
+    below = top - Fraction(1, 2**60)
+    assert round_ratio(below.numerator, below.denominator) == big
+    assert round_ratio(-top.numerator, top.denominator) == -math.inf
+    assert math.copysign(1.0, round_ratio(0, 5, 10)) == 1.0
+    with pytest.raises(ValueError, match="den"):
+        round_ratio(1, 0)
+
+
+# ------------------------------------------------------------------------------------
+# known values and public reproduction cases (DESIGN.md)
+# ------------------------------------------------------------------------------------
+
+
+def test_known_values() -> None:
+    assert exact_var([1e16, 1e16 + 2]) == 1.0
+    assert exact_var(np.array([40000, 40001, 40002, 40003], dtype=np.float32)) == 1.25
+
+
+def test_stored_doubles_not_decimals_are_the_ground_truth() -> None:
+    x = [0.1, 0.2, 0.3]
+    stored = frac_float(fraction_var(x))
+    ds = [Fraction("0.1"), Fraction("0.2"), Fraction("0.3")]
+    decimal_var = sum((d - Fraction("0.2")) ** 2 for d in ds) / 3
+    assert decimal_var == Fraction(1, 150)
+    decimal = frac_float(decimal_var)
+    assert exact_var(x) == stored
+    assert exact_var(x, method="reference") == stored
+    assert stored != decimal, "the stored doubles' variance differs from the decimal one"
+    assert stored == 0.006666666666666665
+    assert decimal == 0.006666666666666667
+
+
+def _cases() -> dict[str, tuple[Any, int, Fraction | None]]:
+    """name -> (x, correction, exact variance if known in closed form)."""
+    rng = np.random.default_rng(0)
+    f32, f64 = np.float32, np.float64
+    trt = np.full(10240, 256.0, dtype=f32)
+    trt[-1] = 255.0
+    return {
+        "ort_28463": (np.array([40000, 40001, 40002, 40003], f32), 0, Fraction(5, 4)),
+        "ort_21935": (np.full(256, 1234.0, f32), 0, Fraction(0)),
+        "trtllm_outlier": (trt, 0, Fraction(10239, 10240**2)),
+        "torch_51102": ((rng.standard_normal((5, 4)) + 2000).astype(f32), 0, None),
+        "torch_40302": ((rng.standard_normal((2, 32768)) * 0.01 + 100).astype(f32), 0, None),
+        "tf_118179": (np.array([7.5e10] * 3, f64), 0, Fraction(0)),
+        "tf_117318": (np.array([1e15] * 3, f64), 0, Fraction(0)),
+        "daft_7468": (np.array([1e9 + 1, 1e9 + 2, 1e9 + 3], f64), 1, Fraction(1)),
+        "comet_6044": (np.array([1e16, 1e16 + 2], f64), 0, Fraction(1)),
+        "pg_15307": (np.array([1000000.01, 999999.99], f64), 1, None),
+        "overflow_sq_1": (np.array([1e154, 2e154, 3e154], f64), 0, None),
+        "overflow_sq_2": (np.array([1.4e154, 1.5e154, 1.6e154], f64), 0, None),
+    }
+
+
+CASES = _cases()
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_reproduction_case_fast_equals_reference(name: str) -> None:
+    x, correction, known = CASES[name]
+    axis = -1  # per row for the 2-d cases, whole array for the 1-d ones
+    for c in sorted({0, correction}):
+        fast = exact_var(x, axis=axis, correction=c)
+        assert_same_bits(fast, exact_var(x, axis=axis, correction=c, method="reference"), name)
+        rows = np.atleast_2d(x)
+        expected = [frac_float(fraction_var(r, c)) for r in rows]
+        assert_same_bits(np.atleast_1d(fast), expected, name + " vs Fraction")
+        assert np.all(np.isfinite(fast)), f"{name}: exact variance is finite"
+    assert_same_bits(exact_mean(x, axis=axis), exact_mean(x, axis=axis, method="reference"), name)
+    if known is not None:
+        assert exact_var(x, correction=correction) == frac_float(known), name
+
+
+def test_pg_15307_sample_variance_of_stored_values() -> None:
+    x = [1000000.01, 999999.99]
+    got = exact_var(x, correction=1)
+    assert got == frac_float(fraction_var(x, 1))
+    assert got != 0.000244140625
+    assert abs(got - 2e-4) < 1e-12
+
+
+@pytest.mark.parametrize("name", ["ort_21935", "torch_51102"])
+def test_reproduction_case_layer_norm_exact(name: str) -> None:
+    x, _, _ = CASES[name]
+    x2 = np.atleast_2d(x)
+    eps = np.float32(1e-5)
+    fast = exact_normalize(x2, axis=-1, eps=eps)
+    assert_same_bits(fast, exact_normalize(x2, axis=-1, eps=eps, method="reference"), name)
+    assert_same_bits(fast, _mp_normalize(x2, (1,), Fraction(float(eps))), name + " vs mpmath")
+    assert np.all(np.isfinite(fast)), f"{name}: exact layer norm has no NaN"
+
+
+# ------------------------------------------------------------------------------------
+# rounding, range and special values
+# ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_subnormal_inputs_are_exact(dtype: str) -> None:
+    fi = finfo(dtype)
+    x = round_to([fi.smallest_subnormal, 0.0, 2 * fi.smallest_subnormal], dtype)
+    assert exact_mean(x) == frac_float(Fraction(fi.smallest_subnormal))
+    assert exact_var(x) == frac_float(fraction_var(x))
+
+
+def test_subnormal_results_round_ties_to_even() -> None:
+    sub = finfo("float64").smallest_subnormal
+    assert exact_mean([sub, 0.0]) == 0.0  # 2**-1075: tie between 0 and 2**-1074
+    assert exact_mean([3 * sub, 0.0]) == 2 * sub  # 1.5 * 2**-1074 -> 2 * 2**-1074
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_values_near_max(dtype: str) -> None:
+    fi = finfo(dtype)
+    x = round_to([fi.max, fi.max], dtype)
+    assert exact_mean(x) == fi.max  # the exact sum is beyond the range; the mean is not
+    y = round_to([-fi.max, fi.max], dtype)
+    expected = frac_float(Fraction(fi.max) ** 2)
+    assert exact_var(y) == expected
+    if dtype == "float64":
+        assert expected == math.inf
+
+
+def test_nonfinite_policy() -> None:
+    inf, nan = math.inf, math.nan
+    assert exact_mean([1.0, inf]) == inf
+    assert exact_mean([1.0, -inf]) == -inf
+    assert math.isnan(exact_mean([inf, -inf]))
+    assert math.isnan(exact_mean([1.0, nan]))
+    assert math.isnan(exact_var([1.0, inf]))  # inf - inf in the deviation
+    assert math.isnan(exact_var([inf]))
+    assert math.isnan(exact_var([nan, 2.0]))
+    out = exact_var(np.array([[1.0, 2.0], [inf, 2.0]]), axis=1)
+    assert out[0] == 0.25
+    assert math.isnan(out[1])
+    y = exact_normalize(np.array([[1.0, 2.0], [inf, 2.0]]), axis=1)
+    assert np.all(np.isfinite(y[0]))
+    assert np.all(np.isnan(y[1]))
+
+
+def test_signed_zero_policy() -> None:
+    assert math.copysign(1.0, exact_mean([-0.0, -0.0])) == -1.0
+    assert math.copysign(1.0, exact_mean([-0.0, 0.0])) == 1.0
+    assert math.copysign(1.0, exact_mean([-1.0, 1.0])) == 1.0
+    assert math.copysign(1.0, exact_var([-0.0, -0.0])) == 1.0
+
+
+# ------------------------------------------------------------------------------------
+# properties
+# ------------------------------------------------------------------------------------
+
+finite64 = st.floats(allow_nan=False, allow_infinity=False, width=64)
+
+
+@given(st.lists(finite64, min_size=1, max_size=30))
+def test_mean_lies_between_min_and_max(xs: list[float]) -> None:
+    m = exact_mean(xs)
+    assert min(xs) <= m <= max(xs)
+
+
+@given(st.lists(st.floats(-1e100, 1e100, allow_subnormal=False), min_size=2, max_size=30))
+def test_var_scales_by_four_when_data_doubles(xs: list[float]) -> None:
+    v = float(exact_var(xs))
+    if v == 0 or not (finfo("float64").tiny * 4 <= v <= finfo("float64").max / 4):
+        return
+    assert exact_var(np.array(xs) * 2) == 4 * v
+
+
+@given(st.lists(finite64, min_size=1, max_size=30), st.randoms(use_true_random=False))
+def test_result_is_invariant_under_permutation(xs: list[float], rnd: Any) -> None:
+    ys = list(xs)
+    rnd.shuffle(ys)
+    assert_same_bits(exact_var(ys), exact_var(xs), "var")
+    assert_same_bits(exact_mean(ys), exact_mean(xs), "mean")
+
+
+def test_reduced_axes_match_explicit_slices() -> None:
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((3, 4, 5)) * 1e3 + 7).astype(np.float32)
+    v = exact_var(x, axis=(0, 2))
+    assert v.shape == (4,)
+    for j in range(4):
+        assert v[j] == frac_float(fraction_var(x[:, j, :]))
+    assert_same_bits(exact_var(x, axis=(-1, 0)), v, "negative axes")
+    assert_same_bits(exact_var(x, axis=-1), exact_var(x, axis=2), "axis=-1")
+    m = exact_mean(x)
+    assert isinstance(m, np.float64)
+    assert np.ndim(m) == 0
+    assert isinstance(exact_var(x), np.float64)
+
+
+def test_moments_are_exact_rationals() -> None:
+    x = [1.0, 2.0, 4.0]
+    m = exact_moments(x)
+    assert m.count == 3
+    assert m.mean[()] == Fraction(7, 3)
+    assert m.m2[()] == Fraction(14, 3)
+    assert m.var(1)[()] == Fraction(7, 3)
+    rows = exact_moments(np.array([[1.0, 3.0], [0.5, 0.5]]), axis=1)
+    assert rows.mean.tolist() == [Fraction(2), Fraction(1, 2)]
+    assert rows.m2.tolist() == [Fraction(2), Fraction(0)]
+
+
+def test_correction_is_used_exactly() -> None:
+    x = [1.0, 2.0, 4.0]
+    assert exact_var(x, correction=0.5) == frac_float(Fraction(14, 3) / Fraction(5, 2))
+    assert exact_var(x, correction=0.5, method="reference") == exact_var(x, correction=0.5)
+
+
+# ------------------------------------------------------------------------------------
+# exact normalize
+# ------------------------------------------------------------------------------------
+
+
+def _mp_normalize(
+    x: Any,
+    axes: tuple[int, ...],
+    eps: Fraction,
+    weight: Any = None,
+    bias: Any = None,
+    prec: int = 4000,
+) -> Any:
+    """Direct evaluation at `prec` bits with mpmath, rounded once via Fraction."""
+    x64 = np.asarray(x).astype(np.float64)
+    w = np.broadcast_to(1.0 if weight is None else np.asarray(weight).astype(np.float64), x.shape)
+    b = np.broadcast_to(0.0 if bias is None else np.asarray(bias).astype(np.float64), x.shape)
+    out = np.empty(x.shape)
+    kept = [i for i in range(x.ndim) if i not in axes]
+    with mpmath.workprec(prec):
+        for kidx in np.ndindex(*[x.shape[i] for i in kept]):
+            sl: list[Any] = [slice(None)] * x.ndim
+            for i, k in zip(kept, kidx, strict=True):
+                sl[i] = k
+            idx = tuple(sl)
+            vals = [Fraction(v) for v in x64[idx].ravel().tolist()]
+            mean = sum(vals, Fraction(0)) / len(vals)
+            var = sum(((v - mean) ** 2 for v in vals), Fraction(0)) / len(vals)
+            d = var + eps
+            inv = 1 / mpmath.sqrt(mpmath.mpf(d.numerator) / d.denominator)
+            for pos in np.ndindex(x64[idx].shape):
+                full = list(idx)
+                it = iter(pos)
+                full = [next(it) if isinstance(s, slice) else s for s in full]
+                t = tuple(full)
+                p = Fraction(float(x64[t])) - mean
+                y = mpmath.mpf(p.numerator) / p.denominator * inv * mpmath.mpf(float(w[t]))
+                y = y + mpmath.mpf(float(b[t]))
+                out[t] = frac_float(Fraction(*mpmath.libmp.to_rational(y._mpf_)))
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    ("shape", "axes"),
+    [((3, 2, 4), (0, 2)), ((2, 3, 4), (1, 2)), ((2, 3, 5), (2,)), ((7,), (0,))],
+    ids=["batch_norm", "layer_norm", "instance_norm", "vector"],
+)
+def test_normalize_matches_mpmath_at_4000_bits(
+    dtype: str, shape: tuple[int, ...], axes: tuple[int, ...]
+) -> None:
+    rng = np.random.default_rng(sum(shape) + len(dtype))
+    x = round_to(rng.standard_normal(shape) * 3 + 50, dtype)
+    cshape = [1] * len(shape)
+    cshape[1 if len(shape) > 1 else 0] = shape[1 if len(shape) > 1 else 0]
+    weight = round_to(rng.uniform(0.5, 2.0, size=cshape), dtype)
+    bias = round_to(rng.standard_normal(cshape), dtype)
+    eps = as_dtype(dtype).type(1e-3)
+    expected = _mp_normalize(x, axes, Fraction(float(eps)), weight, bias)
+    for method in ("fast", "reference"):
+        got = exact_normalize(x, axis=axes, eps=eps, weight=weight, bias=bias, method=method)
+        assert_same_bits(got, expected, f"{method} {dtype} {shape} {axes}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=30)
+@given(seed=st.integers(0, 2**63 - 1))
+def test_normalize_fast_equals_reference(dtype: str, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    dt = as_dtype(dtype)
+    for _ in range(3):
+        x, axis = _generate(rng, dt)
+        if x.size > 60:
+            continue
+        weight = round_to(rng.standard_normal(x.shape[-1:]), dt)
+        bias = round_to(rng.standard_normal(x.shape[-1:]) * 2.0 ** rng.integers(-30, 30), dt)
+        eps = [0.0, 1e-5, dt.type(1e-3)][int(rng.integers(0, 3))]
+        fast = exact_normalize(x, axis=axis, eps=eps, weight=weight, bias=bias)
+        ref = exact_normalize(x, axis=axis, eps=eps, weight=weight, bias=bias, method="reference")
+        assert_same_bits(fast, ref, f"normalize {dtype} {x.shape} axis={axis}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_constant_input_with_eps_gives_bias_exactly(dtype: str) -> None:
+    x = round_to(np.full((2, 3, 4), 1234.0), dtype)
+    weight = round_to(np.array([0.5, -2.0, 3.0]).reshape(1, 3, 1), dtype)
+    bias = round_to(np.array([0.25, -1.5, 0.0]).reshape(1, 3, 1), dtype)
+    for method in ("fast", "reference"):
+        y = exact_normalize(x, axis=(0, 2), eps=1e-5, weight=weight, bias=bias, method=method)
+        assert_same_bits(y, np.broadcast_to(weight * 0 + bias, x.shape), method)
+        nan = exact_normalize(x, axis=(0, 2), eps=0.0, method=method)
+        assert np.all(np.isnan(nan)), "0/0 with eps=0 on constant input"
+
+
+def test_normalize_rational_square_root_is_exact() -> None:
+    # var([0, 3]) = 9/4: the square root is rational, y = ±1 exactly, then * w + b
+    third = 1 / 3
+    for method in ("fast", "reference"):
+        y = exact_normalize([0.0, 3.0], axis=0, method=method)
+        assert y.tolist() == [-1.0, 1.0]
+        z = exact_normalize([0.0, 3.0], axis=0, weight=third, bias=1.0, method=method)
+        assert z.tolist() == [frac_float(1 - Fraction(third)), frac_float(1 + Fraction(third))]
+
+
+def test_group_norm_after_reshape() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 4, 3)).astype(np.float32) + 10
+    grouped = x.reshape(2, 2, 2, 3)
+    fast = exact_normalize(grouped, axis=(2, 3), eps=np.float32(1e-5))
+    expected = _mp_normalize(grouped, (2, 3), Fraction(float(np.float32(1e-5))))
+    assert_same_bits(fast, expected, "group norm")
+
+
+# ------------------------------------------------------------------------------------
+# bad input
+# ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("func", [exact_mean, exact_var, exact_moments])
+@pytest.mark.parametrize(
+    "bad", [np.arange(3), np.ones(3, dtype=complex), np.array([1.0], dtype=object), [True]]
+)
+def test_non_float_input_raises_type_error(func: Any, bad: Any) -> None:
+    with pytest.raises(TypeError, match="x"):
+        func(bad)
+
+
+def test_bad_arguments_raise() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        exact_var(np.zeros((3, 0)), axis=1)
+    with pytest.raises(AxisError):
+        exact_var(np.zeros((3, 2)), axis=2)
+    with pytest.raises(ValueError, match="axis"):
+        exact_mean(np.zeros((3, 2)), axis=(0, 0))
+    with pytest.raises(ValueError, match="correction"):
+        exact_var([1.0, 2.0], correction=2)
+    with pytest.raises(ValueError, match="correction"):
+        exact_var([1.0, 2.0], correction=-1)
+    with pytest.raises(TypeError, match="correction"):
+        exact_var([1.0, 2.0], correction="1")
+    with pytest.raises(ValueError, match="method"):
+        exact_var([1.0, 2.0], method="slow")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="eps"):
+        exact_normalize([1.0, 2.0], axis=0, eps=-1.0)
+    with pytest.raises(ValueError, match="weight"):
+        exact_normalize([1.0, 2.0], axis=0, weight=[1.0, 2.0, 3.0])
+    with pytest.raises(TypeError, match="bias"):
+        exact_normalize([1.0, 2.0], axis=0, bias=[1, 2])
+
+
+def test_all_matches_documented_api() -> None:
+    documented = {
+        "ExactMoments",
+        "exact_mean",
+        "exact_moments",
+        "exact_normalize",
+        "exact_var",
+        "round_ratio",
+    }
+    assert set(oracle.__all__) == documented
+    for name in oracle.__all__:
+        assert getattr(oracle, name).__doc__, name
