@@ -1,0 +1,412 @@
+"""Norm layers: exact oracle checks, the real-PyTorch cross-check, folding, SyncBN, bad input."""
+
+import numpy as np
+import pytest
+
+import varstats.norms as vn
+from varstats import cases, oracle
+from varstats.conventions import CONVENTIONS
+from varstats.precision import finfo, round_to
+
+RNG = np.random.default_rng(2024)
+
+
+def _ulps32(a, b):
+    """Largest distance in float32 ulps (ordered-integer distance)."""
+    ia = np.asarray(a, np.float32).view(np.int32).astype(np.int64)
+    ib = np.asarray(b, np.float32).view(np.int32).astype(np.int64)
+    ia = np.where(ia < 0, -(ia & 0x7FFFFFFF), ia)
+    ib = np.where(ib < 0, -(ib & 0x7FFFFFFF), ib)
+    return int(np.max(np.abs(ia - ib)))
+
+
+def _rel(a, exact):
+    """Normwise relative error max|a - exact| / max|exact|."""
+    a = np.asarray(a, np.float64)
+    return float(np.max(np.abs(a - exact)) / np.max(np.abs(exact)))
+
+
+def _data(shape, dtype="float32", offset=0.0):
+    return round_to(RNG.standard_normal(shape) + offset, dtype)
+
+
+def test_all_matches_module():
+    public = [
+        n
+        for n in dir(vn)
+        if not n.startswith("_")
+        and callable(getattr(vn, n))
+        and getattr(getattr(vn, n), "__module__", "") == "varstats.norms"
+    ]
+    assert sorted(public) == sorted(
+        n for n in vn.__all__ if n not in ("NORM_ALGORITHMS", "SYNC_SCHEMES")
+    )
+
+
+# --------------------------------------------------------------------------- oracle
+
+
+@pytest.mark.parametrize("convention", sorted(CONVENTIONS))
+def test_batch_norm_float64_matches_oracle(convention):
+    x = _data((4, 3, 5, 5), "float64", offset=2.0)
+    w, b = _data(3, "float64"), _data(3, "float64")
+    out = vn.batch_norm(
+        x,
+        None,
+        None,
+        weight=w,
+        bias=b,
+        training=True,
+        eps=1e-5,
+        convention=convention,
+        algorithm="two_pass",
+        precision="float64",
+    )
+    exact = oracle.exact_normalize(
+        x, axis=(0, 2, 3), eps=1e-5, weight=w.reshape(1, 3, 1, 1), bias=b.reshape(1, 3, 1, 1)
+    )
+    u = finfo("float64").unit_roundoff
+    # a few roundings of the output form, each relative to max(|x|, |mean|)/sigma
+    tol = 64 * u * (1 + np.max(np.abs(x)))
+    assert np.max(np.abs(out.y - exact)) <= tol, "two-pass bound: a few ulps of the output"
+
+
+@pytest.mark.parametrize("layer", ["layer_norm", "group_norm", "instance_norm"])
+def test_per_sample_norms_float32_match_oracle(layer):
+    x = _data((3, 4, 6, 6), "float32", offset=1.0)
+    if layer == "layer_norm":
+        y = vn.layer_norm(x, (4, 6, 6))
+        exact = oracle.exact_normalize(x, axis=(1, 2, 3), eps=np.float32(1e-5))
+    elif layer == "group_norm":
+        y = vn.group_norm(x, 2)
+        exact = oracle.exact_normalize(x.reshape(3, 2, 2, 6, 6), axis=(2, 3, 4), eps=1e-5).reshape(
+            x.shape
+        )
+    else:
+        y = vn.instance_norm(x)
+        exact = oracle.exact_normalize(x, axis=(2, 3), eps=1e-5)
+    u = finfo("float32").unit_roundoff
+    # Welford/two-pass moments (log2(n) kappa u) plus the output form's roundings
+    assert np.max(np.abs(y - exact)) <= 200 * u * (1 + np.max(np.abs(exact)))
+
+
+# --------------------------------------------------------------------------- PyTorch
+
+
+@pytest.fixture(scope="module")
+def tf():
+    t = pytest.importorskip("torch")
+    return t, t.nn.functional
+
+
+def _t(a):
+    import torch as t
+
+    return None if a is None else t.from_numpy(np.array(a))  # writable copy
+
+
+@pytest.mark.parametrize("affine", [False, True])
+@pytest.mark.parametrize("shape", [(4, 6, 5, 7), (2, 3, 17), (8, 5)])
+def test_batch_norm_matches_torch_over_steps(tf, affine, shape, request):
+    t, F = tf
+    threads = t.get_num_threads()
+    t.set_num_threads(1)  # (N, C) inputs take torch's per-thread channels-last kernel
+    request.addfinalizer(lambda: t.set_num_threads(threads))
+    c = shape[1]
+    w, b = (_data(c), _data(c)) if affine else (None, None)
+    rm, rv = _data(c), round_to(RNG.random(c) + 0.5, "float32")
+    trm, trv = _t(rm.copy()), _t(rv.copy())
+    for step in range(4):
+        x = _data(shape, offset=step)
+        ty = F.batch_norm(_t(x), trm, trv, _t(w), _t(b), training=True)
+        out = vn.batch_norm(x, rm, rv, weight=w, bias=b, training=True)
+        rm, rv = out.running_mean, out.running_var
+        assert _ulps32(out.y, ty.numpy()) == 0, "bit-exact training output"
+        assert _ulps32(rm, trm.numpy()) == 0
+        assert _ulps32(rv, trv.numpy()) == 0
+    x = _data(shape)
+    ty = F.batch_norm(_t(x), trm, trv, _t(w), _t(b), training=False)
+    assert _ulps32(vn.batch_norm(x, rm, rv, weight=w, bias=b).y, ty.numpy()) == 0
+
+
+@pytest.mark.parametrize("affine", [False, True])
+@pytest.mark.parametrize("shape", [(3, 7), (2, 5, 13), (4, 3, 8, 9), (2, 1000), (1, 4099)])
+def test_layer_norm_matches_torch_bit_for_bit(tf, affine, shape):
+    _, F = tf
+    x = _data(shape, offset=3.0)
+    ns = shape[1:]
+    w, b = (_data(ns), _data(ns)) if affine else (None, None)
+    ty = F.layer_norm(_t(x), ns, _t(w), _t(b))
+    assert _ulps32(vn.layer_norm(x, ns, weight=w, bias=b), ty.numpy()) == 0
+
+
+def test_layer_norm_float64_matches_torch(tf):
+    _, F = tf
+    x = _data((3, 257), "float64", offset=5.0)
+    ty = F.layer_norm(_t(x), (257,)).numpy()
+    np.testing.assert_array_equal(vn.layer_norm(x, (257,)), ty)
+
+
+@pytest.mark.parametrize("affine", [False, True])
+@pytest.mark.parametrize(
+    ("shape", "groups"), [((2, 6, 5, 7), 3), ((3, 8, 33), 2), ((2, 4, 10, 10), 4)]
+)
+def test_group_norm_matches_torch_bit_for_bit(tf, affine, shape, groups):
+    _, F = tf
+    x = _data(shape, offset=1.0)
+    w, b = (_data(shape[1]), _data(shape[1])) if affine else (None, None)
+    ty = F.group_norm(_t(x), groups, _t(w), _t(b))
+    assert _ulps32(vn.group_norm(x, groups, weight=w, bias=b), ty.numpy()) == 0
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_instance_norm_matches_torch_bit_for_bit(tf, affine):
+    _, F = tf
+    x = _data((3, 4, 9, 11), offset=-2.0)
+    w, b = (_data(4), _data(4)) if affine else (None, None)
+    ty = F.instance_norm(_t(x), weight=_t(w), bias=_t(b))
+    assert _ulps32(vn.instance_norm(x, weight=w, bias=b), ty.numpy()) == 0
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5])
+@pytest.mark.parametrize("shape", [(2, 7, 9), (2, 6, 4, 5)])
+def test_local_response_norm_matches_torch(tf, size, shape):
+    _, F = tf
+    x = _data(shape)
+    ty = F.local_response_norm(_t(x), size)
+    assert _ulps32(vn.local_response_norm(x, size), ty.numpy()) <= 2
+
+
+@pytest.mark.parametrize("algorithm", vn.NORM_ALGORITHMS)
+def test_weight_norm_matches_torch(tf, algorithm):
+    t, _ = tf
+    v = _data((6, 4, 3, 3))
+    g = _data((6, 1, 1, 1))
+    ty = t._weight_norm(_t(v), _t(g), 0).numpy()
+    # torch sums squares (8-lane vector reduction); naive and pairwise land within 2 ulps,
+    # the scaled (nrm2) recurrence rounds a division per element: a few ulps more
+    tol = 2 if algorithm != "scaled" else 16
+    assert _ulps32(vn.weight_norm(v, g, 0, norm_algorithm=algorithm), ty) <= tol
+    lin = t.nn.utils.parametrizations.weight_norm(t.nn.Linear(5, 3))
+    w = lin.weight.detach().numpy()
+    g0 = lin.parametrizations.weight.original0.detach().numpy()
+    v0 = lin.parametrizations.weight.original1.detach().numpy()
+    assert _ulps32(vn.weight_norm(v0, g0, 0, norm_algorithm=algorithm), w) <= tol
+
+
+@pytest.mark.parametrize("name", ["ort_21935", "torch_51102", "torch_40302"])
+def test_public_layer_norm_cases_record_torch_error(tf, name):
+    """Our PyTorch preset reproduces torch's output on the public cases, error included."""
+    _, F = tf
+    x = np.asarray(cases.PUBLIC_CASES[name].x, dtype=np.float32)
+    n = x.shape[-1]
+    ty = F.layer_norm(_t(x), (n,)).numpy()
+    ours = vn.layer_norm(x, (n,))
+    np.testing.assert_array_equal(ours, ty)
+    exact = oracle.exact_normalize(x, axis=-1, eps=np.float32(1e-5))
+    torch_err = float(np.max(np.abs(ty.astype(np.float64) - exact)))
+    our_err = float(np.max(np.abs(ours.astype(np.float64) - exact)))
+    assert torch_err == our_err  # same bits, same error against the exact output
+    # the same layer with exact-rounding moments is accurate to a few float32 ulps
+    good = vn.layer_norm(x, (n,), algorithm="corrected_two_pass", precision="float32:float64")
+    assert np.max(np.abs(good - exact)) <= 16 * finfo("float32").eps * (1 + np.max(np.abs(exact)))
+
+
+def test_batch_norm_folded_form_loses_digits_like_torch(tf):
+    """torch's CPU BatchNorm output x*a + (beta - mean*a) on |mean| >> sigma."""
+    _, F = tf
+    x = round_to(RNG.standard_normal((8, 2, 4, 4)) * 0.01 + 1000.0, "float32")
+    ty = F.batch_norm(_t(x), None, None, training=True).numpy()
+    ours = vn.batch_norm(x, None, None, training=True).y
+    np.testing.assert_array_equal(ours, ty)
+    exact = oracle.exact_normalize(x, axis=(0, 2, 3), eps=1e-5)
+    centered = vn.batch_norm(
+        x,
+        None,
+        None,
+        training=True,
+        convention="tensorflow",
+        eps=1e-5,
+        algorithm="two_pass",
+        precision="float32:float64",
+    ).y
+    assert _rel(ty, exact) > 10 * _rel(centered, exact)
+
+
+# --------------------------------------------------------------------------- folding
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_folding_error_against_exact(dtype):
+    x = round_to(RNG.standard_normal((2, 3, 6, 6)), dtype)
+    cw = round_to(RNG.standard_normal((4, 3, 3, 3)) * 0.3, dtype)
+    cb = round_to(RNG.standard_normal(4) * 0.1, dtype)
+    rm = round_to(RNG.standard_normal(4), dtype)
+    rv = round_to(RNG.random(4) + 0.5, dtype)
+    g = round_to(RNG.standard_normal(4), dtype)
+    be = round_to(RNG.standard_normal(4), dtype)
+    eps = 1e-3
+    # exact reference: float64 conv of the stored values (exact products, 27-term sums)
+    z64 = vn.conv2d(x.astype(np.float64), cw.astype(np.float64), cb.astype(np.float64))
+    ref = (z64 - rm.astype(np.float64).reshape(1, -1, 1, 1)) / np.sqrt(
+        rv.astype(np.float64) + eps
+    ).reshape(1, -1, 1, 1) * g.astype(np.float64).reshape(1, -1, 1, 1) + be.astype(
+        np.float64
+    ).reshape(1, -1, 1, 1)
+    z = vn.conv2d(x, cw, cb)
+    unfolded = vn.batch_norm(z, rm, rv, weight=g, bias=be, eps=eps, convention="onnx").y
+    fw, fb = vn.fold_batch_norm(cw, cb, rm, rv, g, be, eps)
+    folded = vn.conv2d(x, fw, fb)
+    u = finfo(dtype).unit_roundoff
+    scale = np.max(np.abs(ref))
+    err_folded = np.max(np.abs(folded.astype(np.float64) - ref)) / scale
+    err_unfolded = np.max(np.abs(unfolded.astype(np.float64) - ref)) / scale
+    # folding adds the rounding of W*s and (b - mu)*s + beta: a few u per output
+    assert err_folded <= 40 * u, (err_folded, err_unfolded)
+    assert err_unfolded <= 40 * u, (err_folded, err_unfolded)
+
+
+# --------------------------------------------------------------------------- sync BN
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+@pytest.mark.parametrize("algorithm", ["two_pass", "welford", "torch_cpu_two_pass"])
+def test_sync_batch_norm_merge_equals_single_device(k, algorithm):
+    x = _data((10, 3, 4, 4), offset=5.0)
+    shards = np.array_split(x, k, axis=0)
+    rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
+    sync = vn.sync_batch_norm(shards, rm, rv, algorithm=algorithm)
+    single = vn.batch_norm(x, rm, rv, training=True, algorithm=algorithm)
+    y = np.concatenate(sync.y, axis=0)
+    exact = oracle.exact_normalize(x, axis=(0, 2, 3), eps=1e-5)
+    u = finfo("float32").unit_roundoff
+    n = x.size // 3
+    bound = 8 * np.log2(n) * u * (1 + np.max(np.abs(x)))  # moments bound times |x|/sigma
+    assert np.max(np.abs(y - exact)) <= bound
+    assert np.max(np.abs(y - single.y)) <= 2 * bound
+    assert np.allclose(sync.running_var, single.running_var, rtol=1e-5)
+
+
+def test_sync_batch_norm_invstd_scheme_loses_small_variances():
+    # sigma^2 = 1e-8 << eps = 1e-5: invstd ~ 1/sqrt(eps) carries almost nothing of sigma^2
+    x = round_to(RNG.standard_normal((16, 2, 8)) * 1e-4 + 1.0, "float32")
+    shards = np.array_split(x, 4, axis=0)
+    rm, rv = np.zeros(2, np.float32), np.zeros(2, np.float32)
+    # momentum 1: the running variance is the batch's unbiased variance itself
+    kw = {"momentum": 1.0, "precision": "float32:float64", "algorithm": "two_pass"}
+    merged = vn.sync_batch_norm(shards, rm, rv, scheme="merge", **kw)
+    gathered = vn.sync_batch_norm(shards, rm, rv, scheme="invstd", **kw)
+    exact_var = oracle.exact_var(np.moveaxis(x, 1, 0).reshape(2, -1), axis=-1, correction=1)
+    err_merge = _rel(merged.running_var, exact_var)
+    err_invstd = _rel(gathered.running_var, exact_var)
+    assert err_invstd > 100 * max(err_merge, 1e-7), (err_merge, err_invstd)
+
+
+# --------------------------------------------------------------------------- other layers
+
+
+def test_batch_renorm_reduces_to_batch_norm_when_unclipped():
+    x = _data((8, 3, 5), "float64", offset=1.0)
+    rows = np.moveaxis(x, 1, 0).reshape(3, -1)
+    rm, rv = rows.mean(axis=1), rows.var(axis=1)  # running stats equal to the batch's: r=1, d=0
+    out = vn.batch_renorm(x, rm, rv, training=True, precision="float64", algorithm="two_pass")
+    ref = vn.batch_norm(
+        x,
+        None,
+        None,
+        training=True,
+        eps=1e-5,
+        algorithm="two_pass",
+        precision="float64",
+        convention="onnx",
+    ).y
+    np.testing.assert_allclose(out.y, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_batch_renorm_clips_r_and_d():
+    x = _data((8, 2, 5), "float64", offset=100.0)
+    rm, rv = np.zeros(2), np.full(2, 1e-4)
+    out = vn.batch_renorm(
+        x, rm, rv, training=True, rmax=2.0, dmax=1.0, precision="float64", algorithm="two_pass"
+    )
+    rows = np.moveaxis(x, 1, 0).reshape(2, -1)
+    sb = np.sqrt(rows.var(axis=1) + 1e-5)
+    xhat = (x - rows.mean(axis=1).reshape(1, 2, 1)) / sb.reshape(1, 2, 1)
+    np.testing.assert_allclose(
+        out.y, xhat * 2.0 + 1.0, rtol=1e-12, atol=1e-12
+    )  # r -> rmax, d -> dmax
+
+
+def test_affine_channel_is_per_channel_scale_and_shift():
+    x = _data((2, 3, 4))
+    w, b = _data(3), _data(3)
+    np.testing.assert_array_equal(
+        vn.affine_channel(x, w, b), x * w.reshape(1, 3, 1) + b.reshape(1, 3, 1)
+    )
+
+
+def test_vector_norm_scaled_survives_overflow_and_underflow():
+    big = np.array([1e200, 1e200], dtype=np.float64)
+    assert np.isinf(vn.vector_norm(big, algorithm="naive"))
+    assert np.isclose(vn.vector_norm(big, algorithm="scaled"), np.sqrt(2) * 1e200)
+    tiny = np.array([1e-200, 1e-200])
+    assert vn.vector_norm(tiny, algorithm="pairwise") == 0
+    assert np.isclose(vn.vector_norm(tiny, algorithm="scaled"), np.sqrt(2) * 1e-200)
+
+
+def test_inputs_are_not_mutated():
+    x = _data((4, 3, 5))
+    rm, rv = _data(3), round_to(RNG.random(3) + 1, "float32")
+    copies = [a.copy() for a in (x, rm, rv)]
+    vn.batch_norm(x, rm, rv, training=True)
+    vn.group_norm(x, 3)
+    vn.layer_norm(x, 5)
+    for a, c in zip((x, rm, rv), copies, strict=True):
+        np.testing.assert_array_equal(a, c)
+
+
+def test_single_value_per_channel_follows_the_convention():
+    x = _data((1, 2))
+    with pytest.raises(ValueError, match="more than 1 value"):
+        vn.batch_norm(x, None, None, training=True)
+    out = vn.batch_norm(
+        x, np.zeros(2, np.float32), np.ones(2, np.float32), training=True, convention="caffe2"
+    )
+    assert np.all(np.isnan(out.running_var))  # 0 * inf
+    out = vn.batch_norm(
+        x, np.zeros(2, np.float32), np.ones(2, np.float32), training=True, convention="tensorflow"
+    )
+    assert np.all(np.isfinite(out.running_var))
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_bad_inputs_name_the_argument():
+    x = _data((2, 4, 3))
+    with pytest.raises(ValueError, match="x"):
+        vn.batch_norm(np.ones(3, np.float32), None, None, training=True)
+    with pytest.raises(ValueError, match="weight"):
+        vn.batch_norm(x, None, None, weight=np.ones(3, np.float32), training=True)
+    with pytest.raises(ValueError, match="running_mean"):
+        vn.batch_norm(x, np.zeros(5, np.float32), np.ones(4, np.float32))
+    with pytest.raises(ValueError, match="running_var"):
+        vn.batch_norm(x, np.zeros(4, np.float32), np.ones(5, np.float32))
+    with pytest.raises(ValueError, match="num_groups"):
+        vn.group_norm(x, 3)
+    with pytest.raises(ValueError, match="eps"):
+        vn.layer_norm(x, 3, eps=0.0)
+    with pytest.raises(ValueError, match="eps"):
+        vn.batch_norm(x, None, None, training=True, eps=-1.0)
+    with pytest.raises(ValueError, match="convention"):
+        vn.instance_norm(x, convention="theano")
+    with pytest.raises(ValueError, match="normalized_shape"):
+        vn.layer_norm(x, (4,))
+    with pytest.raises(TypeError, match="x"):
+        vn.layer_norm(np.ones((2, 3), dtype=np.int64), 3)
+    with pytest.raises(ValueError, match="bias"):
+        vn.group_norm(x, 2, bias=np.ones(2, np.float32))
+    with pytest.raises(ValueError, match="scheme"):
+        vn.sync_batch_norm([x], None, None, scheme="allreduce")
+    with pytest.raises(ValueError, match="algorithm"):
+        vn.weight_norm(x, np.ones(2, np.float32), norm_algorithm="blas")

@@ -1,0 +1,1081 @@
+r"""Functional normalization layers with a pluggable moments algorithm and precision.
+
+Every layer takes channels-first ``(N, C, ...)`` arrays, mirrors the argument order
+of ``torch.nn.functional``, returns new arrays and never mutates its inputs. Layers
+that compute moments accept ``algorithm=`` (a registry name or a kernel callable,
+see :mod:`varstats.algorithms`), ``precision=`` and ``convention=`` (a name in
+:data:`varstats.conventions.CONVENTIONS` or a :class:`~varstats.conventions.Convention`).
+``algorithm=None`` and ``precision=None`` take the convention's CPU-kernel choice
+for the layer and the input's storage format; with the ``"pytorch"`` convention the
+outputs equal ``torch.nn.functional``'s CPU outputs bit for bit on benign float32
+inputs (see ``tests/test_norms.py``).
+
+All of them are instances of the two steps Wu & He (2018) use to unify BN, LN, IN and
+GN: normalize by the moments of a set of axes, then apply a per-channel affine map
+
+.. math::
+    y = \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}}\,\gamma + \beta .
+
+How the output is formed (centered or folded, fused or not) is part of the
+convention and of the accuracy: the folded form :math:`x a + (\beta - \mu a)` loses
+every correct digit once :math:`|\mu| \gg \sigma`.
+
+References
+----------
+.. [1] S. Ioffe, C. Szegedy, "Batch normalization", ICML 2015.
+.. [2] J. L. Ba, J. R. Kiros, G. E. Hinton, "Layer normalization", arXiv:1607.06450, 2016.
+.. [3] D. Ulyanov, A. Vedaldi, V. Lempitsky, "Instance normalization", arXiv:1607.08022, 2016.
+.. [4] Y. Wu, K. He, "Group normalization", ECCV 2018.
+.. [5] S. Ioffe, "Batch renormalization", NeurIPS 2017.
+.. [6] T. Salimans, D. P. Kingma, "Weight normalization", NeurIPS 2016.
+.. [7] A. Krizhevsky, I. Sutskever, G. E. Hinton, "ImageNet classification with deep
+       convolutional neural networks", NeurIPS 2012 (local response normalization).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from varstats.algorithms import Kernel, moments
+from varstats.conventions import Convention, fma, get_convention
+from varstats.moments import Moments
+from varstats.precision import Precision, as_dtype, resolve_precision, round_to
+
+__all__ = [
+    "NORM_ALGORITHMS",
+    "SYNC_SCHEMES",
+    "BatchNormOutput",
+    "SyncBatchNormOutput",
+    "affine_channel",
+    "batch_norm",
+    "batch_renorm",
+    "conv2d",
+    "fold_batch_norm",
+    "group_norm",
+    "instance_norm",
+    "layer_norm",
+    "local_response_norm",
+    "sync_batch_norm",
+    "vector_norm",
+    "weight_norm",
+]
+
+Array = npt.NDArray[Any]
+
+#: Vector-norm algorithms of :func:`weight_norm` and :func:`vector_norm`.
+NORM_ALGORITHMS: Final = ("naive", "pairwise", "scaled")
+#: How :func:`sync_batch_norm` combines the shards' statistics.
+SYNC_SCHEMES: Final = ("merge", "invstd")
+
+
+class BatchNormOutput(NamedTuple):
+    """Output of :func:`batch_norm` and :func:`batch_renorm`.
+
+    ``running_mean`` and ``running_var`` are new arrays (the updated statistics in
+    training, copies in evaluation), or None when none were given.
+    """
+
+    y: Array
+    running_mean: Array | None
+    running_var: Array | None
+
+
+class SyncBatchNormOutput(NamedTuple):
+    """Output of :func:`sync_batch_norm`: one output per shard, and the running statistics."""
+
+    y: list[Array]
+    running_mean: Array | None
+    running_var: Array | None
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _float_input(x: Any, name: str, min_ndim: int = 0) -> Array:
+    a = np.asarray(x)
+    if a.dtype.kind in "biuc" or a.dtype.kind == "O":
+        raise TypeError(f"{name}: expected floating-point data, got {a.dtype}")
+    try:
+        as_dtype(a.dtype, name=name)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: unsupported dtype {a.dtype}") from None
+    if a.ndim < min_ndim:
+        raise ValueError(f"{name}: expected at least {min_ndim} dimensions, got shape {a.shape}")
+    return a
+
+
+def _check_eps(eps: Any, name: str = "eps") -> float:
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name}: expected a positive number, got {eps!r}")
+    if not (float(eps) > 0 and np.isfinite(eps)):
+        raise ValueError(f"{name}: must be a positive finite number, got {eps!r}")
+    return float(eps)
+
+
+def _per_channel(p: Any, c: int, name: str) -> Array | None:
+    if p is None:
+        return None
+    a = _float_input(p, name)
+    if a.shape != (c,):
+        raise ValueError(f"{name}: expected shape ({c},) for C={c} channels, got {a.shape}")
+    return a
+
+
+def _required(p: Any, c: int, name: str) -> Array:
+    a = _per_channel(p, c, name)
+    if a is None:
+        raise ValueError(f"{name}: required, got None")
+    return a
+
+
+def _momentum(momentum: Any, conv: Convention) -> float:
+    m = conv.momentum if momentum is None else momentum
+    if isinstance(m, bool) or not isinstance(m, (int, float, np.floating)) or not 0 <= m <= 1:
+        raise ValueError(f"momentum: expected a number in [0, 1], got {momentum!r}")
+    return float(m)
+
+
+def _resolve(
+    x: Array,
+    layer: str,
+    conv: Convention,
+    algorithm: str | Kernel | None,
+    precision: Precision | str | None,
+) -> tuple[str | Kernel, Precision]:
+    algo = conv.algorithm(layer) if algorithm is None else algorithm
+    prec = conv.precision(layer, x.dtype) if precision is None else resolve_precision(precision, x)
+    return algo, prec
+
+
+def _row_moments(
+    rows: Array, algorithm: str | Kernel, prec: Precision, options: dict[str, Any]
+) -> Moments:
+    return moments(rows, axis=-1, algorithm=algorithm, precision=prec, **options)
+
+
+# --------------------------------------------------------------------------- arithmetic
+
+
+def _invstd(var: Array, eps: float, conv: Convention, dtype: np.dtype[Any], in_f64: bool) -> Array:
+    """:math:`1/\\sqrt{\\sigma^2 + \\epsilon}` rounded as the convention rounds it, in ``dtype``."""
+    with np.errstate(all="ignore"):
+        if in_f64:
+            # e.g. torch: 1 / std::sqrt(float_var + double_eps), then stored to float
+            v64 = np.asarray(var).astype(np.float64)
+            if conv.eps_placement == "inside":
+                return round_to(1.0 / np.sqrt(v64 + eps), dtype)
+            return round_to(1.0 / (np.sqrt(v64) + eps), dtype)
+        v = np.asarray(var).astype(dtype)
+        e = round_to(eps, dtype)
+        if conv.inv_sqrt == "rsqrt":  # one rounding of the exact reciprocal square root
+            v64 = v.astype(np.float64)
+            e64 = e.astype(np.float64)
+            exact = (
+                1.0 / np.sqrt(v64 + e64)
+                if conv.eps_placement == "inside"
+                else (1.0 / (np.sqrt(v64) + e64))
+            )
+            return round_to(exact, dtype)
+        if conv.eps_placement == "inside":
+            return np.asarray(dtype.type(1) / np.sqrt(v + e))
+        return np.asarray(dtype.type(1) / (np.sqrt(v) + e))
+
+
+def _affine_output(
+    x: Array,
+    mean: Array,
+    invstd: Array,
+    weight: Array | None,
+    bias: Array | None,
+    form: str,
+    fused: bool,
+    dtype: np.dtype[Any],
+) -> Array:
+    """The normalized output in one of the convention's forms, every step rounded in ``dtype``.
+
+    ``mean`` and ``invstd`` broadcast against ``x``; so do ``weight`` and ``bias``.
+    """
+    xd = x.astype(dtype)
+    w = None if weight is None else weight.astype(dtype)
+    b = None if bias is None else bias.astype(dtype)
+    if form == "folded_if_affine":
+        form = "folded" if (w is not None or b is not None) else "centered_then_affine"
+    with np.errstate(all="ignore"):
+        if form == "folded":
+            a = invstd if w is None else invstd * w
+            if b is None:
+                shift = -mean * a
+            elif fused:  # beta = fma(-mean, a, b): the compiler's contraction of b - mean*a
+                shift = fma(-mean, a, b, dtype)
+            else:
+                shift = b - mean * a
+            return fma(xd, a, shift, dtype) if fused else xd * a + shift
+        centered = xd - mean
+        if form == "centered":
+            a = invstd if w is None else invstd * w
+            if b is None:
+                return np.asarray(centered * a)
+            return fma(centered, a, b, dtype) if fused else centered * a + b
+        # centered_then_affine: ((x - mean) * invstd) * w + b
+        t = centered * invstd
+        if w is None and b is None:
+            return np.asarray(t)
+        w1 = np.ones((), dtype) if w is None else w
+        b0 = np.zeros((), dtype) if b is None else b
+        return fma(t, w1, b0, dtype) if fused else t * w1 + b0
+
+
+def _channel_shape(ndim: int) -> tuple[int, ...]:
+    return (1, -1) + (1,) * (ndim - 2)
+
+
+# --------------------------------------------------------------------------- batch norm
+
+
+def _single_value(n: int, conv: Convention) -> None:
+    if n == 1 and conv.single_value_behaviour == "raise":
+        raise ValueError(
+            "x: expected more than 1 value per channel when training (convention "
+            f"{conv.name!r} raises, as torch.nn.functional.batch_norm does)"
+        )
+
+
+def _bessel(var64: Array, n: int, conv: Convention) -> Array:
+    """The batch variance that enters the running average, in float64."""
+    if conv.running_var_correction == 0:
+        return var64
+    if n == 1:
+        if conv.single_value_behaviour == "max1":
+            return var64
+        if conv.single_value_behaviour == "inf":
+            with np.errstate(invalid="ignore"):
+                return var64 * np.inf  # Caffe2: unbias_scale = inf (0 * inf = NaN)
+    return var64 * (n / (n - 1))
+
+
+def _update_running(running: Array, batch: Array, momentum: float, conv: Convention) -> Array:
+    dt = running.dtype
+    r64, b64 = running.astype(np.float64), np.asarray(batch).astype(np.float64)
+    with np.errstate(all="ignore"):
+        if conv.momentum_weights == "new":
+            new = (1 - momentum) * r64 + momentum * b64
+        else:
+            new = momentum * r64 + (1 - momentum) * b64
+    return round_to(new, dt)
+
+
+def _torch_running(
+    running_mean: Array, running_var: Array, mean: Array, m2: Array, n: int, momentum: float
+) -> tuple[Array, Array]:
+    # Normalization.cpp batch_norm_cpu_update_stats_template (no FMA in that file):
+    #   momentum_ = static_cast<param_t>(momentum)
+    #   running_mean = momentum_ * mean + (1 - momentum_) * running_mean   (param_t)
+    #   unbiased_var = var_sum / (n - 1)          (param_t division, stored in accscalar_t)
+    #   running_var  = momentum_ * unbiased_var + (1 - momentum_) * running_var
+    dt = running_mean.dtype
+    acc = np.dtype(np.float64)  # acc_type<float, false> and acc_type<double, false>
+    with np.errstate(all="ignore"):
+        m = dt.type(momentum)
+        one_minus = dt.type(1) - m
+        rm = m * mean.astype(dt) + one_minus * running_mean
+        # _var_sum_a[f] / (n - 1): a float divided by an int64 is a float division
+        unbiased = (m2.astype(dt) / dt.type(n - 1)).astype(acc)
+        rv = (acc.type(m) * unbiased + (one_minus * running_var.astype(dt)).astype(acc)).astype(dt)
+    return np.asarray(rm), np.asarray(rv)
+
+
+def _batch_stats(
+    rows: Array,
+    conv: Convention,
+    layer: str,
+    algorithm: str | Kernel | None,
+    precision: Precision | str | None,
+    options: dict[str, Any],
+    x: Array,
+) -> tuple[Moments, np.dtype[Any]]:
+    algo, prec = _resolve(x, layer, conv, algorithm, precision)
+    m = _row_moments(rows, algo, prec, options)
+    # PyTorch stores save_mean/save_invstd in the input's dtype and forms the output
+    # there (opmath float for float); the others compute in the accumulator.
+    dtype = x.dtype if conv.running_update == "torch_cpu" else prec.accumulator_dtype
+    return m, np.dtype(dtype)
+
+
+def batch_norm(
+    x: npt.ArrayLike,
+    /,
+    running_mean: npt.ArrayLike | None,
+    running_var: npt.ArrayLike | None,
+    *,
+    weight: npt.ArrayLike | None = None,
+    bias: npt.ArrayLike | None = None,
+    training: bool = False,
+    momentum: float | None = None,
+    eps: float | None = None,
+    convention: str | Convention = "pytorch",
+    algorithm: str | Kernel | None = None,
+    precision: Precision | str | None = None,
+    **options: Any,
+) -> BatchNormOutput:
+    r"""Batch normalization (Ioffe & Szegedy 2015) over the N and spatial axes.
+
+    .. math::
+        y_{nc\ldots} = \frac{x_{nc\ldots} - \mu_c}{\sqrt{\sigma_c^2 + \epsilon}}\,\gamma_c + \beta_c
+
+    In training :math:`\mu_c, \sigma_c^2` are the biased moments of channel ``c``
+    over the batch, and the running statistics are updated with the convention's
+    momentum side and Bessel choice; in evaluation the running statistics are used.
+
+    Parameters
+    ----------
+    x : array_like, shape (N, C, ...)
+    running_mean, running_var : array_like, shape (C,), or None
+        Required in evaluation; never modified (updated copies are returned).
+    weight, bias : array_like, shape (C,), optional
+        :math:`\gamma` and :math:`\beta`.
+    training : bool
+    momentum, eps : float, optional
+        ``None``: the convention's defaults (PyTorch 0.1 and 1e-5).
+    convention : str or Convention
+    algorithm : str or callable, optional
+        Moments algorithm; ``None``: the convention's (``torch_cpu_two_pass`` for PyTorch).
+    precision : Precision or str, optional
+        ``None``: the convention's accumulator for ``x.dtype`` (PyTorch: float32 data
+        accumulated in float64).
+    **options
+        Passed to the moments kernel (e.g. ``summation``).
+
+    Returns
+    -------
+    BatchNormOutput
+        ``(y, running_mean, running_var)``; ``y`` in ``x.dtype``.
+
+    Notes
+    -----
+    PyTorch's CPU kernel forms the output as :math:`\operatorname{fma}(x, a, b)` with
+    :math:`a = \sigma^{-1}\gamma` and :math:`b = \beta - \mu a`; when
+    :math:`|\mu| \gg \sigma` both products are large and their sum cancels, so the
+    output loses about :math:`\log_{10}(|\mu|/\sigma)` digits even with exact moments.
+    """
+    conv = get_convention(convention)
+    xa = _float_input(x, "x", min_ndim=2)
+    c = xa.shape[1]
+    eps_v = _check_eps(conv.eps if eps is None else eps)
+    mom = _momentum(momentum, conv)
+    w = _per_channel(weight, c, "weight")
+    b = _per_channel(bias, c, "bias")
+    rm = _per_channel(running_mean, c, "running_mean")
+    rv = _per_channel(running_var, c, "running_var")
+    if (rm is None) != (rv is None):
+        raise ValueError(
+            "running_mean: running_mean and running_var must both be given or both be None"
+        )
+    shape = _channel_shape(xa.ndim)
+
+    if not training:
+        if rm is None or rv is None:
+            raise ValueError("running_mean: evaluation (training=False) needs running statistics")
+        dtype = (
+            np.dtype(rv.dtype)
+            if conv.running_update == "torch_cpu"
+            else np.dtype(conv.precision("batch_norm", xa.dtype).accumulator_dtype)
+        )
+        mean = rm.astype(dtype)
+        inv = _invstd(rv.astype(dtype), eps_v, conv, dtype, in_f64=False)
+        y = _affine_output(
+            xa,
+            mean.reshape(shape),
+            inv.reshape(shape),
+            None if w is None else w.reshape(shape),
+            None if b is None else b.reshape(shape),
+            conv.output_form("batch_norm"),
+            conv.fused_multiply_add,
+            dtype,
+        )
+        return BatchNormOutput(round_to(y, xa.dtype), rm.copy(), rv.copy())
+
+    rows = np.moveaxis(xa, 1, 0).reshape(c, -1)  # per channel: n-major, then spatial
+    n = rows.shape[1]
+    if n == 0:
+        raise ValueError(f"x: empty reduction for shape {xa.shape}")
+    _single_value(n, conv)
+    if xa.ndim == 2 and algorithm is None and conv.algorithm("batch_norm") == "torch_cpu_two_pass":
+        # torch takes the channels-last kernel when image_size == 1
+        options = {"channels_last": True, **options}
+    m, dtype = _batch_stats(rows, conv, "batch_norm", algorithm, precision, options, xa)
+    y, mean_d, _ = _normalize_from_moments(xa, m, n, w, b, eps_v, conv, "batch_norm", dtype, shape)
+    new_rm: Array | None = None
+    new_rv: Array | None = None
+    if rm is not None and rv is not None:
+        if conv.running_update == "torch_cpu":
+            new_rm, new_rv = _torch_running(rm, rv, mean_d, np.asarray(m.m2), n, mom)
+        else:
+            var64 = np.asarray(m.m2).astype(np.float64) / n
+            new_rm = _update_running(rm, mean_d, mom, conv)
+            new_rv = _update_running(rv, _bessel(var64, n, conv), mom, conv)
+    return BatchNormOutput(y, new_rm, new_rv)
+
+
+def _normalize_from_moments(
+    xa: Array,
+    m: Moments,
+    n: int,
+    w: Array | None,
+    b: Array | None,
+    eps: float,
+    conv: Convention,
+    layer: str,
+    dtype: np.dtype[Any],
+    shape: tuple[int, ...],
+) -> tuple[Array, Array, Array]:
+    with np.errstate(all="ignore"):
+        mean_d = np.asarray(m.mean).astype(dtype) if m.dtype == dtype else round_to(m.mean, dtype)
+        var_acc = m.var(0)
+        var_d = var_acc.astype(dtype) if var_acc.dtype == dtype else round_to(var_acc, dtype)
+    if layer in conv.clamp_negative_variance:
+        var_d = np.maximum(var_d, dtype.type(0))
+    inv = _invstd(var_d, eps, conv, dtype, in_f64=layer in conv.invstd_in_float64)
+    y = _affine_output(
+        xa,
+        mean_d.reshape(shape),
+        inv.reshape(shape),
+        None if w is None else w.reshape(_channel_shape(xa.ndim)),
+        None if b is None else b.reshape(_channel_shape(xa.ndim)),
+        conv.output_form(layer),
+        conv.fused_multiply_add,
+        dtype,
+    )
+    return round_to(y, xa.dtype), mean_d, var_d
+
+
+# --------------------------------------------------------------------------- LN, IN, GN
+
+
+def layer_norm(
+    x: npt.ArrayLike,
+    /,
+    normalized_shape: int | Sequence[int],
+    *,
+    weight: npt.ArrayLike | None = None,
+    bias: npt.ArrayLike | None = None,
+    eps: float = 1e-5,
+    convention: str | Convention = "pytorch",
+    algorithm: str | Kernel | None = None,
+    precision: Precision | str | None = None,
+    **options: Any,
+) -> Array:
+    r"""Layer normalization (Ba, Kiros & Hinton 2016) over the trailing ``normalized_shape``.
+
+    .. math::
+        y = \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}}\odot\gamma + \beta,\qquad
+        \mu, \sigma^2 \text{ over the last } \texttt{len(normalized\_shape)} \text{ axes}
+
+    ``weight`` and ``bias`` have shape ``normalized_shape``. With the PyTorch
+    convention the moments are ``torch_cpu_welford`` in float32 (float64 data in
+    float64) and the output is :math:`\operatorname{fma}(((x-\mu)\,r), \gamma, \beta)`
+    (``layer_norm_kernel.cpp``).
+
+    Notes
+    -----
+    PyTorch's CPU LayerNorm does not clamp the variance and returns NaN when
+    :math:`|\mu|` is so large that the Welford update overflows.
+    """
+    conv = get_convention(convention)
+    xa = _float_input(x, "x", min_ndim=1)
+    ns = (
+        (normalized_shape,)
+        if isinstance(normalized_shape, (int, np.integer))
+        else tuple(normalized_shape)
+    )
+    if (
+        not ns
+        or any(int(d) <= 0 for d in ns)
+        or tuple(xa.shape[-len(ns) :]) != tuple(int(d) for d in ns)
+    ):
+        raise ValueError(
+            f"normalized_shape: {tuple(ns)} does not match the trailing dimensions of x {xa.shape}"
+        )
+    eps_v = _check_eps(eps)
+    w = None if weight is None else _float_input(weight, "weight")
+    b = None if bias is None else _float_input(bias, "bias")
+    for name, p in (("weight", w), ("bias", b)):
+        if p is not None and p.shape != ns:
+            raise ValueError(f"{name}: expected shape {ns}, got {p.shape}")
+    lead = xa.shape[: xa.ndim - len(ns)]
+    rows = xa.reshape(*lead, -1)
+    m, dtype = _batch_stats(rows, conv, "layer_norm", algorithm, precision, options, xa)
+    if conv.running_update == "torch_cpu":
+        dtype = np.dtype(m.dtype)  # opmath: float for float/half/bfloat16, double for double
+    k = len(ns)
+    stat_shape = (*lead,) + (1,) * k
+    y, _, _ = (
+        _normalize_from_moments(
+            xa, m, rows.shape[-1], w, b, eps_v, conv, "layer_norm", dtype, stat_shape
+        )
+        if w is None and b is None
+        else _normalize_affine_trailing(xa, m, w, b, eps_v, conv, dtype, stat_shape)
+    )
+    return y
+
+
+def _normalize_affine_trailing(
+    xa: Array,
+    m: Moments,
+    w: Array | None,
+    b: Array | None,
+    eps: float,
+    conv: Convention,
+    dtype: np.dtype[Any],
+    stat_shape: tuple[int, ...],
+) -> tuple[Array, Array, Array]:
+    # weight/bias broadcast over the trailing axes (LayerNorm), not per channel
+    with np.errstate(all="ignore"):
+        mean_d = round_to(m.mean, dtype).reshape(stat_shape)
+        var_d = round_to(m.var(0), dtype).reshape(stat_shape)
+    if "layer_norm" in conv.clamp_negative_variance:
+        var_d = np.maximum(var_d, dtype.type(0))
+    inv = _invstd(var_d, eps, conv, dtype, in_f64="layer_norm" in conv.invstd_in_float64)
+    y = _affine_output(
+        xa, mean_d, inv, w, b, conv.output_form("layer_norm"), conv.fused_multiply_add, dtype
+    )
+    return round_to(y, xa.dtype), mean_d, var_d
+
+
+def group_norm(
+    x: npt.ArrayLike,
+    /,
+    num_groups: int,
+    *,
+    weight: npt.ArrayLike | None = None,
+    bias: npt.ArrayLike | None = None,
+    eps: float = 1e-5,
+    convention: str | Convention = "pytorch",
+    algorithm: str | Kernel | None = None,
+    precision: Precision | str | None = None,
+    **options: Any,
+) -> Array:
+    r"""Group normalization (Wu & He 2018): moments per sample over groups of channels.
+
+    The C channels are split into ``num_groups`` groups of ``C // num_groups``; each
+    (sample, group) is normalized by its own moments, then the per-channel affine map
+    is applied. Its moments do not depend on the batch size, and, unlike BatchNorm,
+    they are computed at inference too, so GroupNorm cannot be folded into the
+    preceding convolution.
+
+    With the PyTorch convention: ``torch_cpu_welford`` moments, the variance
+    clamped at 0, :math:`r = 1/\sqrt{\sigma^2 + \epsilon}` in double, and the output
+    ``(x - mean) * r`` without affine or
+    :math:`\operatorname{fma}(s, x, \operatorname{fma}(-s, \mu, \beta))`,
+    :math:`s = r\gamma`, with it (``group_norm_kernel.cpp``).
+    """
+    conv = get_convention(convention)
+    xa = _float_input(x, "x", min_ndim=2)
+    n, c = xa.shape[0], xa.shape[1]
+    if (
+        isinstance(num_groups, bool)
+        or not isinstance(num_groups, (int, np.integer))
+        or num_groups <= 0
+    ):
+        raise ValueError(f"num_groups: expected a positive integer, got {num_groups!r}")
+    if c % num_groups:
+        raise ValueError(f"num_groups: {num_groups} does not divide the number of channels C={c}")
+    eps_v = _check_eps(eps)
+    w = _per_channel(weight, c, "weight")
+    b = _per_channel(bias, c, "bias")
+    g = int(num_groups)
+    rows = xa.reshape(n, g, -1)
+    m, dtype = _batch_stats(rows, conv, "group_norm", algorithm, precision, options, xa)
+    if conv.running_update == "torch_cpu":
+        dtype = np.dtype(m.dtype)
+    # broadcast group statistics to channels: (N, G) -> (N, C, 1, ...)
+    per_c = c // g
+    spatial = (1,) * (xa.ndim - 2)
+    expand = Moments(
+        np.repeat(np.asarray(m.count), per_c, axis=1).reshape(n, c, *spatial),
+        np.repeat(np.asarray(m.mean), per_c, axis=1).reshape(n, c, *spatial),
+        np.repeat(np.asarray(m.m2), per_c, axis=1).reshape(n, c, *spatial),
+    )
+    y, _, _ = _normalize_from_moments(
+        xa, expand, 0, w, b, eps_v, conv, "group_norm", dtype, (n, c, *spatial)
+    )
+    return y
+
+
+def instance_norm(
+    x: npt.ArrayLike,
+    /,
+    *,
+    weight: npt.ArrayLike | None = None,
+    bias: npt.ArrayLike | None = None,
+    eps: float = 1e-5,
+    convention: str | Convention = "pytorch",
+    algorithm: str | Kernel | None = None,
+    precision: Precision | str | None = None,
+    **options: Any,
+) -> Array:
+    r"""Instance normalization (Ulyanov et al. 2016): moments per (sample, channel).
+
+    .. math::
+        y_{nc\ldots} = \frac{x_{nc\ldots} - \mu_{nc}}
+                          {\sqrt{\sigma_{nc}^2 + \epsilon}}\,\gamma_c + \beta_c
+
+    PyTorch computes it as a training-mode BatchNorm of the input viewed as
+    ``(1, N*C, ...)`` (``Normalization.cpp``), so the PyTorch preset uses the
+    BatchNorm kernel (``torch_cpu_two_pass``) and output form. Running statistics
+    (``use_input_stats=False``) are not modelled.
+    """
+    conv = get_convention(convention)
+    xa = _float_input(x, "x", min_ndim=3)
+    n, c = xa.shape[0], xa.shape[1]
+    eps_v = _check_eps(eps)
+    w = _per_channel(weight, c, "weight")
+    b = _per_channel(bias, c, "bias")
+    rows = xa.reshape(n, c, -1)
+    if rows.shape[-1] == 1:
+        _single_value(1, conv)
+    m, dtype = _batch_stats(rows, conv, "instance_norm", algorithm, precision, options, xa)
+    spatial = (1,) * (xa.ndim - 2)
+    m = Moments(
+        np.asarray(m.count).reshape(n, c, *spatial),
+        np.asarray(m.mean).reshape(n, c, *spatial),
+        np.asarray(m.m2).reshape(n, c, *spatial),
+    )
+    y, _, _ = _normalize_from_moments(
+        xa, m, 0, w, b, eps_v, conv, "instance_norm", dtype, (n, c, *spatial)
+    )
+    return y
+
+
+# --------------------------------------------------------------------------- affine, folding
+
+
+def affine_channel(
+    x: npt.ArrayLike,
+    /,
+    weight: npt.ArrayLike,
+    bias: npt.ArrayLike,
+    *,
+    fused_multiply_add: bool = False,
+) -> Array:
+    r"""Caffe2/Detectron's AffineChannel: a frozen per-channel :math:`y = x\,\gamma_c + \beta_c`.
+
+    Rounded in ``x.dtype`` (one FMA if ``fused_multiply_add``). This is what a
+    BatchNorm with frozen statistics becomes once :math:`\gamma/\sigma` and
+    :math:`\beta - \mu\gamma/\sigma` are precomputed (Caffe2 ``AffineChannelOp``).
+    """
+    xa = _float_input(x, "x", min_ndim=2)
+    c = xa.shape[1]
+    w = _required(weight, c, "weight")
+    b = _required(bias, c, "bias")
+    shape = _channel_shape(xa.ndim)
+    wd, bd = w.astype(xa.dtype).reshape(shape), b.astype(xa.dtype).reshape(shape)
+    with np.errstate(all="ignore"):
+        if fused_multiply_add:
+            return fma(xa, wd, bd, xa.dtype)
+        return np.asarray(xa * wd + bd)
+
+
+def fold_batch_norm(
+    conv_weight: npt.ArrayLike,
+    conv_bias: npt.ArrayLike | None,
+    running_mean: npt.ArrayLike,
+    running_var: npt.ArrayLike,
+    weight: npt.ArrayLike | None,
+    bias: npt.ArrayLike | None,
+    eps: float,
+) -> tuple[Array, Array]:
+    r"""Fold an inference-mode BatchNorm into the preceding convolution.
+
+    .. math::
+        s_o = \frac{\gamma_o}{\sqrt{\sigma_o^2 + \epsilon}},\qquad
+        W'_{o\ldots} = W_{o\ldots}\, s_o,\qquad b'_o = (b_o - \mu_o)\, s_o + \beta_o
+
+    Every step is rounded in ``conv_weight.dtype``, as a deployment tool working
+    in that format would. Returns ``(folded_weight, folded_bias)``.
+    """
+    wt = _float_input(conv_weight, "conv_weight", min_ndim=2)
+    dt = wt.dtype
+    o = wt.shape[0]
+    eps_v = _check_eps(eps)
+    rm = _required(running_mean, o, "running_mean")
+    rv = _required(running_var, o, "running_var")
+    g = _per_channel(weight, o, "weight")
+    be = _per_channel(bias, o, "bias")
+    cb = _per_channel(conv_bias, o, "conv_bias")
+    with np.errstate(all="ignore"):
+        s = dt.type(1) / np.sqrt(rv.astype(dt) + round_to(eps_v, dt))
+        if g is not None:
+            s = s * g.astype(dt)
+        fw = wt * s.reshape((o,) + (1,) * (wt.ndim - 1))
+        base = (np.zeros(o, dt) if cb is None else cb.astype(dt)) - rm.astype(dt)
+        fb = base * s
+        if be is not None:
+            fb = fb + be.astype(dt)
+    return np.asarray(fw, dtype=dt), np.asarray(fb, dtype=dt)
+
+
+def conv2d(
+    x: npt.ArrayLike,
+    weight: npt.ArrayLike,
+    bias: npt.ArrayLike | None = None,
+    *,
+    stride: int = 1,
+    padding: int = 0,
+    accumulator: Any = "float64",
+) -> Array:
+    r"""A small direct 2-D convolution (cross-correlation, as ``torch.nn.functional.conv2d``).
+
+    ``x`` is (N, C, H, W), ``weight`` (O, C, kH, kW). Products and sums are formed
+    in ``accumulator`` (default float64, in which products of float32 values are
+    exact) and the result is rounded once to ``x.dtype``. Meant for tests and for
+    measuring the error of :func:`fold_batch_norm`, not for speed.
+    """
+    xa = _float_input(x, "x", min_ndim=4)
+    wa = _float_input(weight, "weight", min_ndim=4)
+    if xa.ndim != 4 or wa.ndim != 4:
+        raise ValueError("x: conv2d expects 4-D x (N, C, H, W) and weight (O, C, kH, kW)")
+    if xa.shape[1] != wa.shape[1]:
+        raise ValueError(f"weight: {wa.shape[1]} input channels, x has C={xa.shape[1]}")
+    acc = as_dtype(accumulator, name="accumulator")
+    xp = np.pad(xa.astype(acc), ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    kh, kw = wa.shape[2], wa.shape[3]
+    oh = (xp.shape[2] - kh) // stride + 1
+    ow = (xp.shape[3] - kw) // stride + 1
+    out = np.zeros((xa.shape[0], wa.shape[0], oh, ow), dtype=acc)
+    wacc = wa.astype(acc)
+    for i in range(kh):
+        for j in range(kw):
+            patch = xp[:, :, i : i + stride * oh : stride, j : j + stride * ow : stride]
+            out += np.einsum("nchw,oc->nohw", patch, wacc[:, :, i, j])
+    if bias is not None:
+        bb = _required(bias, wa.shape[0], "bias")
+        out += bb.astype(acc).reshape(1, -1, 1, 1)
+    return round_to(out, xa.dtype)
+
+
+# --------------------------------------------------------------------------- sync batch norm
+
+
+def sync_batch_norm(
+    shards: Sequence[npt.ArrayLike],
+    /,
+    running_mean: npt.ArrayLike | None,
+    running_var: npt.ArrayLike | None,
+    *,
+    weight: npt.ArrayLike | None = None,
+    bias: npt.ArrayLike | None = None,
+    momentum: float | None = None,
+    eps: float | None = None,
+    scheme: str = "merge",
+    convention: str | Convention = "pytorch",
+    algorithm: str | Kernel | None = None,
+    precision: Precision | str | None = None,
+    **options: Any,
+) -> SyncBatchNormOutput:
+    r"""Synchronized BatchNorm (training) over shards standing for devices.
+
+    ``scheme="merge"``: each shard's :class:`~varstats.moments.Moments` are computed
+    with ``algorithm`` and merged exactly in the sense of Chan, Golub & LeVeque
+    (:meth:`Moments.merge`, left to right as shards arrive); the result equals
+    single-device :func:`batch_norm` on the concatenation within that algorithm's bound.
+
+    ``scheme="invstd"``: PyTorch's ``SyncBatchNorm`` (``torch/nn/modules/_functions.py``):
+    each shard sends its mean and :math:`r_k = 1/\sqrt{\sigma_k^2 + \epsilon}`
+    (``batch_norm_stats``); ``batch_norm_gather_stats_with_counts`` rebuilds
+    :math:`\sigma_k^2 = 1/r_k^2 - \epsilon` and merges. The rebuild cancels when
+    :math:`\sigma_k^2 \ll \epsilon`, and :math:`r_k` carries only the storage
+    format's digits, so the merged variance can lose all accuracy.
+    """
+    if scheme not in SYNC_SCHEMES:
+        raise ValueError(f"scheme: expected one of {SYNC_SCHEMES}, got {scheme!r}")
+    if isinstance(shards, np.ndarray) or len(shards) == 0:
+        raise ValueError("shards: expected a non-empty list of (N_k, C, ...) arrays")
+    conv = get_convention(convention)
+    xs = [_float_input(s, f"shards[{k}]", min_ndim=2) for k, s in enumerate(shards)]
+    c = xs[0].shape[1]
+    for k, s in enumerate(xs):
+        if s.shape[1:] != xs[0].shape[1:] or s.dtype != xs[0].dtype:
+            raise ValueError(f"shards[{k}]: shape {s.shape}/{s.dtype} differs from shards[0]")
+    eps_v = _check_eps(conv.eps if eps is None else eps)
+    mom = _momentum(momentum, conv)
+    w = _per_channel(weight, c, "weight")
+    b = _per_channel(bias, c, "bias")
+    rm = _per_channel(running_mean, c, "running_mean")
+    rv = _per_channel(running_var, c, "running_var")
+    shape = _channel_shape(xs[0].ndim)
+    parts = []
+    dtype = np.dtype(xs[0].dtype)
+    for s in xs:
+        rows = np.moveaxis(s, 1, 0).reshape(c, -1)
+        m, dtype = _batch_stats(rows, conv, "batch_norm", algorithm, precision, options, s)
+        parts.append(m)
+    n = sum(int(np.asarray(p.count).flat[0]) for p in parts)
+    _single_value(n, conv)
+    if scheme == "merge":
+        total = parts[0]
+        for p in parts[1:]:
+            total = total.merge(p)
+    else:
+        total = _gather_invstd(parts, eps_v, dtype)
+    ys = []
+    for s in xs:
+        y, mean_d, _ = _normalize_from_moments(
+            s, total, n, w, b, eps_v, conv, "batch_norm", dtype, shape
+        )
+        ys.append(y)
+    new_rm: Array | None = None
+    new_rv: Array | None = None
+    if rm is not None and rv is not None:
+        if conv.running_update == "torch_cpu":
+            new_rm, new_rv = _torch_running(rm, rv, mean_d, np.asarray(total.m2), n, mom)
+        else:
+            var64 = np.asarray(total.m2).astype(np.float64) / n
+            new_rm = _update_running(rm, mean_d, mom, conv)
+            new_rv = _update_running(rv, _bessel(var64, n, conv), mom, conv)
+    return SyncBatchNormOutput(ys, new_rm, new_rv)
+
+
+def _gather_invstd(parts: list[Moments], eps: float, dtype: np.dtype[Any]) -> Moments:
+    """PyTorch's gather: shards send (mean, invstd) rounded to ``dtype``; var is rebuilt."""
+    acc = parts[0].dtype
+    rebuilt = []
+    with np.errstate(all="ignore"):
+        for p in parts:
+            cnt = np.asarray(p.count)
+            var = p.var(0)
+            invstd = round_to(
+                1.0 / np.sqrt(var.astype(np.float64) + eps), dtype
+            )  # batch_norm_stats
+            inv_acc = invstd.astype(acc)
+            var_rebuilt = acc.type(1) / (inv_acc * inv_acc) - round_to(eps, acc)  # 1/invstd^2 - eps
+            mean = round_to(p.mean, dtype).astype(acc)
+            rebuilt.append(Moments(cnt, mean, var_rebuilt * cnt.astype(acc)))
+    total = rebuilt[0]
+    for p in rebuilt[1:]:
+        total = total.merge(p)
+    return total
+
+
+# --------------------------------------------------------------------------- batch renorm
+
+
+def batch_renorm(
+    x: npt.ArrayLike,
+    /,
+    running_mean: npt.ArrayLike,
+    running_var: npt.ArrayLike,
+    *,
+    weight: npt.ArrayLike | None = None,
+    bias: npt.ArrayLike | None = None,
+    training: bool = False,
+    momentum: float = 0.01,
+    eps: float = 1e-5,
+    rmax: float = 3.0,
+    dmax: float = 5.0,
+    convention: str | Convention = "pytorch",
+    algorithm: str | Kernel | None = None,
+    precision: Precision | str | None = None,
+    **options: Any,
+) -> BatchNormOutput:
+    r"""Batch renormalization (Ioffe 2017).
+
+    .. math::
+        \sigma_B = \sqrt{\sigma_B^2 + \epsilon},\quad
+        \sigma = \sqrt{\sigma_{run}^2 + \epsilon},\quad
+        r = \operatorname{clip}_{[1/r_{max},\,r_{max}]}\!\Big(\frac{\sigma_B}{\sigma}\Big),\quad
+        d = \operatorname{clip}_{[-d_{max},\,d_{max}]}\!\Big(\frac{\mu_B - \mu}{\sigma}\Big)
+
+    .. math::
+        y = \Big(\frac{x - \mu_B}{\sigma_B}\,r + d\Big)\gamma + \beta,\qquad
+        \mu \mathrel{+}= \alpha(\mu_B - \mu),\quad
+        \sigma_{run}^2 \mathrel{+}= \alpha(\sigma_B^2 - \sigma_{run}^2)
+
+    (the paper's Algorithm 1, with the running *variance* updated as the frameworks
+    store it; :math:`\alpha` is ``momentum``, weighting the new batch). ``r`` and ``d``
+    are treated as constants (no gradient). In evaluation it is BatchNorm with the
+    running statistics. Moments by ``algorithm`` in the convention's precision; the
+    remaining arithmetic is rounded in the accumulator.
+    """
+    conv = get_convention(convention)
+    xa = _float_input(x, "x", min_ndim=2)
+    c = xa.shape[1]
+    eps_v = _check_eps(eps)
+    for name, v in (("rmax", rmax), ("dmax", dmax)):
+        if not (isinstance(v, (int, float)) and v > 0):
+            raise ValueError(f"{name}: must be positive, got {v!r}")
+    if rmax < 1:
+        raise ValueError(f"rmax: must be >= 1, got {rmax!r}")
+    mom = _momentum(momentum, conv)
+    w = _per_channel(weight, c, "weight")
+    b = _per_channel(bias, c, "bias")
+    rm = _required(running_mean, c, "running_mean")
+    rv = _required(running_var, c, "running_var")
+    if not training:
+        return batch_norm(
+            xa,
+            rm,
+            rv,
+            weight=w,
+            bias=b,
+            training=False,
+            eps=eps_v,
+            convention=conv,
+            algorithm=algorithm,
+            precision=precision,
+        )
+    rows = np.moveaxis(xa, 1, 0).reshape(c, -1)
+    _single_value(rows.shape[1], conv)
+    algo, prec = _resolve(xa, "batch_norm", conv, algorithm, precision)
+    m = _row_moments(rows, algo, prec, options)
+    acc = prec.accumulator_dtype
+    shape = _channel_shape(xa.ndim)
+    with np.errstate(all="ignore"):
+        mean_b = np.asarray(m.mean)
+        var_b = m.var(0)
+        sigma_b = np.sqrt(var_b + round_to(eps_v, acc))
+        sigma = np.sqrt(rv.astype(acc) + round_to(eps_v, acc))
+        r = np.clip(sigma_b / sigma, acc.type(1 / rmax), acc.type(rmax))
+        d = np.clip((mean_b - rm.astype(acc)) / sigma, acc.type(-dmax), acc.type(dmax))
+        xhat = (xa.astype(acc) - mean_b.reshape(shape)) / sigma_b.reshape(shape)
+        xhat = xhat * r.reshape(shape) + d.reshape(shape)
+        if w is not None:
+            xhat = xhat * w.astype(acc).reshape(shape)
+        if b is not None:
+            xhat = xhat + b.astype(acc).reshape(shape)
+        a = acc.type(mom)
+        new_rm = rm.astype(acc) + a * (mean_b - rm.astype(acc))
+        new_rv = rv.astype(acc) + a * (var_b - rv.astype(acc))
+    return BatchNormOutput(
+        round_to(xhat, xa.dtype), round_to(new_rm, rm.dtype), round_to(new_rv, rv.dtype)
+    )
+
+
+# --------------------------------------------------------------------------- LRN
+
+
+def local_response_norm(
+    x: npt.ArrayLike, /, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0
+) -> Array:
+    r"""Local response normalization across channels (Krizhevsky et al. 2012), PyTorch's formula.
+
+    .. math::
+        y_c = x_c \Big/ \Big(k + \frac{\alpha}{n}
+              \sum_{c'=c-\lfloor n/2\rfloor}^{c+\lfloor (n-1)/2\rfloor}
+              x_{c'}^2\Big)^{\beta}
+
+    with zero padding outside the channels and ``n = size``: ``torch/nn/functional.py``
+    squares, zero-pads, average-pools ``size`` channels (``count_include_pad``), then
+    ``div.mul(alpha).add(k).pow(beta)`` and ``input / div``. The window sum runs in
+    order over channels and every step rounds in ``x.dtype``.
+    """
+    xa = _float_input(x, "x", min_ndim=3)
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
+        raise ValueError(f"size: expected a positive integer, got {size!r}")
+    dt = xa.dtype
+    c = xa.shape[1]
+    with np.errstate(all="ignore"):
+        sq = xa * xa
+        pad = [(0, 0)] * xa.ndim
+        pad[1] = (size // 2, (size - 1) // 2)
+        sqp = np.pad(sq, pad)
+        acc = np.zeros_like(xa)
+        for j in range(size):  # window sum, first channel first
+            acc = acc + np.take(sqp, np.arange(j, j + c), axis=1)
+        div = acc / dt.type(size)
+        div = div * dt.type(alpha) + dt.type(k)
+        div = np.power(div, dt.type(beta))
+        return np.asarray(xa / div)
+
+
+# --------------------------------------------------------------------------- weight norm
+
+
+def vector_norm(
+    v: npt.ArrayLike, /, *, axis: int | tuple[int, ...] | None = None, algorithm: str = "pairwise"
+) -> Array:
+    r"""Euclidean norm :math:`\|v\|_2` over ``axis`` by a chosen algorithm, in ``v.dtype``.
+
+    ``"naive"``
+        :math:`\sqrt{\sum v_i^2}`, sequential; overflows once :math:`v_i^2` does
+        (:math:`|v_i| > \sqrt{\max}`) and underflows for tiny vectors.
+    ``"pairwise"``
+        Sum of squares by a balanced tree (error :math:`O(\log n\,u)`); same range limits.
+    ``"scaled"``
+        LAPACK's ``xNRM2`` (Hammarling's scaled sum of squares): keeps
+        :math:`\text{scale} = \max|v_i|` and :math:`\text{ssq} = \sum (v_i/\text{scale})^2`,
+        so no intermediate overflows or underflows.
+    """
+    a = _float_input(v, "v")
+    if algorithm not in NORM_ALGORITHMS:
+        raise ValueError(f"algorithm: expected one of {NORM_ALGORITHMS}, got {algorithm!r}")
+    axes = (
+        tuple(range(a.ndim))
+        if axis is None
+        else ((axis,) if isinstance(axis, int) else tuple(axis))
+    )
+    axes = tuple(ax % a.ndim for ax in axes)
+    keep = tuple(i for i in range(a.ndim) if i not in axes)
+    rows = np.transpose(a, keep + axes).reshape(*(a.shape[i] for i in keep), -1)
+    dt = a.dtype
+    with np.errstate(all="ignore"):
+        if algorithm == "naive":
+            sq = rows * rows
+            s = (
+                np.add.accumulate(sq, axis=-1)[..., -1]
+                if rows.shape[-1]
+                else np.zeros(rows.shape[:-1], dt)
+            )
+            return np.asarray(np.sqrt(s))
+        if algorithm == "pairwise":
+            sq = rows * rows
+            while sq.shape[-1] > 1:
+                half = sq.shape[-1] // 2
+                head = sq[..., : 2 * half : 2] + sq[..., 1 : 2 * half : 2]
+                sq = np.concatenate([head, sq[..., 2 * half :]], axis=-1)
+            s = sq[..., 0] if sq.shape[-1] else np.zeros(rows.shape[:-1], dt)
+            return np.asarray(np.sqrt(s))
+        scale = np.zeros(rows.shape[:-1], dt)
+        ssq = np.ones(rows.shape[:-1], dt)
+        for i in range(rows.shape[-1]):
+            ax = np.abs(rows[..., i])
+            nz = ax != 0
+            grow = nz & (ax > scale)
+            ratio_g = np.where(grow, scale / np.where(grow, ax, dt.type(1)), dt.type(0))
+            ratio_s = np.where(nz & ~grow, ax / np.where(scale > 0, scale, dt.type(1)), dt.type(0))
+            ssq = np.where(grow, dt.type(1) + ssq * ratio_g * ratio_g, ssq + ratio_s * ratio_s)
+            scale = np.where(grow, ax, scale)
+        return np.asarray(scale * np.sqrt(ssq))
+
+
+def weight_norm(
+    v: npt.ArrayLike, g: npt.ArrayLike, /, dim: int | None = 0, *, norm_algorithm: str = "pairwise"
+) -> Array:
+    r"""Weight normalization (Salimans & Kingma 2016): :math:`w = g\,v/\|v\|`.
+
+    The norm is over every axis except ``dim`` (``torch.nn.utils.weight_norm``'s
+    ``norm_except_dim``; ``dim=None``: over all axes, ``g`` a scalar), computed by
+    ``norm_algorithm`` (see :func:`vector_norm`), and :math:`w = v \cdot (g/\|v\|)`
+    rounded in ``v.dtype`` as ``aten/src/ATen/native/cpu/WeightNormKernel.cpp`` does.
+    """
+    va = _float_input(v, "v")
+    ga = _float_input(g, "g")
+    if dim is None:
+        norm = vector_norm(va, axis=None, algorithm=norm_algorithm).reshape((1,) * va.ndim)
+    else:
+        d = dim % va.ndim
+        axes = tuple(i for i in range(va.ndim) if i != d)
+        norm = vector_norm(va, axis=axes, algorithm=norm_algorithm) if axes else np.abs(va)
+        shape = [1] * va.ndim
+        shape[d] = va.shape[d]
+        norm = norm.reshape(shape)
+    if ga.size != norm.size:
+        raise ValueError(
+            f"g: expected {norm.size} values (one per slice along dim={dim}), got {ga.shape}"
+        )
+    with np.errstate(all="ignore"):
+        scale = ga.astype(va.dtype).reshape(norm.shape) / norm
+        return np.asarray(va * scale)
