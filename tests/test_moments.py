@@ -1,0 +1,141 @@
+"""Tests for varstats.moments: the (count, mean, m2) state and its exact-structure merge."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import varstats as vs
+from varstats.moments import chan_update, tree_reduce
+from varstats.precision import round_to
+
+
+def exact_m2(values: np.ndarray) -> Fraction:
+    q = [Fraction(float(v)) for v in values]
+    mean = sum(q, Fraction(0)) / len(q)
+    return sum(((v - mean) ** 2 for v in q), Fraction(0))
+
+
+@pytest.mark.parametrize("dtype", vs.DTYPES)
+def test_merge_with_empty_is_the_identity(dtype: str) -> None:
+    x = round_to(np.array([[1.0, 2.0, 4.0], [3.0, 3.0, 9.0]]), dtype)
+    m = vs.moments(x, axis=1)
+    empty = vs.Moments.empty((2,), dtype)
+    for merged in (m.merge(empty), empty.merge(m)):
+        np.testing.assert_array_equal(merged.count, m.count)
+        np.testing.assert_array_equal(merged.mean, m.mean)
+        np.testing.assert_array_equal(merged.m2, m.m2)
+
+
+def test_merge_ignores_whatever_an_empty_state_holds() -> None:
+    m = vs.moments(np.array([1.0, 2.0, 3.0]))
+    garbage = vs.Moments(np.array(0), np.array(np.nan), np.array(np.inf))
+    merged = m.merge(garbage)
+    assert float(merged.mean) == 2.0
+    assert float(merged.m2) == 2.0
+
+
+def test_merge_formula_against_exact_arithmetic() -> None:
+    # two halves whose merged moments are exact in float64
+    a, b = np.array([1.0, 3.0]), np.array([10.0, 12.0, 14.0])
+    merged = vs.moments(a).merge(vs.moments(b))
+    whole = np.concatenate([a, b])
+    assert int(merged.count) == 5
+    assert Fraction(float(merged.mean)) == sum(Fraction(v) for v in whole) / 5
+    assert Fraction(float(merged.m2)) == exact_m2(whole)
+
+
+@pytest.mark.parametrize("prec", vs.PRECISIONS, ids=str)
+def test_merge_rounds_in_the_accumulator(prec: vs.Precision) -> None:
+    x = round_to(np.linspace(1, 2, 10), prec.storage)
+    a = vs.moments(x[:4], precision=prec)
+    b = vs.moments(x[4:], precision=prec)
+    merged = a.merge(b)
+    assert merged.mean.dtype == prec.accumulator_dtype
+    assert merged.m2.dtype == prec.accumulator_dtype
+
+
+@given(
+    values=st.lists(st.floats(-1e3, 1e3), min_size=2, max_size=200),
+    cuts=st.lists(st.integers(1, 199), max_size=6),
+    order=st.sampled_from(["pairwise", "sequential"]),
+)
+def test_merge_of_any_split_equals_whole(values: list[float], cuts: list[int], order: str) -> None:
+    x = np.array(values)
+    edges = sorted({c for c in cuts if c < len(values)})
+    parts = np.split(x, edges)
+    states = [vs.moments(p) for p in parts]
+    stacked = vs.Moments(
+        np.array([s.count for s in states]),
+        np.array([s.mean for s in states]),
+        np.array([s.m2 for s in states]),
+    )
+    merged = vs.merge_along(stacked, axis=0, order=order)
+    s = exact_m2(x)
+    n = len(values)
+    mean = sum(Fraction(v) for v in values) / n
+    u = vs.finfo("float64").unit_roundoff
+    kappa2 = float(1 + n * mean**2 / s) if s else 1.0
+    # two-pass parts (n u + (n kappa u)^2) plus one merge level per part: (n + k) kappa u
+    tol = 8 * (n + len(parts)) * kappa2 * u * float(s) + 1e-300
+    assert int(merged.count) == n
+    assert abs(Fraction(float(merged.m2)) - s) <= Fraction(tol)
+    assert float(merged.m2) >= 0  # a sum of non-negative terms
+
+
+def test_merge_along_with_empty_parts() -> None:
+    parts = vs.Moments(
+        np.array([0, 3, 0, 2]), np.array([9.0, 2.0, -1.0, 5.0]), np.array([7.0, 2.0, 1.0, 0.5])
+    )
+    merged = vs.merge_along(parts, axis=0)
+    direct = vs.Moments(np.array(3), np.array(2.0), np.array(2.0)).merge(
+        vs.Moments(np.array(2), np.array(5.0), np.array(0.5))
+    )
+    assert float(merged.m2) == float(direct.m2)
+    assert float(merged.mean) == float(direct.mean)
+    assert int(vs.merge_along(vs.Moments.empty((0,), "float64"), axis=0).count) == 0
+
+
+@pytest.mark.parametrize("dtype", vs.DTYPES)
+def test_var_correction(dtype: str) -> None:
+    x = round_to(np.array([1.0, 2.0, 3.0, 6.0]), dtype)
+    m = vs.moments(x)
+    assert float(m.var(0)) == 3.5
+    assert float(m.var(correction=1)) == float(round_to(14 / 3, dtype))
+    assert float(m.var(0.5)) == float(round_to(14 / 3.5, dtype))
+    with pytest.raises(ValueError, match="correction"):
+        m.var(4)
+    with pytest.raises(ValueError, match="correction"):
+        m.var(float("nan"))
+    with pytest.raises(TypeError, match="correction"):
+        m.var(True)
+
+
+def test_state_validation() -> None:
+    with pytest.raises(ValueError, match="m2"):
+        vs.Moments(np.array(1), np.array(1.0), np.array(1.0, dtype=np.float32))
+    with pytest.raises(TypeError, match="count"):
+        vs.Moments(np.array(1.0), np.array(1.0), np.array(1.0))
+    with pytest.raises(ValueError, match="count"):
+        vs.Moments(np.array(-1), np.array(1.0), np.array(1.0))
+    with pytest.raises(ValueError, match="mean"):
+        vs.Moments(np.array(1), np.array(1), np.array(1))
+    with pytest.raises(TypeError, match="other"):
+        vs.moments(np.ones(2)).merge(3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="other"):
+        vs.moments(np.ones(2)).merge(vs.moments(np.ones(2, dtype=np.float32)))
+    with pytest.raises(ValueError, match="order"):
+        vs.merge_along(vs.moments(np.ones((2, 2)), axis=1), order="random")
+
+
+def test_chan_update_and_tree_reduce_building_blocks() -> None:
+    n, mean, m2 = chan_update(
+        2, np.float64(1.0), np.float64(0.0), 2, np.float64(3.0), np.float64(0.0)
+    )
+    assert (n, float(mean), float(m2)) == (4, 2.0, 4.0)
+    (total,) = tree_reduce((np.arange(7.0),), lambda p, q: (p + q,))
+    assert float(total) == 21.0
