@@ -6,7 +6,7 @@ normalization layers built on them (:mod:`varstats.norms`) and the study that
 compares them (``python -m varstats.sweep``).
 """
 
-from varstats import cases, metrics, oracle
+from varstats import cases, conventions, metrics, norms, oracle
 from varstats.algorithms import (
     ALGORITHMS,
     RECOMMENDED,
@@ -39,12 +39,14 @@ __all__ = [
     "Precision",
     "as_dtype",
     "cases",
+    "conventions",
     "finfo",
     "get_algorithm",
     "mean_var",
     "merge_along",
     "metrics",
     "moments",
+    "norms",
     "oracle",
     "register_algorithm",
     "round_to",
