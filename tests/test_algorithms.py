@@ -356,18 +356,19 @@ def test_merge_of_any_split_equals_whole(values: list[float], split: int, algori
     u = vs.finfo("float64").unit_roundoff
     n = len(values)
     s = exact * n
-    kappa2 = 1 + n * mean**2 / s if s else None
-    if kappa2 is None:
-        assert float(merged.m2) == 0 or algorithm in ("naive", "shifted")
-        return
-    # bound of the worst kernel (textbook one-pass: n kappa^2 u) plus the merge
-    tol = 4 * (n + 2) * float(kappa2) * u * float(s)
+    # the loosest bound, the textbook one-pass n kappa^2 u S, with kappa^2 S = S + n mean^2
+    # (finite when S = 0), plus the merge; squares of tiny values may underflow
+    tol = 4 * (n + 2) * u * float(s + n * mean**2) + 4 * n * vs.finfo("float64").smallest_subnormal
     assert abs(float(merged.m2) - float(s)) <= tol
-    assert abs(float(merged.m2) - float(whole.m2)) <= tol
+    assert abs(float(merged.m2) - float(whole.m2)) <= 2 * tol
 
 
 @given(
-    values=st.lists(st.floats(-4, 4, allow_nan=False, width=32), min_size=1, max_size=64),
+    values=st.lists(
+        st.floats(-4, 4, width=32).filter(lambda v: v == 0 or abs(v) > 1e-6),
+        min_size=1,
+        max_size=64,
+    ),
     k=st.integers(-3, 3),
     prec=st.sampled_from([p for p in vs.PRECISIONS if p.accumulator != "float16"]),
     algorithm=st.sampled_from(vs.ALGORITHMS),
