@@ -593,3 +593,31 @@ def test_all_matches_documented_api() -> None:
     assert set(oracle.__all__) == documented
     for name in oracle.__all__:
         assert getattr(oracle, name).__doc__, name
+
+
+@pytest.mark.parametrize(
+    ("dtype", "shape", "kind"),
+    [
+        ("float32", (2, 17000), "bits"),  # rows span several blocks, many binades
+        ("float64", (2000, 8), "bits"),  # many rows x many binades: compressed bucket keys
+        ("float16", (5000, 7), "offset"),  # few binades, many rows per block
+        ("bfloat16", (2, 20000), "offset"),
+        ("float64", (1, 50000), "normal"),
+    ],
+)
+def test_fast_equals_reference_across_blocks(dtype: str, shape: tuple[int, int], kind: str) -> None:
+    dt = as_dtype(dtype)
+    rng = np.random.default_rng(7)
+    if kind == "bits":
+        x = _random_finite_bits(rng, dt, shape)
+    elif kind == "offset":
+        x = round_to(rng.standard_normal(shape) + 100, dt)
+    else:
+        x = round_to(rng.standard_normal(shape), dt)
+    for c in (0, 1):
+        assert_same_bits(
+            exact_var(x, axis=1, correction=c),
+            exact_var(x, axis=1, correction=c, method="reference"),
+            f"{dtype} {shape} {kind}",
+        )
+    assert_same_bits(exact_mean(x, axis=1), exact_mean(x, axis=1, method="reference"), kind)

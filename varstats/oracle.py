@@ -85,16 +85,15 @@ _METHODS: Final = ("fast", "reference")
 # float64 layout
 _P64: Final = 53  # significand bits incl. the implicit one
 _EMIN_Q: Final = -1074  # exponent of the smallest subnormal (the quantum of subnormals)
-_BIAS_Q: Final = 1075  # x = m * 2**(E - 1075) for the biased exponent field E >= 1
-_FRAC_MASK: Final = (1 << 52) - 1
-_EXP_INF: Final = 0x7FF
 
-# Exactness of np.bincount's float64 accumulation: integer-valued partial sums stay exact
-# while below 2**53. No chunk is larger than this (memory and cache friendliness).
-_MAX_CHUNK: Final = 1 << 22
-# Above this many (slice, exponent) buckets per element, buckets are compressed with
-# np.unique so that memory stays O(n).
-_DENSE_BUCKETS_PER_ELEMENT: Final = 4
+# The fast path works on blocks of at most _CHUNK = 2**14 elements: every temporary is
+# small (cache- and allocator-friendly), np.bincount's float64 accumulation of integer
+# limbs below 2**38 stays exact (a bucket sum is < 2**14 * 2**38 = 2**52), and int64 row
+# sums of limbs below 2**44 cannot overflow.
+_CHUNK: Final = 1 << 14
+# A block whose (slice, exponent) key range exceeds this many keys per element has its
+# keys compressed with np.unique, so that work and memory stay O(block).
+_DENSE_KEYS_PER_ELEMENT: Final = 4
 
 
 # ---------------------------------------------------------------------------------------
@@ -261,144 +260,149 @@ class _Sums:
     all_negzero: npt.NDArray[np.bool_]
 
 
-@dataclass(frozen=True)
-class _Parts:
-    mant: npt.NDArray[np.int64]  # signed integer significand m
-    expo: npt.NDArray[np.int64]  # exponent field E >= 1 (subnormals: 1, no implicit bit)
-    offset: int  # x = m * 2**(E + offset)
-    p: int  # significand precision, implicit bit included
-    negative: npt.NDArray[np.bool_]  # sign bit
-    nonfinite: npt.NDArray[np.bool_] | None  # None when every value is finite
-    nan: npt.NDArray[np.bool_] | None
+Weights = list[tuple[Array, int]]  # (integer-valued limbs, shift): value = sum(w * 2**shift)
 
 
-def _decompose(flat: Array) -> _Parts:
-    """Split stored values into ``x = m * 2**(E + offset)`` from their bit patterns.
+def _square_coefficients(parts: list[Array], width: int) -> Weights:
+    """``m**2`` from the limbs of ``m = sum_i a_i 2**(i w)``: ``c_j = sum_{i+i'=j} a_i a_i'``.
 
-    Non-finite values get ``m = 0`` and are reported in ``nonfinite``/``nan``.
+    Each ``c_j`` is below ``len(parts) * 2**(2 w)``.
     """
-    info = finfo(flat.dtype)
-    nbits = flat.dtype.itemsize * 8
-    frac_bits = info.mant - 1
-    exp_max = (1 << (nbits - 1 - frac_bits)) - 1
-    uint: Any = {16: np.uint16, 32: np.uint32, 64: np.uint64}[nbits]
-    raw = flat.view(uint)
-    biased = (raw >> uint(frac_bits)) & uint(exp_max)
-    mant = (raw & uint((1 << frac_bits) - 1)).astype(np.int64)
-    mant |= (biased != 0).astype(np.int64) << frac_bits  # the implicit bit of normals
-    expo = np.maximum(biased, uint(1)).astype(np.int64)
-    nonfinite: npt.NDArray[np.bool_] | None = biased == exp_max
-    nan = None
-    if nonfinite is not None and nonfinite.any():
-        nan = nonfinite & ((mant & ((1 << frac_bits) - 1)) != 0)
-        mant[nonfinite] = 0
-        expo[nonfinite] = 1
-    else:
-        nonfinite = None
-    negative = (raw >> uint(nbits - 1)).astype(bool)
-    np.negative(mant, out=mant, where=negative)
-    offset = -(exp_max >> 1) - frac_bits  # x = m * 2**(E - bias - frac_bits)
-    return _Parts(mant, expo, offset, info.mant, negative, nonfinite, nan)
+    count = len(parts)
+    out: Weights = []
+    for j in range(2 * count - 1):
+        c = None
+        for i in range(max(0, j - count + 1), j // 2 + 1):
+            term = parts[i] * parts[j - i]
+            if 2 * i != j:
+                term = term * 2
+            c = term if c is None else c + term
+        assert c is not None
+        out.append((c, j * width))
+    return out
 
 
-def _weights_sum(mant: npt.NDArray[np.int64], p: int) -> list[tuple[Array, int, int]]:
-    """``m`` as limbs ``(weights, shift, bound)`` with ``m = sum(w << shift)``, ``|w| < bound``."""
-    if p <= 27:
-        return [(mant.astype(np.float64), 0, 1 << p)]
-    # arithmetic shift: m = (m >> 26) * 2**26 + (m & (2**26 - 1)) also for negative m
-    lo = (mant & ((1 << 26) - 1)).astype(np.float64)
-    hi = (mant >> 26).astype(np.float64)
-    return [(lo, 0, 1 << 26), (hi, 26, 1 << (p - 26))]
+def _bucket_weights(m: Float64Array, p: int) -> tuple[Weights, Weights]:
+    """Float64 limbs of ``m`` and ``m**2`` (``|m| < 2**p`` integer-valued), each < 2**38.
+
+    Scaling by powers of two, ``floor`` and the small products are exact in float64.
+    """
+    if p <= 2 * 18:
+        sums: Weights = [(m, 0)]
+    else:  # m = hi 2**27 + lo with 0 <= lo < 2**27 (floor: also for negative m)
+        hi = np.floor(m * 2.0**-27)
+        sums = [(m - hi * 2.0**27, 0), (hi, 27)]
+    mag = np.abs(m)
+    count = -(-p // 18)
+    width = -(-p // count)
+    parts: list[Array] = []
+    rest = mag
+    for j in range(count - 1, 0, -1):
+        top = np.floor(rest * 2.0 ** (-width * j))
+        rest = rest - top * 2.0 ** (width * j)
+        parts.append(top)
+    parts.append(rest)
+    return sums, _square_coefficients(parts[::-1], width)
 
 
-def _weights_square(mant: npt.NDArray[np.int64], p: int) -> list[tuple[Array, int, int]]:
-    """``m**2`` as non-negative limbs ``(weights, shift, bound)``, every limb < 2**28."""
-    m = np.abs(mant)
-    if p <= 31:
-        # m**2 < 2**62 fits int64; cut it into 26-bit limbs
-        sq = m * m
-        limbs = -(-2 * p // 26)
-        if limbs == 1:
-            return [(sq.astype(np.float64), 0, 1 << (2 * p))]
-        mask = (1 << 26) - 1
-        return [
-            (((sq >> (26 * j)) & mask).astype(np.float64), 26 * j, 1 << 26) for j in range(limbs)
-        ]
-    if p > 54:  # pragma: no cover - no such format in DTYPES
-        raise AssertionError(f"unsupported significand width {p}")
-    # m = h 2**27 + l (h < 2**27, l < 2**27): m**2 = l**2 + 2hl 2**27 + h**2 2**54, each
-    # product < 2**55 in int64, recut into 27-bit limbs; limbs at equal shifts added
-    mask = (1 << 27) - 1
-    h, low = m >> 27, m & mask
-    c0, c1, c2 = low * low, 2 * h * low, h * h
-    return [
-        ((c0 & mask).astype(np.float64), 0, 1 << 27),
-        (((c0 >> 27) + (c1 & mask)).astype(np.float64), 27, 1 << 28),
-        (((c1 >> 27) + (c2 & mask)).astype(np.float64), 54, 1 << 28),
-        ((c2 >> 27).astype(np.float64), 81, 1 << 28),
-    ]
+def _narrow_weights(z: npt.NDArray[np.int64], bits: int) -> tuple[Weights, Weights]:
+    """int64 limbs of ``z`` and ``z**2`` (``|z| < 2**bits <= 2**62``) whose row sums over
+    at most ``_CHUNK = 2**14`` elements cannot overflow int64."""
+    if bits + 14 <= 62:
+        sums: Weights = [(z, 0)]
+    else:  # arithmetic shift: z = (z >> 31) 2**31 + (z & (2**31 - 1)) also for negative z
+        sums = [(z & ((1 << 31) - 1), 0), (z >> 31, 31)]
+    mag = np.abs(z)
+    if 2 * bits + 14 <= 62:
+        return sums, [(mag * mag, 0)]
+    count = -(-bits // 21)  # limbs < 2**21: c_j < 3 * 2**42, row sums < 2**58
+    width = -(-bits // count)
+    mask = (1 << width) - 1
+    parts = [(mag >> (width * j)) & mask for j in range(count)]
+    return sums, _square_coefficients(parts, width)
 
 
 def _fast_sums(rows: Array) -> _Sums:
     slices, n = rows.shape
-    flat = np.ascontiguousarray(rows).reshape(-1)
-    parts = _decompose(flat)
-    mant, expo, p = parts.mant, parts.expo, parts.p
-    e_lo = int(expo.min())
-    e_rel = expo - e_lo
-    n_exp = int(e_rel.max()) + 1
-    k = e_lo + parts.offset  # sum x = total * 2**k, sum x**2 = squares * 2**(2k)
+    info = finfo(rows.dtype)
+    p = info.mant
+    # np.frexp: x = f * 2**e, 0.5 <= |f| < 1, so x = m * 2**(e - p) with the integer
+    # m = f * 2**p, |m| < 2**p, for every value stored in a p-bit format (subnormals of
+    # the format included: they have fewer than p significant bits). e >= e_floor.
+    e_floor = round(math.log2(info.smallest_subnormal)) + 1
+    k = e_floor - p  # sum x = total * 2**k, sum x**2 = squares * 2**(2k)
+    total = [0] * slices
+    squares = [0] * slices
+    nan = np.zeros(slices, dtype=bool)
+    posinf = np.zeros(slices, dtype=bool)
+    neginf = np.zeros(slices, dtype=bool)
 
-    # bucket = (slice, exponent); dense when affordable, else compressed (O(n) memory)
-    key = e_rel.reshape(slices, n) + (np.arange(slices, dtype=np.int64) * n_exp)[:, None]
-    key = key.reshape(-1)
-    bucket_of: npt.NDArray[np.int64] | None = None
-    n_keys = slices * n_exp
-    if n_keys > _DENSE_BUCKETS_PER_ELEMENT * flat.size + (1 << 16):
-        bucket_of, key = np.unique(key, return_inverse=True)
-        n_keys = bucket_of.size
+    def add_rows(out: list[int], r0: int, row_sums: Array, shift: int) -> None:
+        for row, v in enumerate(row_sums.tolist()):
+            if v:
+                out[r0 + row] += v << shift
 
-    def accumulate(weights: list[tuple[Array, int, int]], scale: int) -> list[int]:
-        out = [0] * slices
-        for w, shift, bound in weights:
-            # np.bincount adds in float64: exact while every running bucket sum, an
-            # integer of magnitude < chunk * bound, stays below 2**53
-            chunk = max(1, min(_MAX_CHUNK, (1 << 53) // bound))
-            acc = np.zeros(n_keys, dtype=np.int64)
-            for start in range(0, flat.size, chunk):
-                part = np.bincount(
-                    key[start : start + chunk], weights=w[start : start + chunk], minlength=n_keys
-                )
-                acc += part.astype(np.int64)
-            nz = np.flatnonzero(acc)
-            full = nz if bucket_of is None else bucket_of[nz]
-            for s, e, v in zip(
-                (full // n_exp).tolist(), (full % n_exp).tolist(), acc[nz].tolist(), strict=True
-            ):
-                out[s] += v << (scale * e + shift)
-        return out
+    rows_per_block = max(1, _CHUNK // n)
+    cols_per_block = min(n, _CHUNK)
+    for r0 in range(0, slices, rows_per_block):
+        for c0 in range(0, n, cols_per_block):
+            block = rows[r0 : r0 + rows_per_block, c0 : c0 + cols_per_block]
+            n_rows, n_cols = block.shape
+            f, e = np.frexp(block.astype(np.float64).reshape(-1))  # exact cast
+            finite = np.isfinite(f)
+            if not finite.all():
+                row_of = np.arange(f.size) // n_cols + r0
+                nan[row_of[np.isnan(f)]] = True
+                posinf[row_of[f == np.inf]] = True
+                neginf[row_of[f == -np.inf]] = True
+                f = np.where(finite, f, 0.0)
+            m = f * 2.0**p
+            zero = m == 0
+            if zero.any():  # frexp(0) has e = 0; keep zeros out of the exponent range
+                e = np.where(zero, e.max(where=~zero, initial=e_floor), e)
+            e_min = int(e.min())
+            spread = int(e.max()) - e_min
+            base = e_min - e_floor
 
-    total = accumulate(_weights_sum(mant, p), 1)
-    squares = accumulate(_weights_square(mant, p), 2)
+            if p + spread <= 62:
+                # few binades: z = m 2**(e - e_min) is an int64; exact integer row sums
+                z = m.astype(np.int64) << (e - e_min)
+                sums, sq = _narrow_weights(z, p + spread)
+                for out, weights, mult in ((total, sums, 1), (squares, sq, 2)):
+                    for w, shift in weights:
+                        row_sums = w.reshape(n_rows, n_cols).sum(axis=1, dtype=np.int64)
+                        add_rows(out, r0, row_sums, mult * base + shift)
+                continue
 
-    def per_slice(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-        return np.asarray(mask.reshape(slices, n).any(axis=1))
+            # many binades: one bucket per (row, exponent), summed by np.bincount
+            n_exp = spread + 1
+            row_base = (np.arange(n_rows, dtype=np.intp) * n_exp)[:, None]
+            key: Array = ((e - e_min).reshape(n_rows, n_cols) + row_base).reshape(-1)
+            key_of: npt.NDArray[np.intp] | None = None
+            n_keys = n_rows * n_exp
+            if n_keys > _DENSE_KEYS_PER_ELEMENT * key.size:
+                key_of, key = np.unique(key, return_inverse=True)
+                n_keys = key_of.size
+            sums, sq = _bucket_weights(m, p)
+            for out, weights, mult in ((total, sums, 1), (squares, sq, 2)):
+                for w, shift in weights:
+                    # exact: float64 sums of < 2**14 integers below 2**38 stay below 2**53
+                    acc = np.bincount(key, weights=w, minlength=n_keys)
+                    nz = np.flatnonzero(acc)
+                    full = nz if key_of is None else key_of[nz]
+                    for row, ex, v in zip(
+                        (full // n_exp + r0).tolist(),
+                        (full % n_exp + base).tolist(),
+                        acc[nz].astype(np.int64).tolist(),
+                        strict=True,
+                    ):
+                        out[row] += v << (mult * ex + shift)
 
-    nan = posinf = neginf = np.zeros(slices, dtype=bool)
-    if parts.nonfinite is not None and parts.nan is not None:
-        inf = parts.nonfinite & ~parts.nan
-        nan = per_slice(parts.nan)
-        posinf = per_slice(inf & ~parts.negative)
-        neginf = per_slice(inf & parts.negative)
     all_negzero = np.zeros(slices, dtype=bool)
     zero_rows = [i for i in range(slices) if squares[i] == 0]
     if zero_rows:
-        # only a slice of zeros (m = 0 everywhere, non-finite values included) can be
-        # all -0.0; it is if every sign bit is set and no value is non-finite
-        signs = parts.negative.reshape(slices, n)[zero_rows].all(axis=1)
-        if parts.nonfinite is not None:
-            signs &= ~parts.nonfinite.reshape(slices, n)[zero_rows].any(axis=1)
-        all_negzero[zero_rows] = signs
+        # only a slice of zeros (and non-finite values) can be all -0.0
+        all_negzero[zero_rows] = np.signbit(rows[zero_rows].astype(np.float64)).all(axis=1)
     return _Sums(n, total, squares, k, nan, posinf, neginf, all_negzero)
 
 
