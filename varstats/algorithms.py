@@ -582,6 +582,10 @@ def moments(
         ``mean`` and ``m2`` in the accumulator dtype, shaped like ``x`` without
         the reduced axes.
     """
+    from varstats import array_api  # lazy: it imports this module
+
+    if array_api.is_foreign_array(x):  # torch, array_api_strict, ...: their own operations
+        return array_api.moments(x, axis=axis, algorithm=algorithm, precision=precision, **options)
     xm, prec, _, batch_shape = _prepare(x, axis, precision)
     kernel = get_algorithm(algorithm)
     acc = prec.accumulator_dtype
@@ -640,6 +644,19 @@ def mean_var(
 
     Both results are in the accumulator dtype.
     """
+    from varstats import array_api  # lazy: it imports this module
+
+    if array_api.is_foreign_array(x):  # torch, array_api_strict, ...: their own operations
+        return array_api.mean_var(
+            x,
+            axis=axis,
+            correction=correction,
+            algorithm=algorithm,
+            precision=precision,
+            keepdims=keepdims,
+            rescale=rescale,
+            **options,
+        )
     a = _as_float_array(x)
     axes = tuple(range(a.ndim)) if axis is None else _axes_or_raise(axis, a.ndim)
     n = int(np.prod([a.shape[i] for i in axes], dtype=np.int64))
