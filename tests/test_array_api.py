@@ -182,7 +182,11 @@ def test_moments_merge_and_to_numpy_match_numpy() -> None:
 
 def test_missing_float64_names_precision() -> None:
     # array_api_strict's "no_float64" device stands in for hardware without float64
-    x = xps.asarray(_data("float32"), device=xps.Device("no_float64"))
+    try:
+        device = xps.Device("no_float64")
+    except ValueError:  # pragma: no cover - array_api_strict before the device existed
+        pytest.skip("this array_api_strict has no 'no_float64' device")
+    x = xps.asarray(_data("float32"), device=device)
     vs.var(x, axis=-1)  # float32 throughout works
     with pytest.raises(TypeError, match=r"precision: .*no float64"):
         vs.var(x, axis=-1, precision="float32:float64")
