@@ -58,15 +58,19 @@ def find_results() -> Path:
 
 
 def load_errors() -> pd.DataFrame:
-    """The sweep's ``errors.csv``; without one, a quick sweep into a temporary directory."""
+    """The sweep's ``errors.csv``; without one, a small sweep into a temporary directory."""
     path = find_results() / "errors.csv"
     if not path.exists():
-        out = Path(tempfile.mkdtemp(prefix="varstats-sweep-"))
-        print(f"{path} not found: running the quick sweep into {out}")
-        cmd = [sys.executable, "-m", "varstats.sweep", "--grid", "quick", "--out", str(out)]
-        subprocess.run(cmd, check=True)
+        grid = "tiny" if QUICK else "quick"
+        out = Path(tempfile.gettempdir()) / f"varstats-notebook-sweep-{grid}"
+        if not (out / "errors.csv").exists():
+            print(f"{path} not found: running the {grid} sweep into {out}")
+            cmd = [sys.executable, "-m", "varstats.sweep", "--grid", grid, "--out", str(out)]
+            subprocess.run([*cmd, "--no-progress"], check=True)
         path = out / "errors.csv"
-    return pd.read_csv(path)
+    frame = pd.read_csv(path)
+    print(f"{len(frame):,} sweep measurements from {path}")
+    return frame
 
 
 LOW = ("float16", "bfloat16")
@@ -220,21 +224,26 @@ table
 # ## From the sweep: every algorithm, the four low-precision pairs
 #
 # Median correct digits (capped at the storage format's digits) over the sweep's normal
-# data at every $n$ and offset, and the number of negative or non-finite variances.
+# data of unit scale at every $n$ and offset, and the number of negative or non-finite
+# variances over every generated case (variants ending in `/seq` use sequential sums).
 # Non-finite results in float16 come from its range, not its precision: the largest
 # float16 is 65504, so a sum of squares of 1000 values near 10 overflows, and a count
 # $n > 65504$ is itself infinite.
 
 # %%
 errors = load_errors()
-low = errors[errors["storage"].isin(LOW)].copy()
+low = errors[(errors["kind"] == "var") & errors["storage"].isin(LOW)].copy()
 low["pair"] = low["storage"] + " / " + low["accumulator"]
-low["digits"] = [
-    float(metrics.lre(v, e, s))
-    for v, e, s in zip(low["value"], low["exact"], low["storage"], strict=True)
-]
-normal = low[low["distribution"] == "normal"]
-summary = normal.groupby(["algorithm", "pair"])["digits"].median().unstack("pair").reindex(ALGOS)
+# median correct digits over each case's rows, capped at the storage format's digits
+low["digits"] = np.minimum(low["lre_median"], low["storage"].map(lambda d: vs.finfo(d).digits))
+normal = low[(low["distribution"] == "normal") & (low["scale_point"] == "unit")]
+summary = (
+    normal[normal["variant"].isin(ALGOS)]
+    .groupby(["variant", "pair"])["digits"]
+    .median()
+    .unstack("pair")
+    .reindex(ALGOS)
+)
 
 fig, ax = plt.subplots(figsize=(11, 4.5), layout="constrained")
 pairs = list(summary.columns)
@@ -248,13 +257,9 @@ ax.legend(title="storage / accumulator")
 plt.show()
 
 # %%
-fails = (
-    low.groupby(["pair", "algorithm"])[["negative", "nonfinite"]]
-    .sum()
-    .astype(int)
-    .unstack("pair")
-    .reindex(ALGOS)
-)
+fails = low.groupby(["pair", "variant"])[["negative", "nan", "inf"]].sum().astype(int)
+fails = fails[fails.sum(axis=1) > 0].unstack("pair").fillna(0).astype(int)
+print("data rows with a negative, NaN or infinite variance (every distribution and scale)")
 fails
 
 # %% [markdown]
@@ -282,7 +287,8 @@ print(
     f"(one-pass {at(seq16, 'naive', n_big):.1f}), against {at(pair16, 'two_pass', n_big):.1f} "
     f"with pairwise sums and {at(wide16, 'two_pass', n_big):.1f} with a float32 accumulator.\n"
     f"Over the sweep, with a float32 accumulator every algorithm's median is within "
-    f"{-deficit[wide_pairs].min().min():.1f} digits of the storage format's full accuracy; "
+    f"{max(0.0, -deficit[wide_pairs].min().min()):.1f} digits of the storage format's "
+    f"full accuracy; "
     f"accumulating in float16/bfloat16 itself, the worst median falls "
-    f"{-worst_same.min():.1f} digits short ({worst_same.idxmin()})."
+    f"{max(0.0, -worst_same.min()):.1f} digits short ({worst_same.idxmin()})."
 )
