@@ -1,0 +1,814 @@
+r"""Tables and figures of the study, rebuilt from ``errors.csv`` without recomputing.
+
+``python -m varstats.report results/`` reads ``results/errors.csv`` (written by
+:mod:`varstats.sweep`) and writes ``results/summary.md`` and ``results/figures/*.png``.
+Everything here is a pure function of the CSV, so the same CSV gives the same bytes.
+
+Definitions used in the summary
+-------------------------------
+**Correct digits (LRE)**: :func:`varstats.metrics.lre`, capped at the accumulator's
+digits. A CSV row holds the worst of its ``rows`` data rows (``lre``) and their median
+(``lre_median``); "median" in a table is the median of the rows' medians, "worst" the
+minimum of their worst.
+
+**Full accuracy**: worst LRE at least ``digits(storage) - 1``, where
+``digits(storage)`` is :attr:`varstats.precision.FloatInfo.digits` (3.3 for float16,
+2.4 for bfloat16, 7.2 for float32, 16.0 for float64): the result is as good as the
+data's own format allows, give or take one decimal digit.
+
+**Cost order** (:data:`COST_ORDER`): passes over the data first (one-pass < two-pass <
+two-pass plus a correction sum < compensated sums), then work per element (a division
+per element for Welford), then the accumulator width (same as storage < float32 <
+float64); pairwise and sequential summation cost the same flops, pairwise is listed
+first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+from varstats.precision import DTYPES, finfo
+
+__all__ = [
+    "COLUMNS",
+    "COST_ORDER",
+    "HEADLINE_END",
+    "HEADLINE_START",
+    "bound_explanations",
+    "build_report",
+    "main",
+    "read_errors",
+    "recommendations",
+    "summary_markdown",
+]
+
+#: Columns of ``errors.csv`` and their types ("str", "int", "float", "bool").
+COLUMNS: Final[dict[str, str]] = {
+    "kind": "str",  # "var" (generated data), "public" (reproduction case), "layer"
+    "case": "str",  # public case name; layer shape for "layer"; "-" otherwise
+    "layer": "str",  # norm layer, or "-"
+    "convention": "str",  # framework preset, or "-"
+    "algorithm": "str",  # registry name of the moments algorithm
+    "variant": "str",  # algorithm + options label (sweep.VARIANTS); output form for layers
+    "summation": "str",  # "pairwise", "sequential" or "-"
+    "storage": "str",
+    "accumulator": "str",
+    "layout": "str",  # "contiguous" or "strided"
+    "distribution": "str",
+    "scale_point": "str",  # "low", "unit", "high"
+    "n": "int",  # values per reduction (per layer input for "layer")
+    "offset": "float",  # offset/std ratio (absolute offset = offset * scale)
+    "scale": "float",  # standard deviation before rounding to storage
+    "correction": "int",
+    "seed": "int",  # seed of cases.generate for this case
+    "rows": "int",  # independent data rows (output elements for "layer")
+    "row": "int",  # index of the worst row (element)
+    "kappa": "float",  # condition number of the worst row, from exact moments
+    "value": "float",  # computed variance of the worst row (accumulator dtype, exactly)
+    "exact": "float",  # exact variance, correctly rounded to float64
+    "rel_err": "float",  # worst relative error
+    "ulps": "float",  # worst row's error in ulps of the accumulator
+    "lre": "float",  # worst correct digits
+    "lre_median": "float",  # median correct digits over the rows
+    "bound": "float",  # first-order CGL bound (metrics.bound) of the worst row
+    "exceeds_bound": "bool",  # some row has rel_err > bound + 2u
+    "negative": "int",  # rows with a negative variance
+    "nan": "int",  # rows with a NaN result
+    "inf": "int",  # rows with an infinite result
+    "nonfinite": "int",  # nan + inf
+}
+
+HEADLINE_START: Final = "<!-- headline:start -->"
+HEADLINE_END: Final = "<!-- headline:end -->"
+
+#: Variants from cheapest to dearest (see the module docstring).
+COST_ORDER: Final = (
+    "naive",
+    "naive/seq",
+    "shifted",
+    "shifted/seq",
+    "welford/lanes8",
+    "welford",
+    "two_pass",
+    "two_pass/seq",
+    "pairwise",
+    "chan",
+    "corrected_two_pass",
+    "corrected_two_pass/seq",
+    "corrected_two_pass/rescale",
+    "compensated",
+    "compensated/seq",
+)
+
+_PRECISION_ORDER: Final = (
+    "float16:float16",
+    "float16:float32",
+    "bfloat16:bfloat16",
+    "bfloat16:float32",
+    "float32:float32",
+    "float32:float64",
+    "float64:float64",
+)
+
+# the variants drawn in the figures: pairwise-summation panel and sequential panel
+_PANELS: Final = (
+    ("pairwise sums and tree/lane variants",
+     ("naive", "shifted", "two_pass", "corrected_two_pass", "welford/lanes8", "pairwise",
+      "chan", "compensated")),
+    ("sequential sums and loops",
+     ("naive/seq", "shifted/seq", "two_pass/seq", "corrected_two_pass/seq", "welford",
+      "compensated/seq")),
+)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_errors(path: str | Path) -> pd.DataFrame:
+    """``errors.csv`` as a DataFrame with the dtypes of :data:`COLUMNS`."""
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in COLUMNS if c not in raw.columns]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}")
+    df = pd.DataFrame(index=raw.index)
+    for col, kind in COLUMNS.items():
+        s = raw[col]
+        if kind == "str":
+            df[col] = s.astype(str)
+        elif kind == "int":
+            df[col] = s.astype("int64")
+        elif kind == "float":
+            df[col] = s.astype("float64")
+        else:
+            bad = ~s.isin(["True", "False"])
+            if bad.any():
+                raise ValueError(f"{path}: column {col}: not a bool: {s[bad].iloc[0]!r}")
+            df[col] = s == "True"
+    return df
+
+
+def _precision(df: pd.DataFrame) -> pd.Series:
+    return df["storage"] + ":" + df["accumulator"]
+
+
+def _digits(dtype: str) -> float:
+    return finfo(dtype).digits
+
+
+def _ordered(values: Iterable[Any], order: Sequence[str]) -> list[str]:
+    present = {str(v) for v in values}
+    return [v for v in order if v in present] + sorted(present - set(order))
+
+
+def _fmt_digits(x: float) -> str:
+    return "–" if not math.isfinite(x) else f"{x:.1f}"
+
+
+def _fmt_value(x: float) -> str:
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return f"{x:.6g}"
+
+
+def _offset_label(x: float) -> str:
+    if x <= 0 or not math.isfinite(x):
+        return str(x)
+    k = math.log10(x)
+    return f"1e{round(k)}" if abs(k - round(k)) < 1e-9 else f"{x:.3g}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _accuracy_cases(df: pd.DataFrame) -> pd.DataFrame:
+    """Generated data at unit scale with a nonzero variance: where 'accuracy' is defined."""
+    v = df[df["kind"] == "var"]
+    return v[(v["scale_point"] == "unit") & (v["distribution"] != "constant")]
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _med_worst(g: pd.DataFrame) -> str:
+    return f"{_fmt_digits(float(g['lre_median'].median()))} / {_fmt_digits(float(g['lre'].min()))}"
+
+
+def headline_table(df: pd.DataFrame) -> str:
+    acc = _accuracy_cases(df).assign(precision=lambda d: _precision(d))
+    if acc.empty:
+        return "_no generated-data rows_\n"
+    precs = _ordered(acc["precision"].unique(), _PRECISION_ORDER)
+    variants = _ordered(acc["variant"].unique(), COST_ORDER)
+    rows = [["*digits of the storage format*"]
+            + [f"*{_digits(p.split(':')[0]):.1f}*" for p in precs]]
+    grouped = dict(tuple(acc.groupby(["variant", "precision"])))
+    for v in variants:
+        rows.append([f"`{v}`"] + [
+            _med_worst(grouped[(v, p)]) if (v, p) in grouped else "" for p in precs
+        ])
+    return _table(["algorithm", *[f"`{p}`" for p in precs]], rows)
+
+
+def offset_tables(df: pd.DataFrame) -> str:
+    acc = _accuracy_cases(df).assign(precision=lambda d: _precision(d))
+    out = []
+    for p in _ordered(acc["precision"].unique(), _PRECISION_ORDER):
+        sub = acc[acc["precision"] == p]
+        offsets = sorted(sub["offset"].unique())
+        variants = _ordered(sub["variant"].unique(), COST_ORDER)
+        grouped = dict(tuple(sub.groupby(["variant", "offset"])))
+        rows = [
+            [f"`{v}`"] + [_med_worst(grouped[(v, o)]) if (v, o) in grouped else "" for o in offsets]
+            for v in variants
+        ]
+        out.append(f"#### `{p}`\n\n" + _table(
+            ["algorithm \\ offset/std", *[_offset_label(o) for o in offsets]], rows))
+    return "\n".join(out)
+
+
+def size_tables(df: pd.DataFrame) -> str:
+    acc = _accuracy_cases(df).assign(precision=lambda d: _precision(d))
+    if acc.empty:
+        return ""
+    ns = sorted(acc["n"].unique())
+    precs = _ordered(acc["precision"].unique(), _PRECISION_ORDER)
+    variants = _ordered(acc["variant"].unique(), COST_ORDER)
+    grouped = dict(tuple(acc.groupby(["variant", "precision", "n"])))
+    out = []
+    for p in precs:
+        rows = [
+            [f"`{v}`"] + [
+                _fmt_digits(float(grouped[(v, p, n)]["lre"].min())) if (v, p, n) in grouped else ""
+                for n in ns
+            ]
+            for v in variants
+        ]
+        out.append(f"#### `{p}`\n\n" + _table(["algorithm \\ n", *[str(n) for n in ns]], rows))
+    return "\n".join(out)
+
+
+def failure_table(df: pd.DataFrame) -> str:
+    v = df[df["kind"] == "var"].assign(precision=lambda d: _precision(d))
+    if v.empty:
+        return ""
+    precs = _ordered(v["precision"].unique(), _PRECISION_ORDER)
+    variants = _ordered(v["variant"].unique(), COST_ORDER)
+    sums = v.groupby(["variant", "precision"])[["negative", "nan", "inf", "rows"]].sum()
+    rows = []
+    for var in variants:
+        cells = []
+        for p in precs:
+            if (var, p) not in sums.index:
+                cells.append("")
+                continue
+            neg, nan, inf = (int(sums[c].loc[(var, p)]) for c in ("negative", "nan", "inf"))
+            cells.append(f"{neg} / {nan} / {inf}")
+        rows.append([f"`{var}`", *cells])
+    total = int(v.drop_duplicates(["storage", "layout", "distribution", "scale_point", "n",
+                                   "offset", "correction", "accumulator"])["rows"].sum())
+    note = (f"Negative / NaN / inf results out of the data rows each algorithm saw "
+            f"(up to {total} per precision; all distributions and scale points).\n\n")
+    return note + _table(["algorithm", *[f"`{p}`" for p in precs]], rows)
+
+
+def failure_by_regime(df: pd.DataFrame) -> str:
+    v = df[df["kind"] == "var"]
+    if v.empty:
+        return ""
+    regime = np.where(
+        v["scale_point"] != "unit", "scale " + v["scale_point"],
+        np.where(v["distribution"] == "constant", "constant data", "unit scale, spread data"),
+    )
+    g = v.assign(regime=regime).groupby("regime")[["negative", "nan", "inf", "rows"]].sum()
+    rows = [[r, *(str(int(g.loc[r, c])) for c in ("rows", "negative", "nan", "inf"))]
+            for r in g.index]
+    return _table(["regime", "data rows x variants x precisions", "negative", "NaN", "inf"], rows)
+
+
+def scale_table(df: pd.DataFrame) -> str:
+    v = df[(df["kind"] == "var") & (df["distribution"] != "constant")]
+    v = v.assign(precision=_precision(v))
+    points = [s for s in ("low", "unit", "high") if s in set(v["scale_point"])]
+    if len(points) < 2:
+        return ""
+    precs = _ordered(v["precision"].unique(), _PRECISION_ORDER)
+    variants = _ordered(v["variant"].unique(), COST_ORDER)
+    grouped = dict(tuple(v.groupby(["variant", "precision", "scale_point"])))
+    rows = []
+    for var in variants:
+        cells = []
+        for p in precs:
+            parts = [
+                _fmt_digits(float(grouped[(var, p, s)]["lre"].min())) if (var, p, s) in grouped
+                else "" for s in points
+            ]
+            cells.append(" / ".join(parts))
+        rows.append([f"`{var}`", *cells])
+    return (f"Worst correct digits at the scale points {' / '.join(points)} "
+            "(normal data, every offset and n of the slice).\n\n"
+            + _table(["algorithm", *[f"`{p}`" for p in precs]], rows))
+
+
+def _sequential(variant: str) -> bool:
+    return variant.endswith("/seq") or variant == "welford"
+
+
+def _compensated_second_order(n: float, kappa: float, u: float) -> float:
+    eps = 2 * u + (n * u) ** 2
+    return eps + eps**3 * kappa**2
+
+
+def bound_explanations(df: pd.DataFrame) -> pd.Series:
+    r"""Why each row flagged ``exceeds_bound`` is above its first-order bound.
+
+    Returns a Series of reasons (index of ``df``), in order of precedence:
+
+    - ``count overflow``: n exceeds the accumulator's max (float16 holds n <= 65504),
+      so the count itself is inf.
+    - ``overflow``: the result is inf/NaN, or the sums of the data or of their squares
+      exceed the accumulator's range (``high`` scale point, float16 sums).
+    - ``underflow``: the ``low`` scale point (squared deviations below the normal range).
+    - ``n·u ≥ 1``: a sequential reduction with :math:`nu \ge 1`, where a first-order
+      bound says nothing (the neglected :math:`O((nu)^2)` terms dominate).
+    - ``compensated O(n²u²)``: a compensated sum whose correction term is itself summed
+      in working precision (Neumaier's :math:`c`) carries an error of order
+      :math:`(nu)^2`, not the :math:`nu^2` of :func:`varstats.metrics.bound`; the row
+      is within 10x of the bound with :math:`\varepsilon = 2u + (nu)^2`.
+    - ``constant factor``: within 10x of the bound: the bound drops its constant
+      factors (Higham 2002: ``(n + 3)`` where CGL write ``n``).
+    - ``unexplained``: none of the above; a bug to look at.
+    """
+    reasons: list[str] = []
+    for r in df.to_dict("records"):
+        fi = finfo(str(r["accumulator"]))
+        magnitude = (abs(r["offset"]) + 1.0) * r["scale"]
+        if not r["exceeds_bound"]:
+            reasons.append("")
+        elif r["n"] > fi.max:
+            reasons.append("count overflow")
+        elif (not math.isfinite(r["value"]) or r["scale_point"] == "high"
+              or r["n"] * magnitude**2 > fi.max):
+            reasons.append("overflow")
+        elif r["scale_point"] == "low":
+            reasons.append("underflow")
+        elif _sequential(str(r["variant"])) and r["n"] * fi.unit_roundoff >= 1:
+            reasons.append("n·u ≥ 1")
+        elif r["algorithm"] == "compensated" and r["rel_err"] <= 10 * (
+            _compensated_second_order(r["n"], r["kappa"], fi.unit_roundoff)
+            + 2 * fi.unit_roundoff
+        ):
+            reasons.append("compensated O(n²u²)")
+        elif r["rel_err"] <= 10 * (r["bound"] + 2 * fi.unit_roundoff):
+            reasons.append("constant factor")
+        else:
+            reasons.append("unexplained")
+    return pd.Series(reasons, index=df.index, dtype=object)
+
+
+def bound_section(df: pd.DataFrame) -> str:
+    v = df[df["kind"].isin(["var", "public"]) & np.isfinite(df["bound"])]
+    if v.empty:
+        return ""
+    flagged = v[v["exceeds_bound"]]
+    out = [f"{len(flagged)} of {len(v)} rows (cases x variants x precisions x corrections) "
+           "have a data row whose relative error exceeds its first-order bound "
+           "(`metrics.bound` + 2u for the final division and the float64 rounding of the "
+           "exact value).\n"]
+    if flagged.empty:
+        return out[0]
+    reasons = bound_explanations(flagged)
+    counts = reasons.value_counts()
+    out.append(_table(["reason", "rows"], [[str(k), str(int(c))] for k, c in counts.items()]))
+    ratio = flagged["rel_err"] / flagged["bound"].where(flagged["bound"] > 0)
+    worst = flagged.assign(reason=reasons, ratio=ratio)
+    worst = worst[worst["reason"].isin(["constant factor", "unexplained"])]
+    worst = worst.sort_values(["ratio", "variant", "storage", "accumulator", "n", "offset"],
+                              ascending=[False, True, True, True, True, True], kind="mergesort")
+    if not worst.empty:
+        out.append("\nThe largest ratios among rows not explained by overflow or underflow:\n")
+        rows = [
+            [f"`{r['variant']}`", f"`{r['storage']}:{r['accumulator']}`", r["distribution"]
+             if r["kind"] == "var" else r["case"], str(r["n"]), _offset_label(r["offset"]),
+             f"{r['rel_err']:.3g}", f"{r['bound']:.3g}", f"{r['ratio']:.3g}", r["reason"]]
+            for _, r in worst.head(20).iterrows()
+        ]
+        out.append(_table(["algorithm", "precision", "data", "n", "offset", "rel. error",
+                           "bound", "ratio", "reason"], rows))
+    return "\n".join(out)
+
+
+_PUBLIC_VARIANTS: Final = ("naive/seq", "naive", "two_pass", "welford", "pairwise",
+                           "corrected_two_pass", "compensated", "corrected_two_pass/rescale")
+
+
+def _public_cell(r: pd.Series, multi: bool) -> str:
+    ok = r["lre"] >= _digits(str(r["storage"])) - 1
+    text = _fmt_value(float(r["value"]))
+    if multi:  # the worst row differs between algorithms: show its exact value too
+        text += f" (row {int(r['row'])}: {_fmt_value(float(r['exact']))})"
+    return text + ("" if ok else " ✗")
+
+
+def public_tables(df: pd.DataFrame) -> str:
+    p = df[df["kind"] == "public"]
+    if p.empty:
+        return ""
+    native = p[(p["storage"] == p["accumulator"]) & (p["convention"] == "-")]
+    cases = list(dict.fromkeys(p["case"]))
+    variants = [v for v in _PUBLIC_VARIANTS if v in set(native["variant"])]
+    rows = []
+    for c in cases:
+        sub = native[native["case"] == c].set_index("variant")
+        if sub.empty:
+            continue
+        first = sub.iloc[0]
+        multi = int(first["rows"]) > 1
+        cells = [f"`{c}`", f"`{first['storage']}`", str(int(first["correction"])),
+                 f"{int(first['rows'])} rows" if multi else _fmt_value(first["exact"])]
+        cells += [_public_cell(sub.loc[v], multi) if v in sub.index else "" for v in variants]
+        rows.append(cells)
+    out = ["Variance each algorithm returns in the case's own format (storage = accumulator; "
+           "for a case of several rows, the worst row and its exact value). ✗: fewer than "
+           "`digits(storage) - 1` correct digits.\n",
+           _table(["case", "dtype", "c", "exact", *[f"`{v}`" for v in variants]], rows)]
+    fw = p[p["convention"] != "-"]
+    if not fw.empty:
+        convs = list(dict.fromkeys(fw["convention"]))
+        rows = []
+        for c in cases:
+            sub = fw[fw["case"] == c].set_index("convention")
+            if sub.empty:
+                continue
+            first = sub.iloc[0]
+            multi = int(first["rows"]) > 1
+            cells = [f"`{c}`", f"`{first['layer']}`",
+                     f"{int(first['rows'])} rows" if multi else _fmt_value(first["exact"])]
+            cells += [_public_cell(sub.loc[conv], multi) for conv in convs]
+            rows.append(cells)
+        legend = ", ".join(
+            f"{conv}: `{r['algorithm']}` in `{r['storage']}:{r['accumulator']}`"
+            for conv, r in fw[fw["case"] == cases[0]].set_index("convention").iterrows()
+        )
+        out.append("\nThe variance each framework's CPU kernel computes (its convention's "
+                   f"moments algorithm and accumulator for the layer) — for `{cases[0]}`: "
+                   f"{legend}.\n")
+        out.append(_table(["case", "layer", "exact", *[f"`{c}`" for c in convs]], rows))
+    return "\n".join(out)
+
+
+_Selector = Callable[[pd.Series], pd.Series]
+_N_REGIMES: Final[tuple[tuple[str, _Selector], ...]] = (
+    ("n ≤ 1000", lambda s: s <= 1000),
+    ("n > 1000", lambda s: s > 1000),
+)
+_OFFSET_REGIMES: Final[tuple[tuple[str, _Selector], ...]] = (
+    ("offset ≤ 10", lambda s: s <= 10),
+    ("offset > 10", lambda s: s > 10),
+)
+
+
+def recommendations(df: pd.DataFrame) -> pd.DataFrame:
+    """Cheapest (variant, accumulator) with full accuracy per storage x regime.
+
+    Regimes: ``n <= 1000`` or ``n > 1000``, crossed with offset/std ``<= 10`` or
+    ``> 10``, over generated data at unit scale with a nonzero variance, both
+    corrections and every layout and distribution. Returns one row per regime with the
+    pick, its worst correct digits, the digits needed, and whether it also keeps full
+    accuracy at the ``low`` and ``high`` scale points of the same regime.
+    """
+    acc = _accuracy_cases(df)
+    v = df[(df["kind"] == "var") & (df["distribution"] != "constant")]
+    rank = {name: i for i, name in enumerate(COST_ORDER)}
+    acc_rank = {d: i for i, d in enumerate(DTYPES)}
+    acc_rank["bfloat16"] = acc_rank["float16"]
+    out = []
+    for storage in [d for d in DTYPES if d in set(acc["storage"])]:
+        need = _digits(storage) - 1
+        for n_label, n_sel in _N_REGIMES:
+            for o_label, o_sel in _OFFSET_REGIMES:
+                sub = acc[(acc["storage"] == storage) & n_sel(acc["n"]) & o_sel(acc["offset"])]
+                if sub.empty:
+                    continue
+                worst = sub.groupby(["variant", "accumulator"])["lre"].min()
+                ext = v[(v["storage"] == storage) & n_sel(v["n"]) & o_sel(v["offset"])
+                        & (v["scale_point"] != "unit")]
+                ext_worst = ext.groupby(["variant", "accumulator"])["lre"].min()
+                cands = sorted(
+                    worst.index,
+                    key=lambda k: (rank.get(k[0], len(rank)), acc_rank[k[1]], k[0]),
+                )
+                full = [k for k in cands if worst[k] >= need]
+                pick = full[0] if full else max(cands, key=lambda k: (worst[k], -cands.index(k)))
+                robust = [k for k in full if k in ext_worst.index and ext_worst[k] >= need]
+                out.append({
+                    "storage": storage,
+                    "n": n_label,
+                    "offset": o_label,
+                    "variant": pick[0],
+                    "accumulator": pick[1],
+                    "worst_lre": float(worst[pick]),
+                    "needed": need,
+                    "full": bool(full),
+                    "extremes_ok": (bool(ext_worst[pick] >= need)
+                                    if pick in ext_worst.index else None),
+                    "robust_variant": (f"{robust[0][0]} ({robust[0][1]})" if robust else "–"),
+                })
+    return pd.DataFrame(out)
+
+
+def recommendation_table(df: pd.DataFrame) -> str:
+    rec = recommendations(df)
+    if rec.empty:
+        return ""
+    rows = []
+    for _, r in rec.iterrows():
+        pick = f"`{r['variant']}` in `{r['accumulator']}`"
+        if not r["full"]:
+            pick += " (best available; none reaches full accuracy)"
+        ext = {True: "yes", False: "no", None: "not measured"}[r["extremes_ok"]]
+        rows.append([f"`{r['storage']}`", r["n"], r["offset"], pick,
+                     f"{r['worst_lre']:.1f} (need {r['needed']:.1f})", ext,
+                     r["robust_variant"]])
+    return _table(["storage", "size", "offset/std", "cheapest with full accuracy",
+                   "worst digits", "also at low/high scale?",
+                   "cheapest that also survives low/high scale"], rows)
+
+
+def layer_tables(df: pd.DataFrame) -> str:
+    lay = df[df["kind"] == "layer"]
+    if lay.empty:
+        return ""
+    out = ["Worst correct digits of the normalized output (normwise: max |y - exact| over "
+           "the output's rms) per convention, each with its own moments algorithm, "
+           "accumulator and output form; columns are the offset/std ratio of the input. "
+           "NaN outputs count as 0 digits.\n"]
+    for storage in [d for d in DTYPES if d in set(lay["storage"])]:
+        sub = lay[lay["storage"] == storage]
+        offsets = sorted(sub["offset"].unique())
+        rows = []
+        for (layer, conv), g in sub.groupby(["layer", "convention"], sort=False):
+            g = g.set_index("offset")
+            r0 = g.iloc[0]
+            rows.append([f"`{layer}`", str(conv), f"`{r0['algorithm']}` ({r0['accumulator']}), "
+                         f"{r0['variant']}"]
+                        + [_fmt_digits(float(g.loc[o, "lre"])) + (" NaN" if g.loc[o, "nan"] else "")
+                           if o in g.index else "" for o in offsets])
+        out.append(f"#### `{storage}` input (output format digits: {_digits(storage):.1f})\n\n"
+                   + _table(["layer", "convention", "moments / output form",
+                             *[_offset_label(o) for o in offsets]], rows))
+    return "\n".join(out)
+
+
+def layout_check(df: pd.DataFrame) -> str:
+    v = df[df["kind"] == "var"]
+    s = v[v["layout"] == "strided"]
+    if s.empty:
+        return ""
+    keys = ["variant", "storage", "accumulator", "distribution", "scale_point", "n", "offset",
+            "correction"]
+    c = v[v["layout"] == "contiguous"]
+    m = s.merge(c, on=keys, suffixes=("_s", "_c"))
+    same = (m["value_s"].to_numpy() == m["value_c"].to_numpy()) | (
+        np.isnan(m["value_s"].to_numpy()) & np.isnan(m["value_c"].to_numpy()))
+    return (f"Strided (non-contiguous, NaN-padded) inputs: {int(same.sum())} of {len(m)} "
+            "cases give the same worst-row value bit for bit as the contiguous layout "
+            "of the same data (the kernels fix their own reduction order).\n")
+
+
+def summary_markdown(df: pd.DataFrame, figures: Sequence[str] = ()) -> str:
+    v = df[df["kind"] == "var"]
+    cases = v.drop_duplicates(["storage", "layout", "distribution", "scale_point", "n", "offset"])
+    ncases, nrows = len(cases), int(cases["rows"].sum())
+    parts = [
+        "# varstats: accuracy of variance algorithms against exact ground truth\n",
+        "Generated by `python -m varstats.report` from `errors.csv` (written by "
+        "`python -m varstats.sweep`); do not edit by hand.\n",
+        f"`errors.csv`: {len(df)} rows; {ncases} generated cases "
+        f"({nrows} data rows), {df.loc[df['kind'] == 'public', 'case'].nunique()} public cases, "
+        f"{len(df[df['kind'] == 'layer'])} norm-layer rows.\n",
+        "**Correct digits** are the log relative error (LRE, McCullough 1998) of the "
+        "variance against the exact one, capped at the accumulator's digits. **Full "
+        "accuracy** means at least `digits(storage) - 1` correct digits (float16 3.3, "
+        "bfloat16 2.4, float32 7.2, float64 16.0, minus one). **Cost order** of the "
+        "algorithms, cheapest first: "
+        + ", ".join(f"`{c}`" for c in COST_ORDER)
+        + "; then the accumulator, narrowest first. Labels: `/seq` is a left-to-right "
+        "sum (the default is a pairwise tree over 32 lanes), `welford` is the classic "
+        "one-lane update, `welford/lanes8` eight interleaved updates merged (as vectorized "
+        "CPU kernels do), `/rescale` is `varstats.RECOMMENDED` (power-of-two rescaling "
+        "against overflow and underflow).\n",
+        "## Headline: correct digits per algorithm and precision\n",
+        "Median / worst correct digits over every generated case at unit scale with a "
+        "nonzero variance (all n, offsets, distributions, layouts and both corrections).\n",
+        HEADLINE_START,
+        headline_table(df),
+        HEADLINE_END + "\n",
+        "## Recommendations\n",
+        "For each storage format and regime, the cheapest algorithm and accumulator "
+        "whose worst case keeps full accuracy (cost order and full accuracy as defined "
+        "above).\n",
+        recommendation_table(df),
+        "## Correct digits by offset/std ratio\n",
+        "Median / worst correct digits per algorithm, one table per "
+        "`storage:accumulator` pair (unit scale, nonzero variance, all n).\n",
+        offset_tables(df),
+        "## Worst correct digits by n\n",
+        size_tables(df),
+        "## Failures: negative, NaN and infinite variances\n",
+        failure_table(df),
+        "\nBy regime (all algorithms and precisions):\n",
+        failure_by_regime(df),
+        "## Near underflow and overflow\n",
+        scale_table(df),
+        "## Measured error vs the Chan-Golub-LeVeque bound\n",
+        bound_section(df),
+        "## Public reproduction cases\n",
+        public_tables(df),
+        "## Norm layers under each framework convention\n",
+        layer_tables(df),
+        "## Memory layout\n",
+        layout_check(df),
+    ]
+    if figures:
+        parts.append("## Figures\n")
+        parts += [f"![{f}](figures/{f})\n" for f in figures]
+    return "\n".join(p for p in parts if p) .rstrip() + "\n"
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _floor(rel: npt.NDArray[np.float64], acc: str) -> npt.NDArray[np.float64]:
+    return np.asarray(np.maximum(rel, finfo(acc).unit_roundoff / 8), dtype=np.float64)
+
+
+def _core(df: pd.DataFrame) -> pd.DataFrame:
+    v = df[df["kind"] == "var"]
+    return v[(v["distribution"] == "normal") & (v["scale_point"] == "unit")
+             & (v["layout"] == "contiguous") & (v["correction"] == 0)]
+
+
+def _variant_panels(ax: Any, sub: pd.DataFrame, xcol: str, variants: Sequence[str],
+                    acc: str) -> None:
+    colors = plt.get_cmap("tab10")
+    for i, var in enumerate(variants):
+        g = sub[sub["variant"] == var].sort_values(xcol)
+        if g.empty:
+            continue
+        c = colors(i % 10)
+        ax.plot(g[xcol], _floor(g["rel_err"].to_numpy(), acc), marker="o", ms=3, color=c,
+                label=var)
+        b = g["bound"].to_numpy()
+        if np.isfinite(b).any():
+            ax.plot(g[xcol], b, ls="--", lw=0.8, color=c)
+    u = finfo(acc).unit_roundoff
+    ax.axhline(u, color="grey", lw=0.6, ls=":")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_ylim(u / 16, 10.0)
+    _log_ticks(ax, x=True, y=True)
+    ax.grid(True, which="major", lw=0.3)
+
+
+def _log_ticks(ax: Any, *, x: bool, y: bool) -> None:
+    # few major ticks, no minor ones: log axes spanning 20 decades otherwise spend
+    # seconds laying out hundreds of tick labels
+    for use, axis in ((x, ax.xaxis), (y, ax.yaxis)):
+        if use:
+            axis.set_major_locator(LogLocator(base=10.0, numticks=7))
+            axis.set_minor_locator(NullLocator())
+            # plain-text labels: mathtext ones cost milliseconds each to lay out
+            axis.set_major_formatter(FuncFormatter(_tick_label))
+
+
+def _tick_label(x: float, _pos: Any = None) -> str:
+    return _offset_label(x) if x > 0 else "0"
+
+
+def _figure_vs(df: pd.DataFrame, precision: str, xcol: str, fixed: str, value: float,
+               path: Path) -> None:
+    storage, acc = precision.split(":")
+    sub = _core(df)
+    sub = sub[(sub["storage"] == storage) & (sub["accumulator"] == acc) & (sub[fixed] == value)]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, (title, variants) in zip(axes, _PANELS, strict=True):
+        _variant_panels(ax, sub, xcol, variants, acc)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("offset / std" if xcol == "offset" else "n (values reduced)")
+        ax.legend(fontsize=7, loc="upper left")
+    fixed_label = f"n = {int(value)}" if fixed == "n" else f"offset/std = {_offset_label(value)}"
+    axes[0].set_ylabel("worst relative error of the variance (floor u/8)")
+    fig.suptitle(f"{precision}: error vs {'offset' if xcol == 'offset' else 'n'} "
+                 f"({fixed_label}, normal data); dashed: first-order bound; dotted: u",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
+def _nearest(values: Sequence[float], target: float) -> float:
+    return min(values, key=lambda x: (abs(math.log10(x) - math.log10(target)), x))
+
+
+def _layer_figure(df: pd.DataFrame, layer: str, path: Path) -> None:
+    lay = df[(df["kind"] == "layer") & (df["layer"] == layer)]
+    storages = [d for d in DTYPES if d in set(lay["storage"])]
+    fig, axes = plt.subplots(1, len(storages), figsize=(3.2 * len(storages) + 1, 3.8),
+                             sharey=False, squeeze=False)
+    colors = plt.get_cmap("tab10")
+    for ax, storage in zip(axes[0], storages, strict=True):
+        sub = lay[lay["storage"] == storage]
+        for i, conv in enumerate(dict.fromkeys(sub["convention"])):
+            g = sub[sub["convention"] == conv].sort_values("offset")
+            ax.plot(g["offset"], g["lre"], marker="o", ms=3, color=colors(i % 10), label=conv)
+        ax.axhline(_digits(storage), color="grey", lw=0.6, ls=":")
+        ax.set_xscale("log")
+        _log_ticks(ax, x=True, y=False)
+        ax.set_xlabel("offset / std of the input")
+        ax.set_title(storage, fontsize=9)
+        ax.set_ylim(-0.3, _digits(storage) + 0.5)
+        ax.grid(True, lw=0.3)
+    axes[0][0].set_ylabel("worst correct digits of the output")
+    axes[0][-1].legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"{layer}: output accuracy per framework convention (dotted: format digits)",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
+def build_figures(df: pd.DataFrame, out: Path) -> list[str]:
+    """Write ``figures/*.png``; returns their file names in order."""
+    figdir = out / "figures"
+    figdir.mkdir(parents=True, exist_ok=True)
+    names: list[str] = []
+    core = _core(df)
+    precs = _ordered((core["storage"] + ":" + core["accumulator"]).unique(), _PRECISION_ORDER)
+    for p in precs:
+        storage, acc = p.split(":")
+        sub = core[(core["storage"] == storage) & (core["accumulator"] == acc)]
+        ns = sorted(sub["n"].unique())
+        n0 = int(min(ns, key=lambda n: (abs(math.log10(n) - 3), n)))
+        name = f"error_vs_offset_{storage}_{acc}.png"
+        _figure_vs(df, p, "offset", "n", n0, figdir / name)
+        names.append(name)
+        o0 = _nearest(sorted(sub["offset"].unique()), 100.0)
+        name = f"error_vs_n_{storage}_{acc}.png"
+        _figure_vs(df, p, "n", "offset", o0, figdir / name)
+        names.append(name)
+    for layer in dict.fromkeys(df.loc[df["kind"] == "layer", "layer"]):
+        name = f"layer_{layer}.png"
+        _layer_figure(df, layer, figdir / name)
+        names.append(name)
+    return names
+
+
+def build_report(out: str | Path) -> None:
+    """Read ``out/errors.csv``; write ``out/summary.md`` and ``out/figures/``."""
+    out = Path(out)
+    df = read_errors(out / "errors.csv")
+    figdir = out / "figures"
+    if figdir.exists():
+        for old in figdir.glob("*.png"):
+            old.unlink()
+    names = build_figures(df, out)
+    (out / "summary.md").write_text(summary_markdown(df, names))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m varstats.report",
+        description="Rebuild summary.md and figures/ from errors.csv.",
+    )
+    parser.add_argument("out", nargs="?", type=Path, default=Path("results"),
+                        help="directory holding errors.csv (default results/)")
+    args = parser.parse_args(argv)
+    if not (args.out / "errors.csv").is_file():
+        print(f"{parser.prog}: error: {args.out / 'errors.csv'} not found", file=sys.stderr)
+        return 2
+    build_report(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1064 @@
+r"""The study: every variance algorithm, precision and input regime against exact ground truth.
+
+Run ``python -m varstats.sweep`` (or ``varstats-sweep``); ``--help`` lists the options.
+The sweep writes to ``--out`` (default ``results/``):
+
+``errors.csv``
+    One row per (case, algorithm variant, precision, correction); columns in
+    :data:`varstats.report.COLUMNS`. A *case* is one set of generator parameters
+    (storage, distribution, layout, n, offset, scale) drawn as ``rows`` independent
+    rows; the CSV row reports the worst of them (``value``, ``exact``, ``rel_err``,
+    ``ulps``, ``lre``, ``kappa`` and ``bound`` of that row, its index in ``row``) and
+    the median correct digits over all of them (``lre_median``), so that the file stays
+    small enough to commit.
+``summary.md``, ``figures/*.png``
+    Built from ``errors.csv`` by :mod:`varstats.report`.
+
+How the grid is cut
+-------------------
+The work is cut into *units*: one unit is one storage format x distribution x layout x
+scale point x n, with every offset, every accumulator of that storage, every algorithm
+variant and both corrections inside it. Within a unit all offsets are stacked into one
+``(offsets * rows, n)`` array, so each kernel runs once per (variant, precision) and
+vectorizes over every row, and the exact oracle runs once per unit (the data do not
+depend on the accumulator). Public reproduction cases and norm layers are units too.
+
+Determinism and resumption
+--------------------------
+Every case's seed is derived (SHA-256) from its parameters and ``--seed``, never from
+the order or the process it runs in; floats are written with ``repr`` (shortest
+round-trip); units are concatenated in grid order. Each finished unit is written
+atomically (temporary file, then :func:`os.replace`) to ``OUT/.partial/KEY.csv``, where
+``KEY`` hashes everything the unit computes. ``--resume`` skips every unit whose file
+exists, so a killed run restarted with ``--resume`` recomputes nothing already written
+and ends with the same bytes as an uninterrupted run; without ``--resume`` the partial
+store is cleared first. It is removed once the outputs are written.
+
+Scale points
+------------
+``unit``: standard deviation 1. ``low``: standard deviation :math:`2\sqrt{\text{tiny}}`
+of the storage format, so squared deviations fall to the bottom of the normal range and
+underflow in a same-width accumulator. ``high``: standard deviation
+:math:`\min(\sqrt{\max}/4,\ 2^{-8}\max/(1 + r))` for offset ratio :math:`r`: the data sit
+in the top binades, their squares and sums of squares overflow, the variance itself
+(at most :math:`\max/16`) does not. The offset/std ratio ``offset`` runs over
+:func:`varstats.cases.offset_ratios`, up to where the storage format stops resolving the
+spread (:func:`varstats.cases.max_offset_ratio`); the absolute offset is
+``offset * scale``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from varstats import cases as vcases
+from varstats import metrics, oracle
+from varstats.algorithms import ALGORITHMS, mean_var
+from varstats.algorithms import moments as compute_moments
+from varstats.precision import DTYPES, PRECISIONS, Precision, finfo
+
+__all__ = [
+    "GRIDS",
+    "SCALE_POINTS",
+    "VARIANTS",
+    "Grid",
+    "Unit",
+    "Variant",
+    "build_grid",
+    "main",
+    "run",
+]
+
+Array = npt.NDArray[Any]
+
+#: Grid sizes understood by ``--grid`` (``tiny`` is a seconds-long slice for the tests).
+GRIDS: Final = ("tiny", "quick", "standard", "full")
+
+#: Scale points (see the module docstring).
+SCALE_POINTS: Final = ("low", "unit", "high")
+
+PARTIAL_DIR: Final = ".partial"
+
+
+# --------------------------------------------------------------------------- variants
+
+
+@dataclass(frozen=True)
+class Variant:
+    """An algorithm with fixed kernel options, as one column of the study.
+
+    ``sequential_loop`` marks kernels that loop in Python over the reduction length
+    (seconds per call at n = 10**6); the grid keeps them to a thin slice at large n.
+    """
+
+    label: str
+    algorithm: str
+    options: tuple[tuple[str, Any], ...] = ()
+    sequential_loop: bool = False
+
+    @property
+    def summation(self) -> str:
+        return str(dict(self.options).get("summation", "-"))
+
+    @property
+    def rescale(self) -> bool:
+        return bool(dict(self.options).get("rescale", False))
+
+    def kernel_options(self) -> dict[str, Any]:
+        return {k: v for k, v in self.options if k != "rescale"}
+
+
+def _variants() -> dict[str, Variant]:
+    out: list[Variant] = []
+    for name in ALGORITHMS:
+        if name in ("naive", "shifted", "two_pass", "corrected_two_pass", "compensated"):
+            out.append(Variant(name, name, (("summation", "pairwise"),)))
+            seq_loop = name == "compensated"  # Neumaier's loop; the others use add.accumulate
+            out.append(Variant(f"{name}/seq", name, (("summation", "sequential"),), seq_loop))
+        elif name == "welford":
+            out.append(Variant("welford", "welford", (("lanes", 1),), True))
+            out.append(Variant("welford/lanes8", "welford", (("lanes", 8),)))
+        else:
+            out.append(Variant(name, name))
+    # the configuration the project recommends (varstats.RECOMMENDED)
+    out.append(
+        Variant(
+            "corrected_two_pass/rescale",
+            "corrected_two_pass",
+            (("summation", "pairwise"), ("rescale", True)),
+        )
+    )
+    return {v.label: v for v in out}
+
+
+#: Every algorithm variant the sweep knows, by label, in table order.
+VARIANTS: Final[dict[str, Variant]] = _variants()
+
+
+# --------------------------------------------------------------------------- the grid
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One resumable piece of work; see the module docstring.
+
+    ``kind`` is ``"var"`` (generated data), ``"public"`` (a reproduction case, named
+    in ``case``) or ``"layer"`` (a norm layer, named in ``layer``, under every
+    convention in ``conventions``).
+    """
+
+    kind: str
+    storage: str
+    n: int
+    rows: int
+    precisions: tuple[str, ...]
+    variants: tuple[str, ...] = ()
+    distribution: str = "-"
+    layout: str = "contiguous"
+    scale_point: str = "unit"
+    offsets: tuple[float, ...] = ()
+    case: str = "-"
+    layer: str = "-"
+    conventions: tuple[str, ...] = ()
+    seed: int = 0
+
+    @property
+    def key(self) -> str:
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+    @property
+    def cost(self) -> float:
+        """Rough relative cost, to start the longest units first."""
+        loops = sum(VARIANTS[v].sequential_loop for v in self.variants)
+        per_call = 2e-5 * self.n  # a Python-level step per element
+        volume = self.n * self.rows * max(len(self.offsets), 1)
+        return volume * 1e-6 * len(self.precisions) + loops * per_call * len(self.precisions)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Parameters of one grid size (see :func:`build_grid`)."""
+
+    name: str
+    ns: tuple[int, ...]
+    rows: dict[int, int]
+    slices: tuple[tuple[str, str, str, int], ...]  # (distribution, layout, scale point, max n)
+    loop_max_n: int  # sequential-loop variants above this n: core slice only
+    loop_top_precisions: tuple[str, ...]  # ... and at the largest n only these precisions
+    offset_step: int = 1  # use every k-th power of ten
+    layer_offsets_step: int = 2
+    layer_shape: tuple[int, ...] = (4, 8, 4, 4)
+    public: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _grid_spec(name: str) -> Grid:
+    core = ("normal", "contiguous", "unit")
+    if name == "tiny":
+        return Grid(
+            name,
+            ns=(2, 50),
+            rows={2: 4, 50: 4},
+            slices=((*core, 50), ("constant", "contiguous", "unit", 50),
+                    ("normal", "strided", "unit", 50), ("normal", "contiguous", "high", 50)),
+            loop_max_n=50,
+            loop_top_precisions=(),
+            offset_step=4,
+            layer_shape=(2, 4, 2, 2),
+            layer_offsets_step=8,
+        )
+    if name == "quick":
+        return Grid(
+            name,
+            ns=(2, 10, 1000, 10**5),
+            rows={2: 32, 10: 32, 1000: 8, 10**5: 1},
+            slices=(
+                (*core, 10**5),
+                ("one_outlier", "contiguous", "unit", 1000),
+                ("constant", "contiguous", "unit", 1000),
+                ("normal", "strided", "unit", 1000),
+                ("normal", "contiguous", "low", 1000),
+                ("normal", "contiguous", "high", 1000),
+            ),
+            loop_max_n=1000,
+            loop_top_precisions=(),
+            offset_step=2,
+            layer_shape=(2, 4, 4, 4),
+            layer_offsets_step=4,
+        )
+    dists = ("uniform", "lognormal", "one_outlier", "constant")
+    if name == "standard":
+        big = 10**5
+        return Grid(
+            name,
+            ns=(2, 10, 100, 1000, 10**4, 10**5, 10**6),
+            rows={2: 64, 10: 64, 100: 64, 1000: 16, 10**4: 8, 10**5: 2, 10**6: 1},
+            slices=(
+                (*core, 10**6),
+                *((d, "contiguous", "unit", big) for d in dists),
+                ("normal", "contiguous", "low", big),
+                ("normal", "contiguous", "high", big),
+                ("normal", "strided", "unit", 10**4),
+            ),
+            loop_max_n=10**4,
+            loop_top_precisions=("float32:float32", "float64:float64"),
+            layer_offsets_step=1,
+        )
+    if name == "full":
+        return Grid(
+            name,
+            ns=(2, 3, 10, 100, 1000, 10**4, 10**5, 10**6),
+            rows={2: 256, 3: 256, 10: 256, 100: 128, 1000: 64, 10**4: 16, 10**5: 4, 10**6: 2},
+            slices=(
+                *((d, "contiguous", "unit", 10**6) for d in ("normal", *dists)),
+                *(("normal", "contiguous", s, 10**6) for s in ("low", "high")),
+                *((d, "contiguous", s, 10**5) for d in dists[:3] for s in ("low", "high")),
+                ("normal", "strided", "unit", 10**5),
+            ),
+            loop_max_n=10**5,
+            loop_top_precisions=tuple(str(p) for p in PRECISIONS),
+            layer_shape=(8, 16, 8, 8),
+            layer_offsets_step=1,
+        )
+    raise ValueError(f"grid: unknown {name!r}; expected one of {GRIDS}")
+
+
+def _layers_available() -> tuple[str, ...]:
+    try:
+        from varstats.conventions import CONVENTIONS, LAYERS  # noqa: F401
+        from varstats.norms import batch_norm  # noqa: F401
+    except ImportError:  # pragma: no cover - the norm layers ship with the package
+        return ()
+    return tuple(LAYERS)
+
+
+def _conventions() -> tuple[str, ...]:
+    try:
+        from varstats.conventions import CONVENTIONS
+    except ImportError:  # pragma: no cover
+        return ()
+    return tuple(CONVENTIONS)
+
+
+def build_grid(
+    name: str = "standard",
+    *,
+    algorithms: Sequence[str] | None = None,
+    precisions: Sequence[Precision] | None = None,
+    layers: Sequence[str] | None = None,
+    seed: int = 0,
+) -> list[Unit]:
+    """The units of a grid, in output order.
+
+    Parameters
+    ----------
+    name : {"tiny", "quick", "standard", "full"}
+    algorithms : sequence of str, optional
+        Keep only variants of these algorithms (registry names such as ``"welford"``)
+        or these variant labels (``"two_pass/seq"``). Default: all of :data:`VARIANTS`.
+    precisions : sequence of Precision, optional
+        Default: :data:`varstats.PRECISIONS`.
+    layers : sequence of str, optional
+        Norm layers to sweep under every convention. Default: none.
+    seed : int
+        Base seed, mixed into every case's seed.
+    """
+    spec = _grid_spec(name)
+    if algorithms is None:
+        labels = tuple(VARIANTS)
+    else:
+        wanted = set(algorithms)
+        labels = tuple(
+            lab for lab, v in VARIANTS.items() if lab in wanted or v.algorithm in wanted
+        )
+    precs = tuple(str(p) for p in (PRECISIONS if precisions is None else precisions))
+    units: list[Unit] = []
+    top_n = max(spec.ns)
+    core = ("normal", "contiguous", "unit")
+    for distribution, layout, scale_point, max_n in spec.slices:
+        for storage in DTYPES:
+            sprecs = tuple(p for p in precs if p.split(":")[0] == storage)
+            if not sprecs or not labels:
+                continue
+            offsets = vcases.offset_ratios(storage)[:: spec.offset_step]
+            for n in spec.ns:
+                if n > max_n:
+                    continue
+                loops_ok = n <= spec.loop_max_n or (distribution, layout, scale_point) == core
+                unit_variants = tuple(
+                    lab for lab in labels if loops_ok or not VARIANTS[lab].sequential_loop
+                )
+                base = Unit(
+                    "var",
+                    storage,
+                    n,
+                    spec.rows[n],
+                    sprecs,
+                    unit_variants,
+                    distribution,
+                    layout,
+                    scale_point,
+                    offsets,
+                    seed=seed,
+                )
+                if n == top_n and loops_ok and n > spec.loop_max_n:
+                    # thin slice: the sequential loops only at the listed precisions
+                    fast = tuple(v for v in unit_variants if not VARIANTS[v].sequential_loop)
+                    slow = tuple(v for v in unit_variants if VARIANTS[v].sequential_loop)
+                    top = tuple(p for p in sprecs if p in spec.loop_top_precisions)
+                    units.append(_replace(base, variants=fast))
+                    if slow and top:
+                        units.append(_replace(base, variants=slow, precisions=top))
+                else:
+                    units.append(base)
+    if spec.public:
+        for case in vcases.PUBLIC_CASES.values():
+            cprecs = tuple(p for p in precs if p.split(":")[0] == case.dtype)
+            if labels and cprecs:
+                units.append(
+                    Unit(
+                        "public",
+                        case.dtype,
+                        case.x.shape[1],
+                        case.x.shape[0],
+                        cprecs,
+                        labels,
+                        case=case.name,
+                        conventions=_conventions(),
+                        seed=seed,
+                    )
+                )
+    for layer in layers or ():
+        for storage in DTYPES:
+            if not any(p.split(":")[0] == storage for p in precs):
+                continue
+            offsets = vcases.offset_ratios(storage)[:: spec.layer_offsets_step]
+            units.append(
+                Unit(
+                    "layer",
+                    storage,
+                    int(np.prod(spec.layer_shape)),
+                    1,
+                    (),
+                    distribution="normal",
+                    offsets=offsets,
+                    layer=layer,
+                    conventions=_conventions(),
+                    seed=seed,
+                    case="x".join(str(s) for s in spec.layer_shape),
+                )
+            )
+    return units
+
+
+def _replace(unit: Unit, **changes: Any) -> Unit:
+    return Unit(**{**asdict(unit), **changes})
+
+
+# --------------------------------------------------------------------------- data
+
+
+def case_seed(*parts: Any) -> int:
+    """A 63-bit seed from the parameters of a case (SHA-256; independent of process)."""
+    text = "|".join(repr(p) for p in parts)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
+
+
+def scale_for(storage: str, scale_point: str, offset: float) -> float:
+    """Standard deviation of the data at a scale point and offset ratio (module docstring)."""
+    fi = finfo(storage)
+    if scale_point == "unit":
+        return 1.0
+    if scale_point == "low":
+        return 2.0 * math.sqrt(fi.tiny)
+    if scale_point == "high":
+        return min(math.sqrt(fi.max) / 4.0, vcases.scale_range(storage)[1] / (1.0 + offset))
+    raise ValueError(f"scale_point: unknown {scale_point!r}; expected one of {SCALE_POINTS}")
+
+
+def strided(x: Array) -> Array:
+    """The same values as a non-contiguous view laid out as ``generate(layout="strided")``."""
+    batch, n = x.shape
+    buf = np.full((n, 2 * batch), np.nan, dtype=x.dtype)
+    buf[:, ::2] = x.T
+    return buf[:, ::2].T
+
+
+def _to_float(q: Any) -> float:
+    if isinstance(q, Fraction):
+        return oracle.round_ratio(q.numerator, q.denominator)
+    return float(q)
+
+
+@dataclass
+class _Exact:
+    mean: Array  # float64, rounded
+    var: dict[int, Array]  # correction -> float64, rounded
+    kappa: Array
+    shifted_kappa: Array  # for the shift by the first value
+
+
+def _exact(x: Array, corrections: Iterable[int]) -> _Exact:
+    em = oracle.exact_moments(x, axis=-1)
+    n = x.shape[-1]
+    means = list(em.mean.reshape(-1))
+    m2s = list(em.m2.reshape(-1))
+    var = {
+        c: np.array(
+            [_to_float(m2 / (n - c)) if isinstance(m2, Fraction) else math.nan for m2 in m2s]
+        )
+        for c in corrections
+    }
+    var0 = np.array([_to_float(m2 / n) if isinstance(m2, Fraction) else math.nan for m2 in m2s])
+    mean = np.array([_to_float(m) for m in means])
+    first = x[:, 0].astype(np.float64)
+    shift = np.array(
+        [
+            _to_float(m - Fraction(float(f))) if isinstance(m, Fraction) else math.nan
+            for m, f in zip(means, first, strict=True)
+        ]
+    )
+    # kappa depends on S only through S/n: pass the variance so S cannot overflow
+    return _Exact(mean, var, vcases.kappa(1, mean, var0), vcases.kappa(1, shift, var0))
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return "True" if v else "False"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return repr(float(v))
+    return str(v)
+
+
+def _worst(rel: Array) -> int:
+    """Index of the worst row: NaN counts as worst, the first one wins ties."""
+    key = np.where(np.isnan(rel), np.inf, rel)
+    return int(np.argmax(key))
+
+
+def _row(unit: Unit, **cols: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "kind": unit.kind,
+        "case": unit.case,
+        "layer": unit.layer,
+        "convention": "-",
+        "algorithm": "-",
+        "variant": "-",
+        "summation": "-",
+        "storage": unit.storage,
+        "accumulator": "-",
+        "layout": unit.layout,
+        "distribution": unit.distribution,
+        "scale_point": unit.scale_point,
+        "n": unit.n,
+        "offset": math.nan,
+        "scale": math.nan,
+        "correction": 0,
+        "seed": 0,
+        "rows": unit.rows,
+    }
+    base.update(cols)
+    return base
+
+
+def _metrics(
+    value: Array, exact: Array, acc: str, bnd: Array
+) -> dict[str, Array]:
+    u = finfo(acc).unit_roundoff
+    rel = metrics.rel_err(value, exact)
+    # the bound is on S; the division by n - c rounds once more, and `exact` is float64
+    exceeds = np.where(np.isnan(rel), np.inf, rel) > bnd + 2.0 * u
+    v64 = value.astype(np.float64)
+    return {
+        "value": v64,
+        "rel_err": rel,
+        "ulps": metrics.ulps(value, exact, acc),
+        "lre": metrics.lre(value, exact, acc),
+        "exceeds": exceeds,
+        "negative": np.isfinite(v64) & (v64 < 0),
+        "nan": np.isnan(v64),
+        "inf": np.isinf(v64),
+    }
+
+
+def _aggregate(
+    m: dict[str, Array], exact: Array, kappa: Array, bnd: Array, sl: slice
+) -> dict[str, Any]:
+    rel = m["rel_err"][sl]
+    w = _worst(rel)
+    nan = int(np.count_nonzero(m["nan"][sl]))
+    inf = int(np.count_nonzero(m["inf"][sl]))
+    return {
+        "row": w,
+        "kappa": float(kappa[sl][w]),
+        "value": float(m["value"][sl][w]),
+        "exact": float(exact[sl][w]),
+        "rel_err": float(rel[w]),
+        "ulps": float(m["ulps"][sl][w]),
+        "lre": float(np.min(m["lre"][sl])),
+        "lre_median": float(np.median(m["lre"][sl])),
+        "bound": float(bnd[sl][w]),
+        "exceeds_bound": bool(np.any(m["exceeds"][sl])),
+        "negative": int(np.count_nonzero(m["negative"][sl])),
+        "nan": nan,
+        "inf": inf,
+        "nonfinite": nan + inf,
+    }
+
+
+def _variant_var(x: Array, variant: Variant, precision: str, corrections: Sequence[int]) -> dict[
+    int, Array
+]:
+    """The variant's variance of every row of ``x`` for each correction (accumulator dtype)."""
+    opts = variant.kernel_options()
+    if variant.rescale:
+        return {
+            c: np.asarray(
+                mean_var(
+                    x, axis=-1, correction=c, algorithm=variant.algorithm,
+                    precision=precision, rescale=True, **opts,
+                )[1]
+            ).reshape(-1)
+            for c in corrections
+        }
+    m = compute_moments(x, axis=-1, algorithm=variant.algorithm, precision=precision, **opts)
+    return {c: np.asarray(m.var(c)).reshape(-1) for c in corrections}
+
+
+def _variant_bound(
+    variant: Variant, n: int, kappa: Array, shifted_kappa: Array, acc: str
+) -> Array:
+    opts = dict(variant.options)
+    return metrics.bound(
+        variant.algorithm,
+        n,
+        kappa,
+        finfo(acc).unit_roundoff,
+        str(opts.get("summation", "pairwise")),
+        lanes=opts.get("lanes"),
+        block=opts.get("block"),
+        shifted_kappa=shifted_kappa if variant.algorithm == "shifted" else None,
+    )
+
+
+def _var_unit(unit: Unit) -> list[dict[str, Any]]:
+    blocks, scales, seeds = [], [], []
+    for offset in unit.offsets:
+        scale = scale_for(unit.storage, unit.scale_point, offset)
+        # the layout is not part of the seed: strided data equal the contiguous data
+        seed = case_seed(
+            unit.seed, unit.storage, unit.distribution, unit.scale_point, unit.n, offset
+        )
+        blocks.append(
+            vcases.generate(
+                unit.n,
+                storage=unit.storage,
+                distribution=unit.distribution,
+                offset=offset * scale,
+                scale=scale,
+                batch=unit.rows,
+                seed=seed,
+            )
+        )
+        scales.append(scale)
+        seeds.append(seed)
+    x = np.concatenate(blocks, axis=0)
+    if unit.layout == "strided":
+        x = strided(x)
+    corrections = (0, 1) if unit.n > 1 else (0,)
+    ex = _exact(np.ascontiguousarray(x), corrections)
+    out: list[dict[str, Any]] = []
+    for precision in unit.precisions:
+        acc = Precision.parse(precision).accumulator
+        for label in unit.variants:
+            variant = VARIANTS[label]
+            values = _variant_var(x, variant, precision, corrections)
+            bnd = _variant_bound(variant, unit.n, ex.kappa, ex.shifted_kappa, acc)
+            for c in corrections:
+                m = _metrics(values[c], ex.var[c], acc, bnd)
+                for i, offset in enumerate(unit.offsets):
+                    sl = slice(i * unit.rows, (i + 1) * unit.rows)
+                    out.append(
+                        _row(
+                            unit,
+                            algorithm=variant.algorithm,
+                            variant=label,
+                            summation=variant.summation,
+                            accumulator=acc,
+                            offset=offset,
+                            scale=scales[i],
+                            correction=c,
+                            seed=seeds[i],
+                            **_aggregate(m, ex.var[c], ex.kappa, bnd, sl),
+                        )
+                    )
+    return out
+
+
+def _framework_stats(case: Any, conventions: Sequence[str]) -> list[tuple[str, str, str, Array]]:
+    """(convention, layer, precision, variance) of each framework's moments kernel."""
+    try:
+        from varstats.conventions import CONVENTIONS
+    except ImportError:  # pragma: no cover
+        return []
+    layer = case.op if case.op in ("layer_norm", "batch_norm") else "layer_norm"
+    out = []
+    for name in conventions:
+        conv = CONVENTIONS[name]
+        precision = str(conv.precision(layer, case.dtype))
+        algorithm = conv.algorithm(layer)
+        m = compute_moments(case.x, axis=-1, algorithm=algorithm, precision=precision)
+        out.append((name, layer, precision, np.asarray(m.var(case.correction)).reshape(-1)))
+    return out
+
+
+def _public_unit(unit: Unit) -> list[dict[str, Any]]:
+    case = vcases.PUBLIC_CASES[unit.case]
+    x = case.x
+    c = case.correction
+    ex = _exact(x, (c,))
+    std = math.sqrt(ex.var[c][0]) if math.isfinite(ex.var[c][0]) else math.nan
+    where = {"offset": abs(ex.mean[0]) / std if std > 0 else math.inf, "scale": std}
+    out: list[dict[str, Any]] = []
+    every = slice(0, x.shape[0])
+    for precision in unit.precisions:
+        acc = Precision.parse(precision).accumulator
+        for label in unit.variants:
+            variant = VARIANTS[label]
+            values = _variant_var(x, variant, precision, (c,))
+            bnd = _variant_bound(variant, unit.n, ex.kappa, ex.shifted_kappa, acc)
+            m = _metrics(values[c], ex.var[c], acc, bnd)
+            out.append(
+                _row(
+                    unit,
+                    algorithm=variant.algorithm,
+                    variant=label,
+                    summation=variant.summation,
+                    accumulator=acc,
+                    correction=c,
+                    **where,
+                    **_aggregate(m, ex.var[c], ex.kappa, bnd, every),
+                )
+            )
+    for conv, layer, precision, fw_values in _framework_stats(case, unit.conventions):
+        acc = Precision.parse(precision).accumulator
+        from varstats.conventions import CONVENTIONS
+
+        algorithm = CONVENTIONS[conv].algorithm(layer)
+        nan_bound = np.full(x.shape[0], math.nan)
+        m = _metrics(fw_values, ex.var[c], acc, nan_bound)
+        out.append(
+            _row(
+                unit,
+                layer=layer,
+                convention=conv,
+                algorithm=algorithm,
+                variant=algorithm,
+                accumulator=acc,
+                correction=c,
+                **where,
+                **_aggregate(m, ex.var[c], ex.kappa, nan_bound, every),
+            )
+        )
+    return out
+
+
+#: Norm-layer eps for LayerNorm, GroupNorm and InstanceNorm (BatchNorm: the convention's).
+LAYER_EPS: Final = 1e-5
+#: Groups of GroupNorm in the layer grid.
+LAYER_GROUPS: Final = 2
+
+
+def _apply_layer(layer: str, x: Array, convention: str) -> tuple[Array, float, Array]:
+    """Output of ``layer`` under ``convention`` (its own algorithm and precision), the eps
+    it used, and the exact output (float64)."""
+    from varstats import norms
+    from varstats.conventions import CONVENTIONS
+
+    if layer == "batch_norm":
+        eps = CONVENTIONS[convention].eps
+        y = norms.batch_norm(x, None, None, training=True, convention=convention).y
+        exact = oracle.exact_normalize(x, axis=(0, 2, 3), eps=eps)
+    elif layer == "layer_norm":
+        eps = LAYER_EPS
+        y = norms.layer_norm(x, x.shape[1:], eps=eps, convention=convention)
+        exact = oracle.exact_normalize(x, axis=(1, 2, 3), eps=eps)
+    elif layer == "group_norm":
+        eps = LAYER_EPS
+        y = norms.group_norm(x, LAYER_GROUPS, eps=eps, convention=convention)
+        g = x.reshape(x.shape[0], LAYER_GROUPS, -1)
+        exact = oracle.exact_normalize(g, axis=2, eps=eps).reshape(x.shape)
+    elif layer == "instance_norm":
+        eps = LAYER_EPS
+        y = norms.instance_norm(x, eps=eps, convention=convention)
+        exact = oracle.exact_normalize(x, axis=(2, 3), eps=eps)
+    else:
+        raise ValueError(f"layer: unknown {layer!r}")
+    return np.asarray(y), eps, exact
+
+
+def _layer_unit(unit: Unit) -> list[dict[str, Any]]:
+    r"""Output error of one norm layer under every convention, per offset.
+
+    The error of a normalized output is measured against its own scale: with
+    :math:`\hat y` exact, ``rel_err`` is :math:`\max_i |y_i - \hat y_i| / \mathrm{rms}(\hat y)`
+    (normwise; :math:`\mathrm{rms}(\hat y) \approx 1` without affine parameters), ``ulps``
+    the same error in ulps of 1 in the output format, ``lre`` its correct digits capped
+    at the output format's, ``lre_median`` the median over elements of
+    :math:`-\log_{10}(|y_i - \hat y_i| / \mathrm{rms}(\hat y))`. ``value``/``exact`` are
+    the worst element, ``row`` its flat index, ``rows`` the number of elements.
+    """
+    from varstats.conventions import CONVENTIONS
+
+    shape = tuple(int(s) for s in unit.case.split("x"))
+    out: list[dict[str, Any]] = []
+    fi = finfo(unit.storage)
+    for offset in unit.offsets:
+        seed = case_seed(unit.seed, "layer", unit.storage, unit.case, offset)
+        x = vcases.generate(
+            unit.n, storage=unit.storage, offset=offset, scale=1.0, seed=seed
+        ).reshape(shape)
+        xm = x.reshape(1, -1)
+        ex = _exact(xm, (0,))
+        for name in unit.conventions:
+            conv = CONVENTIONS[name]
+            y, _, exact = _apply_layer(unit.layer, x, name)
+            y64 = y.astype(np.float64).reshape(-1)
+            e64 = exact.reshape(-1)
+            rms = float(np.sqrt(np.mean(e64**2))) if np.all(np.isfinite(e64)) else math.nan
+            err = np.abs(y64 - e64) / (rms if rms > 0 else 1.0)
+            w = _worst(err)
+            worst = float(np.where(np.isnan(err), np.inf, err)[w])
+            with np.errstate(divide="ignore"):
+                digits = np.clip(-np.log10(np.where(np.isnan(err), np.inf, err)), 0.0, fi.digits)
+            nan = int(np.count_nonzero(np.isnan(y64)))
+            inf = int(np.count_nonzero(np.isinf(y64)))
+            out.append(
+                _row(
+                    unit,
+                    convention=name,
+                    algorithm=conv.algorithm(unit.layer),
+                    variant=conv.output_form(unit.layer),
+                    accumulator=conv.precision(unit.layer, unit.storage).accumulator,
+                    offset=offset,
+                    scale=1.0,
+                    seed=seed,
+                    rows=y64.size,
+                    row=w,
+                    kappa=float(ex.kappa[0]),
+                    value=float(y64[w]),
+                    exact=float(e64[w]),
+                    rel_err=worst,
+                    ulps=worst / fi.eps,
+                    lre=float(digits[w]) + 0.0,
+                    lre_median=float(np.median(digits)) + 0.0,
+                    bound=math.nan,
+                    exceeds_bound=False,
+                    negative=0,
+                    nan=nan,
+                    inf=inf,
+                    nonfinite=nan + inf,
+                )
+            )
+    return out
+
+
+def compute_unit(unit: Unit) -> list[dict[str, Any]]:
+    """Every CSV row of one unit, in a fixed order."""
+    with np.errstate(all="ignore"):
+        if unit.kind == "var":
+            return _var_unit(unit)
+        if unit.kind == "public":
+            return _public_unit(unit)
+        if unit.kind == "layer":
+            return _layer_unit(unit)
+    raise ValueError(f"unit: unknown kind {unit.kind!r}")
+
+
+# --------------------------------------------------------------------------- storage
+
+
+def _columns() -> tuple[str, ...]:
+    from varstats.report import COLUMNS
+
+    return tuple(COLUMNS)
+
+
+def format_rows(rows: Iterable[dict[str, Any]]) -> str:
+    """CSV text (no header) of rows, every float written with ``repr``."""
+    cols = _columns()
+    lines = []
+    for r in rows:
+        fields = [_fmt(r[c]) for c in cols]
+        if any("," in f or '"' in f or "\n" in f for f in fields):
+            raise ValueError(f"unquotable field in {fields}")
+        lines.append(",".join(fields) + "\n")
+    return "".join(lines)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _work(unit: Unit, partial: str) -> tuple[str, float]:
+    """Compute one unit and store it; runs in a worker process."""
+    t0 = time.perf_counter()
+    text = format_rows(compute_unit(unit))
+    _atomic_write(Path(partial) / f"{unit.key}.csv", text)
+    return unit.key, time.perf_counter() - t0
+
+
+@dataclass
+class RunStats:
+    units: int
+    computed: int
+    resumed: int
+    rows: int
+    seconds: float
+
+
+def run(
+    units: Sequence[Unit],
+    out: Path,
+    *,
+    jobs: int = 1,
+    resume: bool = False,
+    progress: bool = True,
+    finalize: bool = True,
+    report: bool = True,
+) -> RunStats:
+    """Compute ``units`` (skipping stored ones if ``resume``), then write the outputs."""
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    partial = out / PARTIAL_DIR
+    if partial.exists() and not resume:
+        shutil.rmtree(partial)
+    partial.mkdir(exist_ok=True)
+    keys = [u.key for u in units]
+    if len(set(keys)) != len(keys):
+        raise AssertionError("duplicate units in the grid")
+    todo = [u for u in units if not (partial / f"{u.key}.csv").exists()]
+    todo.sort(key=lambda u: -u.cost)  # longest first; output order does not depend on it
+    resumed = len(units) - len(todo)
+    bar = tqdm(total=len(units), initial=resumed, unit="unit", file=sys.stderr,
+               disable=not progress, mininterval=1.0, dynamic_ncols=True)
+    try:
+        if jobs <= 1 or len(todo) <= 1:
+            for u in todo:
+                _work(u, str(partial))
+                bar.update(1)
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+                pending: set[Future[tuple[str, float]]] = {
+                    pool.submit(_work, u, str(partial)) for u in todo
+                }
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for f in done:
+                        f.result()
+                        bar.update(1)
+    finally:
+        bar.close()
+    nrows = 0
+    if finalize:
+        header = ",".join(_columns()) + "\n"
+        parts = [header]
+        for u in units:  # grid order
+            text = (partial / f"{u.key}.csv").read_text()
+            nrows += text.count("\n")
+            parts.append(text)
+        _atomic_write(out / "errors.csv", "".join(parts))
+        if report:
+            from varstats.report import build_report
+
+            build_report(out)
+        shutil.rmtree(partial)
+    return RunStats(len(units), len(todo), resumed, nrows, time.perf_counter() - t0)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, exit status 2
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _csv_list(kind: str, allowed: Sequence[str] | None) -> Callable[[str], tuple[str, ...]]:
+    def parse(text: str) -> tuple[str, ...]:
+        items = tuple(t.strip() for t in text.split(",") if t.strip())
+        if not items:
+            raise argparse.ArgumentTypeError(f"empty {kind} list")
+        if allowed is not None:
+            bad = [t for t in items if t not in allowed]
+            if bad:
+                raise argparse.ArgumentTypeError(
+                    f"unknown {kind} {', '.join(bad)}; expected some of {', '.join(allowed)}"
+                )
+        return items
+
+    return parse
+
+
+def _precision_list(text: str) -> tuple[Precision, ...]:
+    out = []
+    for item in _csv_list("precision", None)(text):
+        try:
+            out.append(Precision.parse(item))
+        except (TypeError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(f"bad precision {item!r}: {exc}") from None
+    return tuple(out)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _seed(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return v
+
+
+def make_parser() -> argparse.ArgumentParser:
+    layers = _layers_available()
+    p = _Parser(
+        prog="varstats-sweep",
+        description="Measure every variance algorithm, precision and norm-layer convention "
+        "against exact ground truth; write errors.csv, summary.md and figures/.",
+    )
+    p.add_argument("--grid", choices=GRIDS, default="standard",
+                   help="grid size: quick (CI, < 1 min), standard (default, minutes), full")
+    p.add_argument("--algorithms", type=_csv_list("algorithm", (*ALGORITHMS, *VARIANTS)),
+                   help="comma-separated algorithms or variant labels (default: all)")
+    p.add_argument("--precisions", type=_precision_list,
+                   help="comma-separated storage:accumulator pairs, e.g. float16:float32 "
+                   "(default: the 7 standard pairs)")
+    p.add_argument("--layers", type=_csv_list("layer", (*layers, "all", "none")),
+                   default=("all",),
+                   help=f"norm layers to sweep under every convention: all (default), none, "
+                   f"or some of {', '.join(layers)}")
+    p.add_argument("--jobs", type=_positive_int, default=os.cpu_count() or 1,
+                   help="worker processes (default: all cores)")
+    p.add_argument("--out", type=Path, default=Path("results"),
+                   help="output directory (default: results/)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the units an interrupted run already wrote")
+    p.add_argument("--seed", type=_seed, default=0, help="base seed (default 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m varstats.sweep`` and ``varstats-sweep``."""
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    layers: tuple[str, ...] = args.layers
+    if "none" in layers:
+        if len(layers) > 1:
+            parser.error("--layers: 'none' cannot be combined with layer names")
+        layers = ()
+    elif "all" in layers:
+        layers = _layers_available()
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out: {args.out} is not a directory")
+    units = build_grid(
+        args.grid,
+        algorithms=args.algorithms,
+        precisions=args.precisions,
+        layers=layers,
+        seed=args.seed,
+    )
+    if not units:
+        parser.error("the selection is empty (no unit matches --algorithms/--precisions)")
+    stats = run(units, args.out, jobs=args.jobs, resume=args.resume,
+                progress=not args.no_progress)
+    print(
+        f"varstats-sweep: grid {args.grid}, {stats.units} units ({stats.computed} computed, "
+        f"{stats.resumed} resumed), {stats.rows} rows, jobs {args.jobs}, "
+        f"wall {stats.seconds:.1f} s -> {args.out}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
