@@ -169,8 +169,9 @@ U = 2.0**-24
         ("chan", "sequential", N * K * U),  # block=1: one update per value, as Welford
         ("shifted", "sequential", N * (1 + N) * U),
         ("shifted", "pairwise", 10 * (1 + N) * U),
-        ("compensated", "sequential", (2 * U + N * U**2) + (2 * U + N * U**2) ** 3 * K**2),
-        ("compensated", "pairwise", (2 * U + N * U**2) + (2 * U + N * U**2) ** 3 * K**2),
+        # Sum2 (Ogita, Rump & Oishi 2005): eps = 3u + (L u)^2
+        ("compensated", "sequential", (3 * U + (N * U) ** 2) + (3 * U + (N * U) ** 2) ** 3 * K**2),
+        ("compensated", "pairwise", (3 * U + (10 * U) ** 2) + (3 * U + (10 * U) ** 2) ** 3 * K**2),
     ],
 )
 def test_bound_table_matches_the_formula(algorithm: str, summation: str, expected: float) -> None:

@@ -52,8 +52,14 @@ for the kernels of :mod:`varstats.algorithms`:
   for every :math:`j`.
 - ``compensated`` (corrected two-pass whose sums are Kahan-Babuška-Neumaier
   compensated): the corrected two-pass form :math:`\varepsilon + \varepsilon^3\kappa^2`
-  with :math:`\varepsilon = 2u + nu^2`, the bound on a compensated sum (Higham 2002,
-  section 4.3: :math:`|E_n| \le (2u + O(nu^2))\sum|x_i|`), for either order.
+  with :math:`\varepsilon = 3u + (Lu)^2`. The kernel's sums add exact TwoSum errors
+  in plain arithmetic, which is Ogita, Rump & Oishi's *Sum2* (2005, prop. 4.5:
+  :math:`|\hat s - s| \le u|s| + \gamma_{n-1}^2\sum|x_i|`, with :math:`\gamma_L \approx Lu`
+  and :math:`L` the length of the summation order); the :math:`3u` is the rounding of
+  each :math:`d_i = x_i - \bar x` (doubled by squaring) and of each :math:`d_i^2`,
+  which no compensation of the sum removes. In a narrow accumulator (bfloat16,
+  :math:`n \gtrsim u^{-1/2}`) the :math:`(Lu)^2` term dominates: Higham 2002's
+  :math:`2u + O(nu^2)` for Kahan's method hides exactly this constant.
 - ``pairwise`` (two-pass leaves of :math:`b` values merged in a binary tree with
   the Chan update, CGL 1979): :math:`(b - 1 + \log_2(n/b))\,\kappa u`; with
   :math:`b = 1` the paper's :math:`\kappa u \log_2 n`. Heuristic: each merge level
@@ -316,7 +322,7 @@ def bound(
         \text{two\_pass}          &: Lu + (L\kappa u)^2 \\
         \text{corrected\_two\_pass} &: Lu + L^3\kappa^2u^3 \\
         \text{compensated}        &: \varepsilon + \varepsilon^3\kappa^2,
-                                      \quad \varepsilon = 2u + nu^2 \\
+                                      \quad \varepsilon = 3u + (Lu)^2 \\
         \text{welford}            &: (n/\ell + \log_2\ell)\,\kappa u \\
         \text{pairwise}           &: (b - 1 + \log_2(n/b))\,\kappa u \\
         \text{chan}               &: (b - 1 + n/b)\,\kappa u
@@ -337,8 +343,8 @@ def bound(
         Unit roundoff of the accumulator, ``finfo(accumulator).unit_roundoff``.
     summation : {"pairwise", "sequential"}
         Order of the sums of the sum-based algorithms (naive, shifted, two_pass,
-        corrected_two_pass). For welford, pairwise and chan (no sums) and
-        compensated (same bound in either order) it is checked but unused.
+        corrected_two_pass, compensated). For welford, pairwise and chan (no sums)
+        it is checked but unused.
     block : array_like of int, optional
         :math:`b`: leaf length of a pairwise sum, leaf length of the ``pairwise``
         algorithm, block length of ``chan``. Default: the kernel's default.
@@ -395,7 +401,7 @@ def bound(
         elif algorithm == "corrected_two_pass":
             out = length * u_ + length**3 * k**2 * u_**3
         elif algorithm == "compensated":
-            eps = 2.0 * u_ + n_ * u_**2
+            eps = 3.0 * u_ + (length * u_) ** 2
             out = eps + eps**3 * k**2
         elif algorithm == "welford":
             out = (n_ / ell + np.log2(ell)) * k * u_
