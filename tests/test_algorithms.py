@@ -140,7 +140,7 @@ class Ref:
             states.append((k, mean, m2))
         return self.tree(states, self.merge)
 
-    def pairwise(self, a: list[Any], block: int = 8) -> tuple[int, Any, Any]:
+    def pairwise(self, a: list[Any], block: int = PAIRWISE_BLOCK) -> tuple[int, Any, Any]:
         return self.tree([self.two_pass(c, "sequential") for c in self.lanes(a, block)], self.merge)
 
     def chan(self, a: list[Any], block: int = 1024) -> tuple[int, Any, Any]:
@@ -182,7 +182,7 @@ OPTIONS: dict[str, list[dict[str, Any]]] = {
     "corrected_two_pass": [{"summation": "pairwise"}, {"summation": "sequential"}],
     "compensated": [{"summation": "pairwise"}, {"summation": "sequential"}],
     "welford": [{"lanes": 1}, {"lanes": 8}],
-    "pairwise": [{"block": 8}, {"block": 1}],
+    "pairwise": [{"block": PAIRWISE_BLOCK}, {"block": 8}, {"block": 1}],
     "chan": [{"block": 1024}, {"block": 16}],
 }
 

@@ -389,7 +389,7 @@ def _leaf_moments(head: Array, tail: Array | None, acc: np.dtype[Any], rows: boo
     return Moments(cat(counts, axis=-1), cat(means, axis=-1), cat(m2s, axis=-1))
 
 
-def _pairwise(x: Array, /, *, acc: np.dtype[Any], block: int = 8) -> Moments:
+def _pairwise(x: Array, /, *, acc: np.dtype[Any], block: int = PAIRWISE_BLOCK) -> Moments:
     r"""Pairwise (tree) algorithm of Chan, Golub & LeVeque.
 
     With :math:`n = b\,m + r`, the data are viewed as a :math:`b \times m`

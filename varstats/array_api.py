@@ -55,7 +55,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from varstats.algorithms import _axes_or_raise, get_algorithm
+from varstats.algorithms import PAIRWISE_BLOCK, _axes_or_raise, get_algorithm
 from varstats.moments import Moments, _check_correction
 from varstats.precision import DTYPES, Precision, finfo, round_to
 
@@ -71,7 +71,6 @@ __all__ = [
 XArray = Any  # an array of some Array API namespace
 Part = tuple[Any, ...]
 
-_PAIRWISE_BLOCK: Final = 32  # must equal varstats.algorithms.PAIRWISE_BLOCK
 _SUMMATIONS: Final = ("pairwise", "sequential")
 
 
@@ -223,7 +222,7 @@ def _tree(c: _Ctx, parts: Part, combine: Callable[..., Part]) -> Part:
 
 
 def _pairwise_sum(c: _Ctx, a: XArray) -> XArray:
-    head, tail = _lanes(c, a, _PAIRWISE_BLOCK)
+    head, tail = _lanes(c, a, PAIRWISE_BLOCK)
     leaves = [_row_sum(c, head)] if head.shape[-1] else []
     if tail is not None:
         leaves.append(_sequential_sum(c, tail)[..., None])
@@ -261,7 +260,7 @@ def _compensated_sum(c: _Ctx, a: XArray, summation: str) -> XArray:
         return s[..., 0] + comp[..., 0]
     if summation != "pairwise":
         raise ValueError(f"summation: expected one of {_SUMMATIONS}, got {summation!r}")
-    head, tail = _lanes(c, a, _PAIRWISE_BLOCK)
+    head, tail = _lanes(c, a, PAIRWISE_BLOCK)
     ss, cs = [], []
     if head.shape[-1]:
         s0, c0 = _neumaier_rows(c, head)
@@ -436,7 +435,7 @@ def _leaf_moments(
     return np.concatenate(counts, axis=-1), xp.concat(means, axis=-1), xp.concat(m2s, axis=-1)
 
 
-def _pairwise(c: _Ctx, x: XArray, /, *, block: int = 8) -> Part:
+def _pairwise(c: _Ctx, x: XArray, /, *, block: int = PAIRWISE_BLOCK) -> Part:
     leaves = _leaf_moments(c, *_lanes(c, x, _positive_int(block, "block")), rows=True)
     return _merge_along_last(c, *leaves, "pairwise")
 
