@@ -333,11 +333,6 @@ def _sequential(variant: str) -> bool:
     return variant.endswith("/seq") or variant == "welford"
 
 
-def _compensated_second_order(n: float, kappa: float, u: float) -> float:
-    eps = 2 * u + (n * u) ** 2
-    return eps + eps**3 * kappa**2
-
-
 def bound_explanations(df: pd.DataFrame) -> pd.Series:
     r"""Why each row flagged ``exceeds_bound`` is above its first-order bound.
 
@@ -350,10 +345,6 @@ def bound_explanations(df: pd.DataFrame) -> pd.Series:
     - ``underflow``: the ``low`` scale point (squared deviations below the normal range).
     - ``n·u ≥ 1``: a sequential reduction with :math:`nu \ge 1`, where a first-order
       bound says nothing (the neglected :math:`O((nu)^2)` terms dominate).
-    - ``compensated O(n²u²)``: a compensated sum whose correction term is itself summed
-      in working precision (Neumaier's :math:`c`) carries an error of order
-      :math:`(nu)^2`, not the :math:`nu^2` of :func:`varstats.metrics.bound`; the row
-      is within 10x of the bound with :math:`\varepsilon = 2u + (nu)^2`.
     - ``constant factor``: within 10x of the bound: the bound drops its constant
       factors (Higham 2002: ``(n + 3)`` where CGL write ``n``).
     - ``unexplained``: none of the above; a bug to look at.
@@ -373,11 +364,6 @@ def bound_explanations(df: pd.DataFrame) -> pd.Series:
             reasons.append("underflow")
         elif _sequential(str(r["variant"])) and r["n"] * fi.unit_roundoff >= 1:
             reasons.append("n·u ≥ 1")
-        elif r["algorithm"] == "compensated" and r["rel_err"] <= 10 * (
-            _compensated_second_order(r["n"], r["kappa"], fi.unit_roundoff)
-            + 2 * fi.unit_roundoff
-        ):
-            reasons.append("compensated O(n²u²)")
         elif r["rel_err"] <= 10 * (r["bound"] + 2 * fi.unit_roundoff):
             reasons.append("constant factor")
         else:
