@@ -33,13 +33,10 @@ from pathlib import Path
 from typing import Any, Final
 
 import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 from varstats.precision import DTYPES, finfo
@@ -656,7 +653,7 @@ def _core(df: pd.DataFrame) -> pd.DataFrame:
 
 def _variant_panels(ax: Any, sub: pd.DataFrame, xcol: str, variants: Sequence[str],
                     acc: str) -> None:
-    colors = plt.get_cmap("tab10")
+    colors = matplotlib.colormaps["tab10"]
     for i, var in enumerate(variants):
         g = sub[sub["variant"] == var].sort_values(xcol)
         if g.empty:
@@ -696,7 +693,8 @@ def _figure_vs(df: pd.DataFrame, precision: str, xcol: str, fixed: str, value: f
     storage, acc = precision.split(":")
     sub = _core(df)
     sub = sub[(sub["storage"] == storage) & (sub["accumulator"] == acc) & (sub[fixed] == value)]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    fig = Figure(figsize=(11, 4.2))
+    axes = fig.subplots(1, 2, sharey=True)
     for ax, (title, variants) in zip(axes, _PANELS, strict=True):
         _variant_panels(ax, sub, xcol, variants, acc)
         ax.set_title(title, fontsize=9)
@@ -709,7 +707,6 @@ def _figure_vs(df: pd.DataFrame, precision: str, xcol: str, fixed: str, value: f
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
 
 
 def _nearest(values: Sequence[float], target: float) -> float:
@@ -719,9 +716,9 @@ def _nearest(values: Sequence[float], target: float) -> float:
 def _layer_figure(df: pd.DataFrame, layer: str, path: Path) -> None:
     lay = df[(df["kind"] == "layer") & (df["layer"] == layer)]
     storages = [d for d in DTYPES if d in set(lay["storage"])]
-    fig, axes = plt.subplots(1, len(storages), figsize=(3.2 * len(storages) + 1, 3.8),
-                             sharey=False, squeeze=False)
-    colors = plt.get_cmap("tab10")
+    fig = Figure(figsize=(3.2 * len(storages) + 1, 3.8))
+    axes = fig.subplots(1, len(storages), sharey=False, squeeze=False)
+    colors = matplotlib.colormaps["tab10"]
     for ax, storage in zip(axes[0], storages, strict=True):
         sub = lay[lay["storage"] == storage]
         for i, conv in enumerate(dict.fromkeys(sub["convention"])):
@@ -740,7 +737,6 @@ def _layer_figure(df: pd.DataFrame, layer: str, path: Path) -> None:
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
 
 
 def build_figures(df: pd.DataFrame, out: Path) -> list[str]:
