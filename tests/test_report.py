@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -145,3 +146,14 @@ def test_flagged_rows_are_listed_in_the_summary(tmp_path: Path) -> None:
     section = report.bound_section(df)
     assert "| unexplained | 1 |" in section
     assert "`chan`" in section
+
+
+def test_readme_headline_is_the_committed_summary() -> None:
+    # The README quotes the headline table; it must be the one the committed code wrote.
+    root = Path(__file__).resolve().parents[1]
+    marker = re.compile(r"<!-- headline:start -->.*?<!-- headline:end -->", re.S)
+    summary = marker.search((root / "results" / "summary.md").read_text(encoding="utf-8"))
+    readme = marker.search((root / "README.md").read_text(encoding="utf-8"))
+    assert summary is not None
+    assert readme is not None
+    assert readme.group(0) == summary.group(0)
