@@ -55,7 +55,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from varstats.algorithms import PAIRWISE_BLOCK, _axes_or_raise, get_algorithm
+from varstats.algorithms import PAIRWISE_BLOCK, SUMMATIONS, _axes_or_raise, get_algorithm
 from varstats.moments import Moments, _check_correction
 from varstats.precision import DTYPES, Precision, finfo, round_to
 
@@ -65,13 +65,11 @@ __all__ = [
     "is_foreign_array",
     "mean_var",
     "moments",
-    "var",
 ]
 
 XArray = Any  # an array of some Array API namespace
 Part = tuple[Any, ...]
 
-_SUMMATIONS: Final = ("pairwise", "sequential")
 
 
 # --------------------------------------------------------------------------- dispatch
@@ -235,7 +233,7 @@ def _sum(c: _Ctx, a: XArray, summation: str) -> XArray:
         return _pairwise_sum(c, a)
     if summation == "sequential":
         return _sequential_sum(c, a)
-    raise ValueError(f"summation: expected one of {_SUMMATIONS}, got {summation!r}")
+    raise ValueError(f"summation: expected one of {SUMMATIONS}, got {summation!r}")
 
 
 def _two_sum(s: XArray, x: XArray) -> tuple[XArray, XArray]:
@@ -259,7 +257,7 @@ def _compensated_sum(c: _Ctx, a: XArray, summation: str) -> XArray:
         s, comp = _neumaier_rows(c, a[..., None])
         return s[..., 0] + comp[..., 0]
     if summation != "pairwise":
-        raise ValueError(f"summation: expected one of {_SUMMATIONS}, got {summation!r}")
+        raise ValueError(f"summation: expected one of {SUMMATIONS}, got {summation!r}")
     head, tail = _lanes(c, a, PAIRWISE_BLOCK)
     ss, cs = [], []
     if head.shape[-1]:
@@ -717,27 +715,3 @@ def _finish(xp: ModuleType, value: XArray, axes: tuple[int, ...], keepdims: bool
             value = xp.expand_dims(value, axis=ax)
     return value
 
-
-def var(
-    x: Any,
-    /,
-    *,
-    axis: int | Sequence[int] | None = None,
-    correction: float = 0,
-    algorithm: Any = "two_pass",
-    precision: Precision | str | None = None,
-    keepdims: bool = False,
-    rescale: bool = False,
-    **options: Any,
-) -> Any:
-    """:func:`varstats.var` for an array of another Array API library."""
-    return mean_var(
-        x,
-        axis=axis,
-        correction=correction,
-        algorithm=algorithm,
-        precision=precision,
-        keepdims=keepdims,
-        rescale=rescale,
-        **options,
-    )[1]

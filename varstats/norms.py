@@ -288,6 +288,27 @@ def _torch_running(
     return np.asarray(rm), np.asarray(rv)
 
 
+def _running_stats(
+    rm: Array | None,
+    rv: Array | None,
+    batch_mean: Array,
+    m: Moments,
+    n: int,
+    momentum: float,
+    conv: Convention,
+) -> tuple[Array | None, Array | None]:
+    """Running mean and variance after one training step (None without running stats)."""
+    if rm is None or rv is None:
+        return None, None
+    if conv.running_update == "torch_cpu":
+        return _torch_running(rm, rv, batch_mean, np.asarray(m.m2), n, momentum)
+    var64 = np.asarray(m.m2).astype(np.float64) / n
+    return (
+        _update_running(rm, batch_mean, momentum, conv),
+        _update_running(rv, _bessel(var64, n, conv), momentum, conv),
+    )
+
+
 def _batch_stats(
     rows: Array,
     conv: Convention,
@@ -408,15 +429,7 @@ def batch_norm(
         options = {"channels_last": True, **options}
     m, dtype = _batch_stats(rows, conv, "batch_norm", algorithm, precision, options, xa)
     y, mean_d, _ = _normalize_from_moments(xa, m, n, w, b, eps_v, conv, "batch_norm", dtype, shape)
-    new_rm: Array | None = None
-    new_rv: Array | None = None
-    if rm is not None and rv is not None:
-        if conv.running_update == "torch_cpu":
-            new_rm, new_rv = _torch_running(rm, rv, mean_d, np.asarray(m.m2), n, mom)
-        else:
-            var64 = np.asarray(m.m2).astype(np.float64) / n
-            new_rm = _update_running(rm, mean_d, mom, conv)
-            new_rv = _update_running(rv, _bessel(var64, n, conv), mom, conv)
+    new_rm, new_rv = _running_stats(rm, rv, mean_d, m, n, mom, conv)
     return BatchNormOutput(y, new_rm, new_rv)
 
 
@@ -827,15 +840,7 @@ def sync_batch_norm(
             s, total, n, w, b, eps_v, conv, "batch_norm", dtype, shape
         )
         ys.append(y)
-    new_rm: Array | None = None
-    new_rv: Array | None = None
-    if rm is not None and rv is not None:
-        if conv.running_update == "torch_cpu":
-            new_rm, new_rv = _torch_running(rm, rv, mean_d, np.asarray(total.m2), n, mom)
-        else:
-            var64 = np.asarray(total.m2).astype(np.float64) / n
-            new_rm = _update_running(rm, mean_d, mom, conv)
-            new_rv = _update_running(rv, _bessel(var64, n, conv), mom, conv)
+    new_rm, new_rv = _running_stats(rm, rv, mean_d, total, n, mom, conv)
     return SyncBatchNormOutput(ys, new_rm, new_rv)
 
 
