@@ -36,17 +36,13 @@
 # %%
 import dataclasses
 import os
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 import varstats as vs
-from varstats import conventions, norms, oracle
+from varstats import conventions, norms, oracle, report
 
 QUICK = os.environ.get("VARSTATS_NOTEBOOK_QUICK") == "1"
 pd.set_option("display.width", 140)
@@ -54,28 +50,9 @@ CONVS = list(conventions.CONVENTIONS)
 COLORS = dict(zip(CONVS, plt.get_cmap("tab10").colors, strict=False))
 
 
-def find_results() -> Path:
-    """``results/`` of the repository this notebook lives in (or ``$VARSTATS_RESULTS``)."""
-    if os.environ.get("VARSTATS_RESULTS"):
-        return Path(os.environ["VARSTATS_RESULTS"])
-    for d in (Path.cwd(), *Path.cwd().parents):
-        if (d / "pyproject.toml").is_file() and (d / "varstats").is_dir():
-            return d / "results"
-    return Path(vs.__file__).resolve().parents[1] / "results"
-
-
 def load_errors() -> pd.DataFrame:
     """The sweep's ``errors.csv``; without one, a small sweep into a temporary directory."""
-    path = find_results() / "errors.csv"
-    if not path.exists():
-        grid = "tiny" if QUICK else "quick"
-        out = Path(tempfile.gettempdir()) / f"varstats-notebook-sweep-{grid}"
-        if not (out / "errors.csv").exists():
-            print(f"{path} not found: running the {grid} sweep into {out}")
-            cmd = [sys.executable, "-m", "varstats.sweep", "--grid", grid, "--out", str(out)]
-            subprocess.run([*cmd, "--no-progress"], check=True)
-        path = out / "errors.csv"
-    frame = pd.read_csv(path)
+    frame, path = report.load_results(grid_if_missing="tiny" if QUICK else "quick")
     print(f"{len(frame):,} sweep measurements from {path}")
     return frame
 

@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -48,6 +50,7 @@ __all__ = [
     "HEADLINE_START",
     "bound_explanations",
     "build_report",
+    "load_results",
     "main",
     "read_errors",
     "recommendations",
@@ -157,6 +160,40 @@ def read_errors(path: str | Path) -> pd.DataFrame:
                 raise ValueError(f"{path}: column {col}: not a bool: {s[bad].iloc[0]!r}")
             df[col] = s == "True"
     return df
+
+
+def results_dir() -> Path:
+    """The ``results/`` directory: ``$VARSTATS_RESULTS``, else the one of the checkout.
+
+    The checkout is the first directory at or above the working directory holding
+    ``pyproject.toml`` and ``varstats/``; failing that, the one this module lives in.
+    """
+    if os.environ.get("VARSTATS_RESULTS"):
+        return Path(os.environ["VARSTATS_RESULTS"])
+    for d in (Path.cwd(), *Path.cwd().parents):
+        if (d / "pyproject.toml").is_file() and (d / "varstats").is_dir():
+            return d / "results"
+    return Path(__file__).resolve().parents[1] / "results"
+
+
+def load_results(
+    results: str | Path | None = None, /, *, grid_if_missing: str | None = None
+) -> tuple[pd.DataFrame, Path]:
+    """Read ``errors.csv`` of ``results`` (default :func:`results_dir`).
+
+    Without one and with ``grid_if_missing`` (e.g. ``"quick"``), that sweep grid is
+    run once into a temporary directory and read from there, so notebooks work
+    in a fresh checkout. Returns the typed frame and the path it was read from.
+    """
+    path = Path(results if results is not None else results_dir()) / "errors.csv"
+    if not path.exists() and grid_if_missing is not None:
+        from varstats import sweep  # the sweep imports this module
+
+        out = Path(tempfile.gettempdir()) / f"varstats-sweep-{grid_if_missing}"
+        if not (out / "errors.csv").exists():
+            sweep.main(["--grid", grid_if_missing, "--out", str(out), "--no-progress"])
+        path = out / "errors.csv"
+    return read_errors(path), path
 
 
 def _precision(df: pd.DataFrame) -> pd.Series:
