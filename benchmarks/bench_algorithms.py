@@ -43,7 +43,7 @@ def best_time(fn: Callable[[], Any], repeat: int, budget: float = 20.0) -> float
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--skip-slow", action="store_true", help="skip one-lane Welford on 1-D")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)

@@ -227,7 +227,8 @@ def _shifted(x: Array, /, *, acc: np.dtype[Any], summation: str = "pairwise") ->
         M_2 = \sum d_i^2 - \Big(\sum d_i\Big)\frac{1}{n}\sum d_i
 
     The condition number becomes that of the shifted data, small when :math:`K`
-    is close to the mean; one pass, can still go negative.
+    is close to the mean; one pass, can still go negative. TensorFlow's
+    ``tf.nn.sufficient_statistics``/``normalize_moments`` take such a shift.
 
     References
     ----------
@@ -274,6 +275,8 @@ def _corrected_two_pass(x: Array, /, *, acc: np.dtype[Any], summation: str = "pa
     In exact arithmetic :math:`\sum d_i = 0`; in floating point it captures the
     error of :math:`\bar x` to first order, which brings the bound to
     :math:`n u + n^3\kappa^2u^3`. The corrected mean :math:`\bar x'` is returned.
+    Chan, Golub & LeVeque's recommendation for two-pass data; none of the framework
+    kernels modelled in :mod:`varstats.conventions` uses it.
     On ``[1e16, 1e16 + 2]`` (whose mean is not a double) it gives the exact 1,
     where every uncorrected two-pass gives 2.
 
@@ -398,7 +401,9 @@ def _pairwise(x: Array, /, *, acc: np.dtype[Any], block: int = PAIRWISE_BLOCK) -
     two-pass; the leaves are then merged in a balanced binary tree with the
     Chan update (:meth:`Moments.merge`). With ``block=1`` every value is a leaf:
     the paper's pairwise algorithm exactly. Never negative. Relative error of
-    :math:`M_2` is bounded by about :math:`(b + \log_2(n/b))\,\kappa u`.
+    :math:`M_2` is bounded by about :math:`(b + \log_2(n/b))\,\kappa u`. Parallel
+    reductions combine per-thread Welford states this way (e.g. PyTorch's
+    ``WelfordOps`` in ``SharedReduceOps.h``).
 
     References
     ----------
@@ -445,9 +450,10 @@ def _compensated(x: Array, /, *, acc: np.dtype[Any], summation: str = "pairwise"
         \bar x = \frac{1}{n}\,\widehat{\sum} x_i,\quad d_i = x_i - \bar x,\quad
         M_2 = \widehat{\sum} d_i^2 - \frac{1}{n}\Big(\widehat{\sum} d_i\Big)^2
 
-    The sums are accurate to about :math:`2u + O(n^2u^2)` (sequential), so the
-    mean is nearly correctly rounded and the error of :math:`M_2` is dominated by
-    the rounding of each :math:`d_i^2`.
+    The sums are Ogita, Rump & Oishi's *Sum2*, accurate to :math:`u + (Lu)^2`
+    (:math:`L` the summation length), so the mean is nearly correctly rounded and
+    the error of :math:`M_2` is dominated by the rounding of each :math:`d_i` and
+    :math:`d_i^2`. No framework's normalization kernel compensates its sums.
 
     References
     ----------
