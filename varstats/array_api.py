@@ -55,7 +55,13 @@ from typing import Any, Final
 
 import numpy as np
 
-from varstats.algorithms import PAIRWISE_BLOCK, SUMMATIONS, _axes_or_raise, get_algorithm
+from varstats.algorithms import (
+    PAIRWISE_BLOCK,
+    SUMMATIONS,
+    _axes_or_raise,
+    _two_sum,
+    get_algorithm,
+)
 from varstats.moments import Moments, _check_correction
 from varstats.precision import DTYPES, Precision, finfo, round_to
 
@@ -234,12 +240,6 @@ def _sum(c: _Ctx, a: XArray, summation: str) -> XArray:
     if summation == "sequential":
         return _sequential_sum(c, a)
     raise ValueError(f"summation: expected one of {SUMMATIONS}, got {summation!r}")
-
-
-def _two_sum(s: XArray, x: XArray) -> tuple[XArray, XArray]:
-    t = s + x  # Knuth's TwoSum: t + e == s + x exactly
-    z = t - s
-    return t, (s - (t - z)) + (x - z)
 
 
 def _neumaier_rows(c: _Ctx, head: XArray) -> tuple[XArray, XArray]:

@@ -38,7 +38,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from varstats.algorithms import get_algorithm, register_algorithm
+from varstats.algorithms import _two_sum, get_algorithm, register_algorithm
 from varstats.moments import Moments
 from varstats.precision import DTYPES, Precision, as_dtype, dtype_name
 
@@ -58,14 +58,6 @@ Array = npt.NDArray[Any]
 LAYERS: Final = ("batch_norm", "layer_norm", "group_norm", "instance_norm")
 
 # --------------------------------------------------------------------------- FMA
-
-
-def _two_sum(a: Array, b: Array) -> tuple[Array, Array]:
-    # Knuth's TwoSum: s + e == a + b exactly (no overflow).
-    s = a + b
-    bb = s - a
-    e = (a - (s - bb)) + (b - bb)
-    return s, e
 
 
 def _add_round_to_odd(a: Array, b: Array) -> Array:
