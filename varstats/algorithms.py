@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -119,21 +119,60 @@ def _row_sum(head: Array) -> Array:
     return s
 
 
-def _pairwise_sum(a: Array) -> Array:
-    head, tail = _lanes(a, PAIRWISE_BLOCK)
-    leaves = [_row_sum(head)] if head.shape[-1] else []
-    if tail is not None:
-        leaves.append(_sequential_sum(tail)[..., None])
-    (total,) = tree_reduce((np.concatenate(leaves, axis=-1),), lambda p, q: (p + q,))
-    return total
+class _Split(NamedTuple):
+    """Values laid out in summation order.
+
+    ``head`` (``(..., rows, m)`` or None) holds the lanes of a pairwise sum, each
+    summed down its rows; ``tail`` (``(..., r)`` or None) is summed left to
+    right. A sequential sum is all tail.
+    """
+
+    head: Array | None
+    tail: Array | None
 
 
-def _sum(a: Array, summation: str) -> Array:
+def _split(a: Array, summation: str) -> _Split:
     if summation == "pairwise":
-        return _pairwise_sum(a)
+        head, tail = _lanes(a, PAIRWISE_BLOCK)
+        return _Split(head if head.shape[-1] else None, tail)
     if summation == "sequential":
-        return _sequential_sum(a)
+        return _Split(None, a)
     raise ValueError(f"summation: expected one of {SUMMATIONS}, got {summation!r}")
+
+
+def _lane_major(head: Array) -> Array:
+    # A (..., rows, m) buffer whose rows are contiguous across the batch axes, so
+    # that each row step of the sums below is one contiguous vector add.
+    buf = np.empty((head.shape[-2], *head.shape[:-2], head.shape[-1]), dtype=head.dtype)
+    return np.moveaxis(buf, 0, -2)
+
+
+def _deviations(p: _Split, center: Array) -> _Split:
+    """``x - center`` (one value per slice), rounded in the data's dtype, in new arrays."""
+    head = None
+    if p.head is not None:
+        head = np.subtract(p.head, center[..., None, None], out=_lane_major(p.head))
+    return _Split(head, None if p.tail is None else p.tail - center[..., None])
+
+
+def _squares(p: _Split, *, in_place: bool = False) -> _Split:
+    """Every value squared, rounded in the data's dtype (``in_place`` reuses ``p``'s arrays)."""
+    head = None
+    if p.head is not None:
+        head = np.multiply(p.head, p.head, out=p.head if in_place else _lane_major(p.head))
+    tail = None
+    if p.tail is not None:
+        tail = np.multiply(p.tail, p.tail, out=p.tail if in_place else None)
+    return _Split(head, tail)
+
+
+def _sum(p: _Split) -> Array:
+    """Lane sums and the tail's sequential sum, added in a balanced tree."""
+    leaves = [] if p.head is None else [_row_sum(p.head)]
+    if p.tail is not None:
+        leaves.append(_sequential_sum(p.tail)[..., None])
+    (total,) = tree_reduce((np.concatenate(leaves, axis=-1),), lambda a, b: (a + b,))
+    return total
 
 
 def _two_sum(s: Array, x: Array) -> tuple[Array, Array]:
@@ -155,34 +194,27 @@ def _neumaier_rows(head: Array) -> tuple[Array, Array]:
     return s, c
 
 
-def _neumaier_sequential(a: Array) -> tuple[Array, Array]:
-    s, c = _neumaier_rows(a[..., None])  # n rows of one lane
-    return s[..., 0], c[..., 0]
+def _compensated_sum(p: _Split) -> Array:
+    """Kahan-Babuska-Neumaier sum: ``s + c`` with ``c`` the running sum of exact rounding errors.
 
+    The same order as :func:`_sum`; tree nodes add their ``s`` with TwoSum and
+    their ``c`` plainly.
+    """
+    ss, cs = [], []
+    if p.head is not None:
+        s0, c0 = _neumaier_rows(p.head)
+        ss.append(s0)
+        cs.append(c0)
+    if p.tail is not None:
+        s1, c1 = _neumaier_rows(p.tail[..., None])  # a single lane down the tail
+        ss.append(s1)
+        cs.append(c1)
 
-def _compensated_sum(a: Array, summation: str) -> Array:
-    """Kahan-Babuska-Neumaier sum: ``s + c`` with ``c`` the running sum of exact rounding errors."""
-    if summation == "sequential":
-        s, c = _neumaier_sequential(a)
-    elif summation == "pairwise":
-        head, tail = _lanes(a, PAIRWISE_BLOCK)
-        ss, cs = [], []
-        if head.shape[-1]:
-            s0, c0 = _neumaier_rows(head)
-            ss.append(s0)
-            cs.append(c0)
-        if tail is not None:
-            s1, c1 = _neumaier_sequential(tail)
-            ss.append(s1[..., None])
-            cs.append(c1[..., None])
+    def combine(s1: Array, c1: Array, s2: Array, c2: Array) -> tuple[Array, Array]:
+        t, e = _two_sum(s1, s2)
+        return t, (c1 + c2) + e
 
-        def combine(s1: Array, c1: Array, s2: Array, c2: Array) -> tuple[Array, Array]:
-            t, e = _two_sum(s1, s2)
-            return t, (c1 + c2) + e
-
-        s, c = tree_reduce((np.concatenate(ss, axis=-1), np.concatenate(cs, axis=-1)), combine)
-    else:
-        raise ValueError(f"summation: expected one of {SUMMATIONS}, got {summation!r}")
+    s, c = tree_reduce((np.concatenate(ss, axis=-1), np.concatenate(cs, axis=-1)), combine)
     return np.asarray(s + c)
 
 
@@ -211,10 +243,10 @@ def _naive(x: Array, /, *, acc: np.dtype[Any], summation: str = "pairwise") -> M
     .. [1] T. F. Chan, G. H. Golub, R. J. LeVeque, The American Statistician 37(3),
            1983, eq. (1.2).
     """
-    xa = x.astype(acc, copy=False)
+    p = _split(x.astype(acc, copy=False), summation)
     n = _count(x.shape[-1], acc)
-    s1 = _sum(xa, summation)
-    s2 = _sum(xa * xa, summation)
+    s1 = _sum(p)
+    s2 = _sum(_squares(p))
     mean = s1 / n
     return Moments(np.asarray(x.shape[-1]), mean, s2 - s1 * mean)
 
@@ -235,13 +267,13 @@ def _shifted(x: Array, /, *, acc: np.dtype[Any], summation: str = "pairwise") ->
     .. [1] Chan, Golub & LeVeque 1983, section 3 ("shifted data").
     """
     xa = x.astype(acc, copy=False)
-    shift = xa[..., :1]
-    d = xa - shift
+    shift = xa[..., 0]
+    d = _deviations(_split(xa, summation), shift)
     n = _count(x.shape[-1], acc)
-    s1 = _sum(d, summation)
-    s2 = _sum(d * d, summation)
+    s1 = _sum(d)
+    s2 = _sum(_squares(d, in_place=True))
     dm = s1 / n
-    return Moments(np.asarray(x.shape[-1]), shift[..., 0] + dm, s2 - s1 * dm)
+    return Moments(np.asarray(x.shape[-1]), shift + dm, s2 - s1 * dm)
 
 
 def _two_pass(x: Array, /, *, acc: np.dtype[Any], summation: str = "pairwise") -> Moments:
@@ -258,11 +290,10 @@ def _two_pass(x: Array, /, *, acc: np.dtype[Any], summation: str = "pairwise") -
     ----------
     .. [1] Chan, Golub & LeVeque 1983, eq. (1.3).
     """
-    xa = x.astype(acc, copy=False)
-    n = _count(x.shape[-1], acc)
-    mean = _sum(xa, summation) / n
-    d = xa - mean[..., None]
-    return Moments(np.asarray(x.shape[-1]), mean, _sum(np.multiply(d, d, out=d), summation))
+    p = _split(x.astype(acc, copy=False), summation)
+    mean = _sum(p) / _count(x.shape[-1], acc)
+    d = _deviations(p, mean)
+    return Moments(np.asarray(x.shape[-1]), mean, _sum(_squares(d, in_place=True)))
 
 
 def _corrected_two_pass(x: Array, /, *, acc: np.dtype[Any], summation: str = "pairwise") -> Moments:
@@ -285,12 +316,12 @@ def _corrected_two_pass(x: Array, /, *, acc: np.dtype[Any], summation: str = "pa
     .. [1] Chan, Golub & LeVeque 1983, eq. (1.7).
     .. [2] Å. Björck, *Numerical Methods for Least Squares Problems*, SIAM 1996.
     """
-    xa = x.astype(acc, copy=False)
+    p = _split(x.astype(acc, copy=False), summation)
     n = _count(x.shape[-1], acc)
-    mean = _sum(xa, summation) / n
-    d = xa - mean[..., None]
-    sd = _sum(d, summation)
-    m2 = _sum(d * d, summation) - (sd * sd) / n
+    mean = _sum(p) / n
+    d = _deviations(p, mean)
+    sd = _sum(d)
+    m2 = _sum(_squares(d, in_place=True)) - (sd * sd) / n
     return Moments(np.asarray(x.shape[-1]), mean + sd / n, m2)
 
 
@@ -374,7 +405,7 @@ def _leaf_moments(head: Array, tail: Array | None, acc: np.dtype[Any], rows: boo
             size = head.shape[-2]
             h = head.astype(acc, copy=False)
             mean = _row_sum(h) / _count(size, acc)
-            d = h - mean[..., None, :]
+            d = np.subtract(h, mean[..., None, :], out=_lane_major(h))
             m2 = _row_sum(np.multiply(d, d, out=d))
         else:
             size = head.shape[-1]
@@ -463,12 +494,12 @@ def _compensated(x: Array, /, *, acc: np.dtype[Any], summation: str = "pairwise"
     .. [3] N. J. Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed.,
            SIAM 2002, section 4.3.
     """
-    xa = x.astype(acc, copy=False)
+    p = _split(x.astype(acc, copy=False), summation)
     n = _count(x.shape[-1], acc)
-    mean = _compensated_sum(xa, summation) / n
-    d = xa - mean[..., None]
-    sd = _compensated_sum(d, summation)
-    m2 = _compensated_sum(d * d, summation) - (sd * sd) / n
+    mean = _compensated_sum(p) / n
+    d = _deviations(p, mean)
+    sd = _compensated_sum(d)
+    m2 = _compensated_sum(_squares(d, in_place=True)) - (sd * sd) / n
     return Moments(np.asarray(x.shape[-1]), mean + sd / n, m2)
 
 
