@@ -277,6 +277,47 @@ pd.DataFrame(
 )
 
 # %% [markdown]
+# ## What the libraries themselves return
+#
+# The same inputs through NumPy's `np.var`, pandas' `Series.var` and, where it is
+# installed, `torch.var` (CPU), each with the case's correction, against the exact value.
+# Every one of them is a two-pass: they agree with `two_pass` above, including its two
+# failures (the unrepresentable mean of comet_6044, the overflowing squares of overflow_sq).
+
+# %%
+try:
+    import torch
+except ImportError:  # optional: the notebook runs without it
+    torch = None
+
+
+def library_variances(x: np.ndarray, correction: int) -> dict[str, np.ndarray]:
+    with np.errstate(over="ignore"):  # overflow_sq overflows, as reported
+        out = {
+            "np.var": np.var(x, axis=-1, ddof=correction),
+            "pandas Series.var": np.array([pd.Series(row).var(ddof=correction) for row in x]),
+        }
+    if torch is not None:
+        t = torch.from_numpy(x.copy())  # the case arrays are read-only
+        out["torch.var"] = torch.var(t, dim=-1, correction=correction).numpy()
+    return out
+
+
+lib_rows, lib_ok = [], {}
+for name, c in cases.PUBLIC_CASES.items():
+    if c.op != "var":
+        continue
+    exact = oracle.exact_var(c.x, axis=-1, correction=c.correction)
+    row = {"case": name, "dtype": c.dtype, "exact": ", ".join(f"{v:.6g}" for v in exact)}
+    for lib, got in library_variances(c.x, c.correction).items():
+        right = np.isclose(got.astype(np.float64), exact, rtol=1e-6, atol=0) | (got == exact)
+        lib_ok.setdefault(lib, []).append(bool(right.all()))
+        marks = ("" if r else " ✗" for r in right)
+        row[lib] = ", ".join(f"{float(v):.6g}{m}" for v, m in zip(got, marks, strict=True))
+    lib_rows.append(row)
+pd.DataFrame(lib_rows).set_index("case")
+
+# %% [markdown]
 # ## Conclusion
 
 # %%
@@ -297,5 +338,8 @@ print(
     f"Cases plain two-pass misses but the recommendation fixes: {', '.join(only_corrected)}. "
     f"The tf_117318 failure is the folded output form, not the moments: PyTorch's folded FMA "
     f"form returns {float(bn_outputs['pytorch']):.3g} where the centered form returns "
-    f"{float(bn_outputs['onnx']):.3g}."
+    f"{float(bn_outputs['onnx']):.3g}.\n"
+    + "Of the variance reports, the libraries get right: "
+    + ", ".join(f"{lib} {sum(v)} of {len(v)}" for lib, v in lib_ok.items())
+    + "."
 )
