@@ -167,8 +167,6 @@ def test_bad_input_names_the_argument() -> None:
         vd.var(d, correction=10)
     with pytest.raises(ValueError, match="algorithm: unknown"):
         vd.var(d, algorithm="no_such")
-    with pytest.raises(ValueError, match="rescale"):
-        vd.var(d, rescale=True)
     with pytest.raises(ValueError, match="axis"):
         vd.var(d, axis=3)
     with pytest.raises(ValueError, match="precision"):
@@ -185,3 +183,22 @@ def test_varstats_var_on_a_dask_array_stays_lazy() -> None:
 
 def test_all_matches_documented() -> None:
     assert set(vd.__all__) == {"mean_var", "moments", "state_dtype", "var"}
+
+
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_rescale_matches_in_memory_where_m2_overflows_or_underflows(keepdims: bool) -> None:
+    # rows: M2 = 2e308 overflows; squared deviations underflow; an ordinary row
+    x = np.array(
+        [[1e154, 2e154, 3e154, 2e154], [1e-160, 2e-160, 3e-160, 2e-160], [1.0, 2.0, 3.0, 4.0]]
+    )
+    d = da.from_array(x, chunks=(2, 3))
+    plain = vd.var(d, axis=1, keepdims=keepdims).compute()
+    scaled = vd.mean_var(d, axis=1, correction=1, keepdims=keepdims, rescale=True)
+    mean, variance = (a.compute() for a in scaled)
+    exact = vs.oracle.exact_var(x, axis=1, correction=1)
+    in_memory = vs.var(x, axis=1, correction=1, rescale=True)
+    assert np.isinf(plain.ravel()[0])
+    np.testing.assert_allclose(variance.ravel(), exact, rtol=1e-14)
+    np.testing.assert_allclose(variance.ravel(), in_memory, rtol=1e-14)
+    np.testing.assert_allclose(mean.ravel(), vs.oracle.exact_mean(x, axis=1), rtol=1e-15)
+    assert variance.shape == ((3, 1) if keepdims else (3,))

@@ -58,6 +58,7 @@ __all__ = [
     "mean_var",
     "moments",
     "register_algorithm",
+    "rescale_exponents",
     "var",
 ]
 
@@ -646,23 +647,29 @@ def _finish(value: Array, axes: tuple[int, ...], keepdims: bool) -> Any:
 
 
 def _rescale_exponents(x: Array, acc: np.dtype[Any]) -> Array:
-    """Per-slice power-of-two exponent k that keeps squares and sums in range.
+    """Per-slice power-of-two exponent k that keeps squares and sums in range (last axis)."""
+    with np.errstate(invalid="ignore"):
+        mag = np.abs(x.astype(np.float64))
+    amax = np.max(np.where(np.isfinite(mag), mag, 0.0), axis=-1)
+    return rescale_exponents(amax, x.shape[-1], acc)
+
+
+def rescale_exponents(amax: npt.ArrayLike, n: int, acc: Any) -> Array:
+    """Power-of-two exponents ``k`` for slices of ``n`` values with largest magnitude ``amax``.
 
     Slices whose largest finite magnitude lies in ``[L, T]`` get ``k = 0`` (no
     scaling at all), with ``T = sqrt(max / n) / 2`` (no sum of ``n`` squares can
     overflow) and ``L = sqrt(tiny) / u`` (squared deviations at the rounding level
-    of the data stay normal). Others are scaled so their magnitude falls just below ``T``.
+    of the data stay normal). Others are scaled by ``2**-k`` so their magnitude
+    falls just below ``T``. Used by ``rescale=True`` here and in :mod:`varstats.dask`.
     """
     fi = finfo(acc)
-    n = x.shape[-1]
-    with np.errstate(invalid="ignore"):
-        mag = np.abs(x.astype(np.float64))
-    amax = np.max(np.where(np.isfinite(mag), mag, 0.0), axis=-1)
+    a = np.asarray(amax, dtype=np.float64)
     high = np.sqrt(fi.max / n) / 2
     low = np.sqrt(fi.tiny) / fi.unit_roundoff
-    need = (amax > 0) & ((amax > high) | (amax < low))
-    k = np.frexp(amax)[1] - np.frexp(high)[1] + 1
-    return np.where(need, k, 0).astype(np.int64)
+    need = (a > 0) & ((a > high) | (a < low))
+    k = np.frexp(a)[1] - np.frexp(high)[1] + 1
+    return np.asarray(np.where(need, k, 0).astype(np.int64))
 
 
 def mean_var(

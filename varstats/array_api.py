@@ -61,9 +61,10 @@ from varstats.algorithms import (
     _axes_or_raise,
     _two_sum,
     get_algorithm,
+    rescale_exponents,
 )
 from varstats.moments import Moments, _check_correction
-from varstats.precision import DTYPES, Precision, finfo, round_to
+from varstats.precision import DTYPES, Precision, round_to
 
 __all__ = [
     "GENERIC_ALGORITHMS",
@@ -632,16 +633,6 @@ def moments(
     return ArrayMoments(np.asarray(count, dtype=np.int64), mean, m2)
 
 
-def _rescale_exponents(amax: Any, n: int, acc: str) -> Any:
-    # the rule of varstats.algorithms._rescale_exponents, from the slice maxima
-    fi = finfo(acc)
-    high = np.sqrt(fi.max / n) / 2
-    low = np.sqrt(fi.tiny) / fi.unit_roundoff
-    need = (amax > 0) & ((amax > high) | (amax < low))
-    k = np.frexp(amax)[1] - np.frexp(high)[1] + 1
-    return np.where(need, k, 0).astype(np.int64)
-
-
 def _scale(c: _Ctx, a: XArray, k: Any) -> XArray:
     """``a * 2**k`` per slice (k broadcast against ``a``), rounded once into the accumulator."""
     xp = c.xp
@@ -701,7 +692,7 @@ def mean_var(
         # the maxima are exact in float32 unless the data are float64
         wide = "float64" if xm.dtype == getattr(xp, "float64", None) else "float32"
         amax = _to_numpy(xp.astype(xp.max(finite, axis=-1), getattr(xp, wide)), wide)
-        k = _rescale_exponents(np.asarray(amax, dtype=np.float64), n, c.acc_name)
+        k = rescale_exponents(np.asarray(amax, dtype=np.float64), n, c.acc_name)
         scaled = _scale(c, xm, -k[..., None])
         m = ArrayMoments(*kernel(c, scaled, **options))
         mean = _scale(c, m.mean, k)

@@ -39,10 +39,10 @@ import numpy as np
 import numpy.typing as npt
 from dask.delayed import delayed
 
-from varstats.algorithms import Kernel, get_algorithm
+from varstats.algorithms import Kernel, get_algorithm, rescale_exponents
 from varstats.algorithms import moments as _moments
 from varstats.moments import Moments, _check_correction, merge_along
-from varstats.precision import Precision, as_dtype, resolve_precision
+from varstats.precision import Precision, as_dtype, resolve_precision, round_to
 
 __all__ = ["mean_var", "moments", "state_dtype", "var"]
 
@@ -107,11 +107,9 @@ def _reduce(
     keepdims: bool,
     split_every: int | None,
     options: dict[str, Any],
-) -> tuple[da.Array, Precision, int | None]:
+) -> tuple[da.Array, Precision, int | None, tuple[int, ...]]:
     if not isinstance(arr, da.Array):
         raise TypeError(f"arr: expected a dask array, got {type(arr).__name__}")
-    if "rescale" in options:
-        raise ValueError("rescale: not supported by varstats.dask (it needs a second pass)")
     try:
         storage = as_dtype(arr.dtype, name="arr")
     except (TypeError, ValueError):
@@ -148,7 +146,7 @@ def _reduce(
         meta=np.empty((0,) * out_ndim, dtype=state),
         name="varstats-moments",
     )
-    return reduced, prec, n
+    return reduced, prec, n, norm
 
 
 def _var_of_state(state: Array, correction: float) -> Array:
@@ -166,6 +164,7 @@ def mean_var(
     precision: Precision | str | None = None,
     keepdims: bool = False,
     split_every: int | None = None,
+    rescale: bool = False,
     **options: Any,
 ) -> tuple[da.Array, da.Array]:
     """Lazy mean and variance of a dask array; see :func:`var`.
@@ -175,15 +174,41 @@ def mean_var(
     (mean, variance) : tuple of dask arrays
         In the accumulator dtype; the mean is the merged mean of the chunk moments.
     """
-    state, prec, n = _reduce(arr, axis, algorithm, precision, keepdims, split_every, options)
+    state, prec, n, norm = _reduce(
+        arr, axis, algorithm, precision, keepdims, split_every, options
+    )
     if n is not None:
         _check_correction(correction, np.asarray([n]))
     acc = prec.accumulator_dtype
+    if rescale:
+        if n is None:
+            raise ValueError("rescale: needs the sizes of the reduced axes (compute_chunk_sizes)")
+        # First pass: each slice's largest finite magnitude gives its exponent k
+        # (the rule of varstats.var(rescale=True)); the scaling by 2**-k is exact.
+        x64: Any = cast(Any, arr).astype(np.float64)
+        mag = da.fabs(x64)
+        amax: Any = da.where(da.isfinite(mag), mag, 0.0).max(axis=norm, keepdims=True)
+        k = amax.map_blocks(rescale_exponents, n, acc, dtype=np.int64)
+        scaled = da.ldexp(x64, -k).map_blocks(round_to, acc, dtype=acc)
+        state = _reduce(
+            scaled, norm, algorithm, Precision(prec.accumulator), keepdims, split_every, options
+        )[0]
+        if not keepdims:
+            k = k.squeeze(axis=norm)
     variance = cast(Any, state).map_blocks(
         _var_of_state, correction, dtype=acc, meta=np.empty((0,) * state.ndim, dtype=acc)
     )
     mean: da.Array = state["mean"]
+    if rescale:
+        blockwise = cast(Any, da.map_blocks)  # untyped in dask
+        mean = blockwise(_scale_back, mean, k, 1, acc, dtype=acc)
+        variance = blockwise(_scale_back, variance, k, 2, acc, dtype=acc)
     return mean, variance
+
+
+def _scale_back(value: Array, k: Array, power: int, acc: np.dtype[Any]) -> Array:
+    with np.errstate(all="ignore"):
+        return round_to(np.ldexp(value.astype(np.float64), power * k), acc)
 
 
 def var(
@@ -196,6 +221,7 @@ def var(
     precision: Precision | str | None = None,
     keepdims: bool = False,
     split_every: int | None = None,
+    rescale: bool = False,
     **options: Any,
 ) -> da.Array:
     r"""Lazy variance of a dask array: our kernel per chunk, Chan merges between chunks.
@@ -222,9 +248,13 @@ def var(
     split_every : int, optional
         Fan-in of the merge tree (Dask's default if omitted). Within one merge the
         states are combined in a balanced binary tree.
+    rescale : bool
+        As in :func:`varstats.var`: scale each slice by the power of two
+        :func:`varstats.algorithms.rescale_exponents` picks from its largest
+        magnitude, so that squares neither overflow nor underflow, and scale the
+        results back. Costs one more pass over the data (the slice maxima).
     **options
-        Kernel options (``summation``, ``block``, ``lanes``). ``rescale`` is not
-        supported (it needs the slice maxima before the moments: a second pass).
+        Kernel options (``summation``, ``block``, ``lanes``).
 
     Returns
     -------
@@ -259,6 +289,7 @@ def var(
         precision=precision,
         keepdims=keepdims,
         split_every=split_every,
+        rescale=rescale,
         **options,
     )[1]
 
@@ -285,5 +316,5 @@ def moments(
         ``.compute()`` gives a :class:`~varstats.Moments` (NumPy arrays), which merges
         with the moments of more data like any other.
     """
-    state, _, _ = _reduce(arr, axis, algorithm, precision, False, split_every, options)
+    state = _reduce(arr, axis, algorithm, precision, False, split_every, options)[0]
     return delayed(_to_moments)(state)
