@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from numpy.exceptions import AxisError
 
+import varstats as vs
 from varstats import oracle
 from varstats.oracle import (
     exact_mean,
@@ -254,29 +255,20 @@ def test_stored_doubles_not_decimals_are_the_ground_truth() -> None:
     assert decimal == 0.006666666666666667
 
 
-def _cases() -> dict[str, tuple[Any, int, Fraction | None]]:
-    """name -> (x, correction, exact variance if known in closed form)."""
-    rng = np.random.default_rng(0)
-    f32, f64 = np.float32, np.float64
-    trt = np.full(10240, 256.0, dtype=f32)
-    trt[-1] = 255.0
-    return {
-        "ort_28463": (np.array([40000, 40001, 40002, 40003], f32), 0, Fraction(5, 4)),
-        "ort_21935": (np.full(256, 1234.0, f32), 0, Fraction(0)),
-        "trtllm_outlier": (trt, 0, Fraction(10239, 10240**2)),
-        "torch_51102": ((rng.standard_normal((5, 4)) + 2000).astype(f32), 0, None),
-        "torch_40302": ((rng.standard_normal((2, 32768)) * 0.01 + 100).astype(f32), 0, None),
-        "tf_118179": (np.array([7.5e10] * 3, f64), 0, Fraction(0)),
-        "tf_117318": (np.array([1e15] * 3, f64), 0, Fraction(0)),
-        "daft_7468": (np.array([1e9 + 1, 1e9 + 2, 1e9 + 3], f64), 1, Fraction(1)),
-        "comet_6044": (np.array([1e16, 1e16 + 2], f64), 0, Fraction(1)),
-        "pg_15307": (np.array([1000000.01, 999999.99], f64), 1, None),
-        "overflow_sq_1": (np.array([1e154, 2e154, 3e154], f64), 0, None),
-        "overflow_sq_2": (np.array([1.4e154, 1.5e154, 1.6e154], f64), 0, None),
-    }
-
-
-CASES = _cases()
+# closed forms of the reproduction cases' variances, where there is one
+KNOWN_VAR: dict[str, Fraction] = {
+    "ort_28463": Fraction(5, 4),
+    "ort_21935": Fraction(0),
+    "trtllm_outlier": Fraction(10239, 10240**2),
+    "tf_118179": Fraction(0),
+    "tf_117318": Fraction(0),
+    "daft_7468": Fraction(1),
+    "comet_6044": Fraction(1),
+}
+CASES = {
+    name: (case.x, case.correction, KNOWN_VAR.get(name))
+    for name, case in vs.cases.PUBLIC_CASES.items()
+}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -307,7 +299,7 @@ def test_pg_15307_sample_variance_of_stored_values() -> None:
 def test_reproduction_case_layer_norm_exact(name: str) -> None:
     x, _, _ = CASES[name]
     x2 = np.atleast_2d(x)
-    eps = np.float32(1e-5)
+    eps = np.float32(vs.cases.PUBLIC_CASES[name].eps)
     fast = exact_normalize(x2, axis=-1, eps=eps)
     assert_same_bits(fast, exact_normalize(x2, axis=-1, eps=eps, method="reference"), name)
     assert_same_bits(fast, _mp_normalize(x2, (1,), Fraction(float(eps))), name + " vs mpmath")
