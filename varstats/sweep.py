@@ -69,9 +69,10 @@ import numpy as np
 import numpy.typing as npt
 
 from varstats import cases as vcases
-from varstats import metrics, oracle
+from varstats import metrics, norms, oracle
 from varstats.algorithms import ALGORITHMS, mean_var
 from varstats.algorithms import moments as compute_moments
+from varstats.conventions import CONVENTIONS, LAYERS
 from varstats.precision import DTYPES, PRECISIONS, Precision, finfo
 
 __all__ = [
@@ -281,23 +282,6 @@ def _grid_spec(name: str) -> Grid:
     raise ValueError(f"grid: unknown {name!r}; expected one of {GRIDS}")
 
 
-def _layers_available() -> tuple[str, ...]:
-    try:
-        from varstats.conventions import CONVENTIONS, LAYERS  # noqa: F401
-        from varstats.norms import batch_norm  # noqa: F401
-    except ImportError:  # pragma: no cover - the norm layers ship with the package
-        return ()
-    return tuple(LAYERS)
-
-
-def _conventions() -> tuple[str, ...]:
-    try:
-        from varstats.conventions import CONVENTIONS
-    except ImportError:  # pragma: no cover
-        return ()
-    return tuple(CONVENTIONS)
-
-
 def build_grid(
     name: str = "standard",
     *,
@@ -382,7 +366,7 @@ def build_grid(
                         cprecs,
                         labels,
                         case=case.name,
-                        conventions=_conventions(),
+                        conventions=tuple(CONVENTIONS),
                         seed=seed,
                     )
                 )
@@ -401,7 +385,7 @@ def build_grid(
                     distribution="normal",
                     offsets=offsets,
                     layer=layer,
-                    conventions=_conventions(),
+                    conventions=tuple(CONVENTIONS),
                     seed=seed,
                     case="x".join(str(s) for s in spec.layer_shape),
                 )
@@ -658,12 +642,10 @@ def _var_unit(unit: Unit) -> list[dict[str, Any]]:
     return out
 
 
-def _framework_stats(case: Any, conventions: Sequence[str]) -> list[tuple[str, str, str, Array]]:
-    """(convention, layer, precision, variance) of each framework's moments kernel."""
-    try:
-        from varstats.conventions import CONVENTIONS
-    except ImportError:  # pragma: no cover
-        return []
+def _framework_stats(
+    case: Any, conventions: Sequence[str]
+) -> list[tuple[str, str, str, str, Array]]:
+    """(convention, layer, algorithm, precision, variance) of each framework's moments kernel."""
     layer = case.op if case.op in ("layer_norm", "batch_norm") else "layer_norm"
     out = []
     for name in conventions:
@@ -671,7 +653,8 @@ def _framework_stats(case: Any, conventions: Sequence[str]) -> list[tuple[str, s
         precision = str(conv.precision(layer, case.dtype))
         algorithm = conv.algorithm(layer)
         m = compute_moments(case.x, axis=-1, algorithm=algorithm, precision=precision)
-        out.append((name, layer, precision, np.asarray(m.var(case.correction)).reshape(-1)))
+        variance = np.asarray(m.var(case.correction)).reshape(-1)
+        out.append((name, layer, str(algorithm), precision, variance))
     return out
 
 
@@ -703,11 +686,8 @@ def _public_unit(unit: Unit) -> list[dict[str, Any]]:
                     **_aggregate(m, ex.var[c], ex.kappa, bnd, every),
                 )
             )
-    for conv, layer, precision, fw_values in _framework_stats(case, unit.conventions):
+    for conv, layer, algorithm, precision, fw_values in _framework_stats(case, unit.conventions):
         acc = Precision.parse(precision).accumulator
-        from varstats.conventions import CONVENTIONS
-
-        algorithm = CONVENTIONS[conv].algorithm(layer)
         nan_bound = np.full(x.shape[0], math.nan)
         m = _metrics(fw_values, ex.var[c], acc, nan_bound)
         out.append(
@@ -735,8 +715,6 @@ LAYER_GROUPS: Final = 2
 def _apply_layer(layer: str, x: Array, convention: str) -> tuple[Array, float, Array]:
     """Output of ``layer`` under ``convention`` (its own algorithm and precision), the eps
     it used, and the exact output (float64)."""
-    from varstats import norms
-    from varstats.conventions import CONVENTIONS
 
     if layer == "batch_norm":
         eps = CONVENTIONS[convention].eps
@@ -771,7 +749,6 @@ def _layer_unit(unit: Unit) -> list[dict[str, Any]]:
     :math:`-\log_{10}(|y_i - \hat y_i| / \mathrm{rms}(\hat y))`. ``value``/``exact`` are
     the worst element, ``row`` its flat index, ``rows`` the number of elements.
     """
-    from varstats.conventions import CONVENTIONS
 
     shape = tuple(int(s) for s in unit.case.split("x"))
     out: list[dict[str, Any]] = []
@@ -999,7 +976,7 @@ def _seed(text: str) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    layers = _layers_available()
+    layers = tuple(LAYERS)
     p = _Parser(
         prog="varstats-sweep",
         description="Measure every variance algorithm, precision and norm-layer convention "
@@ -1037,7 +1014,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--layers: 'none' cannot be combined with layer names")
         layers = ()
     elif "all" in layers:
-        layers = _layers_available()
+        layers = tuple(LAYERS)
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"--out: {args.out} is not a directory")
     units = build_grid(
