@@ -215,6 +215,18 @@ def precision_axes(title: str):  # type: ignore[no-untyped-def]
     return fig, axes.ravel()
 
 
+def legend_panel(axes) -> None:  # type: ignore[no-untyped-def]
+    """The last (spare) panel holds the legend shared by all panels."""
+    handles, labels = axes[0].get_legend_handles_labels()
+    axes[-1].axis("off")
+    axes[-1].legend(
+        [*handles, plt.Line2D([], [], ls="--", color="k")],
+        [*labels, "bound (guaranteed digits)"],
+        loc="center",
+        title="algorithm",
+    )
+
+
 N_FIXED = nearest(base["n"], 1000)
 fig, axes = precision_axes(f"Correct digits vs condition number (normal data, n = {N_FIXED:.0f})")
 for ax, (storage, acc) in zip(axes, PRECISIONS, strict=False):
@@ -240,14 +252,7 @@ for ax, (storage, acc) in zip(axes, PRECISIONS, strict=False):
     ax.set_xlabel(r"condition number $\kappa$")
     ax.set_ylabel("correct decimal digits (LRE)")
     ax.set_ylim(-0.2, digits + 0.5)
-handles, labels = axes[0].get_legend_handles_labels()
-axes[-1].axis("off")
-axes[-1].legend(
-    [*handles, plt.Line2D([], [], ls="--", color="k")],
-    [*labels, "bound (guaranteed digits)"],
-    loc="center",
-    title="algorithm",
-)
+legend_panel(axes)
 plt.show()
 
 # %% [markdown]
@@ -285,14 +290,7 @@ for ax, (storage, acc) in zip(axes, PRECISIONS, strict=False):
     ax.set_xlabel("n (values per variance)")
     ax.set_ylabel("correct decimal digits (LRE)")
     ax.set_ylim(-0.2, digits + 0.5)
-handles, labels = axes[0].get_legend_handles_labels()
-axes[-1].axis("off")
-axes[-1].legend(
-    [*handles, plt.Line2D([], [], ls="--", color="k")],
-    [*labels, "bound (guaranteed digits)"],
-    loc="center",
-    title="algorithm",
-)
+legend_panel(axes)
 plt.show()
 
 # %% [markdown]
