@@ -24,8 +24,18 @@ TARGETS = {"tiny": 30.0, "quick": 60.0, "standard": 600.0, "full": float("inf")}
 def run_grid(grid: str, jobs: int) -> tuple[float, int]:
     """Wall seconds and the number of errors.csv rows of one sweep."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "varstats.sweep", "--grid", grid, "--jobs", str(jobs),
-               "--out", tmp, "--no-progress"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "varstats.sweep",
+            "--grid",
+            grid,
+            "--jobs",
+            str(jobs),
+            "--out",
+            tmp,
+            "--no-progress",
+        ]
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         seconds = time.perf_counter() - t0
@@ -44,8 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         seconds, rows = run_grid(grid, args.jobs)
         target = TARGETS[grid]
         ok &= seconds <= target
-        print(f"{grid:<10} {args.jobs:>4} {rows:>8} {seconds:>8.1f} {target:>9.0f}  "
-              f"{'yes' if seconds <= target else 'NO'}", flush=True)
+        print(
+            f"{grid:<10} {args.jobs:>4} {rows:>8} {seconds:>8.1f} {target:>9.0f}  "
+            f"{'yes' if seconds <= target else 'NO'}",
+            flush=True,
+        )
     return 0 if ok else 1
 
 

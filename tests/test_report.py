@@ -17,13 +17,38 @@ from varstats.report import COLUMNS, HEADLINE_END, HEADLINE_START
 
 def _row(**cols: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "kind": "var", "case": "-", "layer": "-", "convention": "-", "algorithm": "two_pass",
-        "variant": "two_pass", "summation": "pairwise", "storage": "float32",
-        "accumulator": "float32", "layout": "contiguous", "distribution": "normal",
-        "scale_point": "unit", "n": 100, "offset": 1.0, "scale": 1.0, "correction": 0,
-        "seed": 1, "rows": 8, "row": 0, "kappa": 1.4, "value": 1.0, "exact": 1.0,
-        "rel_err": 0.0, "ulps": 0.0, "lre": 7.2, "lre_median": 7.2, "bound": 1e-6,
-        "exceeds_bound": False, "negative": 0, "nan": 0, "inf": 0, "nonfinite": 0,
+        "kind": "var",
+        "case": "-",
+        "layer": "-",
+        "convention": "-",
+        "algorithm": "two_pass",
+        "variant": "two_pass",
+        "summation": "pairwise",
+        "storage": "float32",
+        "accumulator": "float32",
+        "layout": "contiguous",
+        "distribution": "normal",
+        "scale_point": "unit",
+        "n": 100,
+        "offset": 1.0,
+        "scale": 1.0,
+        "correction": 0,
+        "seed": 1,
+        "rows": 8,
+        "row": 0,
+        "kappa": 1.4,
+        "value": 1.0,
+        "exact": 1.0,
+        "rel_err": 0.0,
+        "ulps": 0.0,
+        "lre": 7.2,
+        "lre_median": 7.2,
+        "bound": 1e-6,
+        "exceeds_bound": False,
+        "negative": 0,
+        "nan": 0,
+        "inf": 0,
+        "nonfinite": 0,
     }
     base.update(cols)
     return base
@@ -33,8 +58,9 @@ def _write(rows: list[dict[str, Any]], out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     lines = [",".join(COLUMNS)]
     for r in rows:
-        lines.append(",".join(repr(r[c]) if isinstance(r[c], float) else str(r[c])
-                              for c in COLUMNS))
+        lines.append(
+            ",".join(repr(r[c]) if isinstance(r[c], float) else str(r[c]) for c in COLUMNS)
+        )
     (out / "errors.csv").write_text("\n".join(lines) + "\n")
     return out
 
@@ -43,24 +69,72 @@ def _small() -> list[dict[str, Any]]:
     rows = []
     for n in (10, 10**4):
         for offset in (1.0, 1e4):
-            for variant, algorithm, lre in (("naive", "naive", 0.0), ("two_pass", "two_pass", 7.0),
-                                            ("welford", "welford", 6.5)):
+            for variant, algorithm, lre in (
+                ("naive", "naive", 0.0),
+                ("two_pass", "two_pass", 7.0),
+                ("welford", "welford", 6.5),
+            ):
                 for acc in ("float32", "float64"):
-                    rows.append(_row(n=n, offset=offset, variant=variant, algorithm=algorithm,
-                                     accumulator=acc, lre=lre if offset > 1 else 7.2,
-                                     lre_median=7.2, rel_err=10.0 ** -(lre if offset > 1 else 7.2),
-                                     bound=1e-3))
-    rows.append(_row(kind="public", case="ort_28463", variant="naive/seq", algorithm="naive",
-                     rows=1, value=-128.0, exact=1.25, rel_err=103.4, lre=0.0, negative=1))
-    rows.append(_row(kind="public", case="ort_28463", variant="-", algorithm="naive",
-                     layer="layer_norm", convention="flax", rows=1, value=-128.0, exact=1.25,
-                     rel_err=103.4, lre=0.0, negative=1, bound=math.nan))
+                    rows.append(
+                        _row(
+                            n=n,
+                            offset=offset,
+                            variant=variant,
+                            algorithm=algorithm,
+                            accumulator=acc,
+                            lre=lre if offset > 1 else 7.2,
+                            lre_median=7.2,
+                            rel_err=10.0 ** -(lre if offset > 1 else 7.2),
+                            bound=1e-3,
+                        )
+                    )
+    rows.append(
+        _row(
+            kind="public",
+            case="ort_28463",
+            variant="naive/seq",
+            algorithm="naive",
+            rows=1,
+            value=-128.0,
+            exact=1.25,
+            rel_err=103.4,
+            lre=0.0,
+            negative=1,
+        )
+    )
+    rows.append(
+        _row(
+            kind="public",
+            case="ort_28463",
+            variant="-",
+            algorithm="naive",
+            layer="layer_norm",
+            convention="flax",
+            rows=1,
+            value=-128.0,
+            exact=1.25,
+            rel_err=103.4,
+            lre=0.0,
+            negative=1,
+            bound=math.nan,
+        )
+    )
     for conv, lre in (("pytorch", 7.0), ("caffe2", 0.0)):
         for offset in (1.0, 100.0):
-            rows.append(_row(kind="layer", layer="batch_norm", convention=conv,
-                             variant="folded", offset=offset, rows=512, lre=lre,
-                             nan=0 if lre else 512, nonfinite=0 if lre else 512,
-                             bound=math.nan))
+            rows.append(
+                _row(
+                    kind="layer",
+                    layer="batch_norm",
+                    convention=conv,
+                    variant="folded",
+                    offset=offset,
+                    rows=512,
+                    lre=lre,
+                    nan=0 if lre else 512,
+                    nonfinite=0 if lre else 512,
+                    bound=math.nan,
+                )
+            )
     return rows
 
 
@@ -71,10 +145,15 @@ def test_report_builds_from_a_small_csv(tmp_path: Path) -> None:
     assert text.count(HEADLINE_START) == 1
     assert text.count(HEADLINE_END) == 1
     assert text.index(HEADLINE_START) < text.index(HEADLINE_END)
-    headline = text[text.index(HEADLINE_START):text.index(HEADLINE_END)]
+    headline = text[text.index(HEADLINE_START) : text.index(HEADLINE_END)]
     assert "`naive`" in headline and "`float32:float32`" in headline  # noqa: PT018
-    for section in ("## Recommendations", "## Failures", "## Public reproduction cases",
-                    "## Norm layers", "## Measured error vs the Chan-Golub-LeVeque bound"):
+    for section in (
+        "## Recommendations",
+        "## Failures",
+        "## Public reproduction cases",
+        "## Norm layers",
+        "## Measured error vs the Chan-Golub-LeVeque bound",
+    ):
         assert section in text
     figures = sorted(p.name for p in (out / "figures").glob("*.png"))
     assert "error_vs_offset_float32_float32.png" in figures
@@ -124,24 +203,41 @@ def test_no_full_accuracy_is_reported_as_such(tmp_path: Path) -> None:
 
 def test_bound_explanations() -> None:
     rows = [
-        _row(storage="float16", accumulator="float16", n=10**5, exceeds_bound=True,
-             rel_err=1.0),
+        _row(storage="float16", accumulator="float16", n=10**5, exceeds_bound=True, rel_err=1.0),
         _row(value=math.inf, rel_err=math.inf, exceeds_bound=True),
         _row(scale_point="low", rel_err=1.0, exceeds_bound=True),
-        _row(variant="two_pass/seq", storage="bfloat16", accumulator="bfloat16", n=1000,
-             rel_err=30.0, bound=0.2, exceeds_bound=True),
+        _row(
+            variant="two_pass/seq",
+            storage="bfloat16",
+            accumulator="bfloat16",
+            n=1000,
+            rel_err=30.0,
+            bound=0.2,
+            exceeds_bound=True,
+        ),
         _row(rel_err=3e-6, bound=1e-6, exceeds_bound=True),
         _row(rel_err=1e-2, bound=1e-6, exceeds_bound=True),
         _row(rel_err=1e-9, bound=1e-6),
     ]
     reasons = report.bound_explanations(pd.DataFrame(rows))
-    assert list(reasons) == ["count overflow", "overflow", "underflow", "n·u ≥ 1",
-                             "constant factor", "unexplained", ""]
+    assert list(reasons) == [
+        "count overflow",
+        "overflow",
+        "underflow",
+        "n·u ≥ 1",
+        "constant factor",
+        "unexplained",
+        "",
+    ]
 
 
 def test_flagged_rows_are_listed_in_the_summary(tmp_path: Path) -> None:
-    rows = [*_small(), _row(variant="chan", algorithm="chan", rel_err=1e-2, bound=1e-6,
-                            exceeds_bound=True, lre=2.0)]
+    rows = [
+        *_small(),
+        _row(
+            variant="chan", algorithm="chan", rel_err=1e-2, bound=1e-6, exceeds_bound=True, lre=2.0
+        ),
+    ]
     df = report.read_errors(_write(rows, tmp_path / "res") / "errors.csv")
     section = report.bound_section(df)
     assert "| unexplained | 1 |" in section

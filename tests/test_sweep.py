@@ -96,7 +96,9 @@ def test_out_must_be_a_directory(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 def test_module_runs_as_a_script() -> None:
     res = subprocess.run(
-        [sys.executable, "-m", "varstats.sweep", "--help"], capture_output=True, text=True,
+        [sys.executable, "-m", "varstats.sweep", "--help"],
+        capture_output=True,
+        text=True,
         check=False,
     )
     assert res.returncode == 0
@@ -163,9 +165,26 @@ def test_scale_points_keep_the_variance_finite() -> None:
 def test_errors_csv_has_every_column_with_its_type(reference: Path) -> None:
     header = (reference / "errors.csv").read_text().splitlines()[0].split(",")
     assert header == list(COLUMNS)
-    required = ["algorithm", "storage", "accumulator", "layout", "distribution", "n", "offset",
-                "scale", "kappa", "correction", "value", "exact", "rel_err", "ulps", "lre",
-                "bound", "negative", "nonfinite"]
+    required = [
+        "algorithm",
+        "storage",
+        "accumulator",
+        "layout",
+        "distribution",
+        "n",
+        "offset",
+        "scale",
+        "kappa",
+        "correction",
+        "value",
+        "exact",
+        "rel_err",
+        "ulps",
+        "lre",
+        "bound",
+        "negative",
+        "nonfinite",
+    ]
     assert set(required) <= set(header)
     df = read_errors(reference / "errors.csv")
     expected = {"int": np.int64, "float": np.float64, "bool": np.bool_}
@@ -187,16 +206,30 @@ def test_errors_csv_has_every_column_with_its_type(reference: Path) -> None:
 def test_rows_match_the_oracle(reference: Path) -> None:
     # regenerate one case from its recorded seed and check value and exact
     df = read_errors(reference / "errors.csv")
-    r = df[(df["kind"] == "var") & (df["variant"] == "two_pass") & (df["n"] == 50)
-           & (df["distribution"] == "normal") & (df["layout"] == "contiguous")
-           & (df["scale_point"] == "unit")].iloc[0]
-    x = vs.cases.generate(int(r["n"]), storage="float32", offset=r["offset"] * r["scale"],
-                          scale=r["scale"], batch=int(r["rows"]), seed=int(r["seed"]))
+    r = df[
+        (df["kind"] == "var")
+        & (df["variant"] == "two_pass")
+        & (df["n"] == 50)
+        & (df["distribution"] == "normal")
+        & (df["layout"] == "contiguous")
+        & (df["scale_point"] == "unit")
+    ].iloc[0]
+    x = vs.cases.generate(
+        int(r["n"]),
+        storage="float32",
+        offset=r["offset"] * r["scale"],
+        scale=r["scale"],
+        batch=int(r["rows"]),
+        seed=int(r["seed"]),
+    )
     row = x[int(r["row"])]
     exact = float(vs.oracle.exact_var(row, correction=int(r["correction"])))
     assert exact == r["exact"]
-    value = float(vs.var(row, correction=int(r["correction"]), algorithm="two_pass",
-                         precision="float32:float32"))
+    value = float(
+        vs.var(
+            row, correction=int(r["correction"]), algorithm="two_pass", precision="float32:float32"
+        )
+    )
     assert value == r["value"]
     assert r["rel_err"] == float(vs.metrics.rel_err(value, exact))
 
@@ -220,8 +253,16 @@ def test_an_error_above_its_bound_is_flagged(monkeypatch: pytest.MonkeyPatch) ->
         return m
 
     monkeypatch.setattr(sweep, "compute_moments", broken)
-    unit = sweep.Unit("var", "float64", 20, 4, ("float64:float64",),
-                      ("two_pass", "compensated"), "normal", offsets=(1.0, 10.0))
+    unit = sweep.Unit(
+        "var",
+        "float64",
+        20,
+        4,
+        ("float64:float64",),
+        ("two_pass", "compensated"),
+        "normal",
+        offsets=(1.0, 10.0),
+    )
     rows = sweep.compute_unit(unit)
     flagged = {(r["variant"], bool(r["exceeds_bound"])) for r in rows}
     assert flagged == {("two_pass", True), ("compensated", False)}
@@ -240,8 +281,12 @@ def test_same_command_same_bytes_whatever_the_jobs(reference: Path, tmp_path: Pa
 
 def test_seed_changes_the_data(reference: Path, tmp_path: Path) -> None:
     out = tmp_path / "seeded"
-    assert sweep.main([*FAST, "--jobs", "1", "--seed", "7", "--out", str(out),
-                       "--algorithms", "two_pass"]) == 0
+    assert (
+        sweep.main(
+            [*FAST, "--jobs", "1", "--seed", "7", "--out", str(out), "--algorithms", "two_pass"]
+        )
+        == 0
+    )
     a = read_errors(reference / "errors.csv")
     b = read_errors(out / "errors.csv")
     assert not set(a["seed"]) & set(b.loc[b["kind"] == "var", "seed"])
@@ -277,8 +322,9 @@ def test_resume_recomputes_only_missing_units(
 
 
 def test_without_resume_everything_is_recomputed(tmp_path: Path) -> None:
-    units = sweep.build_grid("tiny", precisions=[vs.Precision("float64")], layers=(),
-                             algorithms=["naive"])
+    units = sweep.build_grid(
+        "tiny", precisions=[vs.Precision("float64")], layers=(), algorithms=["naive"]
+    )
     out = tmp_path / "fresh"
     sweep.run(units, out, progress=False, finalize=False)
     stats = sweep.run(units, out, progress=False, report=False)

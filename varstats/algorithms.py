@@ -47,6 +47,8 @@ from varstats.precision import (
     resolve_precision,
     round_to,
 )
+from varstats.rounding import two_sum as _two_sum
+from varstats.torch_cpu import torch_cpu_two_pass, torch_cpu_welford
 
 __all__ = [
     "ALGORITHMS",
@@ -174,15 +176,6 @@ def _sum(p: _Split) -> Array:
         leaves.append(_sequential_sum(p.tail)[..., None])
     (total,) = tree_reduce((np.concatenate(leaves, axis=-1),), lambda a, b: (a + b,))
     return total
-
-
-def _two_sum(s: Array, x: Array) -> tuple[Array, Array]:
-    # Knuth's TwoSum: t + e == s + x exactly, in any binary format with
-    # correct rounding (no branch on |s| >= |x| as in Fast2Sum).
-    t = s + x
-    z = t - s
-    e = (s - (t - z)) + (x - z)
-    return t, e
 
 
 def _neumaier_rows(head: Array) -> tuple[Array, Array]:
@@ -518,7 +511,14 @@ _BUILTINS: Final[dict[str, Kernel]] = {
 #: Names of the built-in algorithms, in the order tables list them.
 ALGORITHMS: Final = tuple(_BUILTINS)
 
-_REGISTRY: dict[str, Kernel] = dict(_BUILTINS)
+# Framework kernel emulations are named here, where the registry is built, so
+# that importing a module never changes what a name means.
+_FRAMEWORK_KERNELS: Final[dict[str, Kernel]] = {
+    "torch_cpu_welford": torch_cpu_welford,
+    "torch_cpu_two_pass": torch_cpu_two_pass,
+}
+
+_REGISTRY: dict[str, Kernel] = {**_BUILTINS, **_FRAMEWORK_KERNELS}
 
 
 def register_algorithm(name: str, kernel: Kernel, /, *, overwrite: bool = False) -> None:
@@ -532,7 +532,7 @@ def register_algorithm(name: str, kernel: Kernel, /, *, overwrite: bool = False)
         raise TypeError("name: expected a non-empty string")
     if not callable(kernel):
         raise TypeError(f"kernel: {kernel!r} is not callable")
-    if name in _BUILTINS or (name in _REGISTRY and not overwrite):
+    if name in _BUILTINS or name in _FRAMEWORK_KERNELS or (name in _REGISTRY and not overwrite):
         raise ValueError(f"name: algorithm {name!r} is already registered")
     _REGISTRY[name] = kernel
 

@@ -59,12 +59,12 @@ from varstats.algorithms import (
     PAIRWISE_BLOCK,
     SUMMATIONS,
     _axes_or_raise,
-    _two_sum,
     get_algorithm,
     rescale_exponents,
 )
 from varstats.moments import Moments, _check_correction
 from varstats.precision import DTYPES, Precision, round_to
+from varstats.rounding import two_sum as _two_sum
 
 __all__ = [
     "GENERIC_ALGORITHMS",
@@ -76,7 +76,6 @@ __all__ = [
 
 XArray = Any  # an array of some Array API namespace
 Part = tuple[Any, ...]
-
 
 
 # --------------------------------------------------------------------------- dispatch
@@ -705,4 +704,3 @@ def _finish(xp: ModuleType, value: XArray, axes: tuple[int, ...], keepdims: bool
         for ax in sorted(axes):
             value = xp.expand_dims(value, axis=ax)
     return value
-

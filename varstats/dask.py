@@ -174,9 +174,7 @@ def mean_var(
     (mean, variance) : tuple of dask arrays
         In the accumulator dtype; the mean is the merged mean of the chunk moments.
     """
-    state, prec, n, norm = _reduce(
-        arr, axis, algorithm, precision, keepdims, split_every, options
-    )
+    state, prec, n, norm = _reduce(arr, axis, algorithm, precision, keepdims, split_every, options)
     if n is not None:
         _check_correction(correction, np.asarray([n]))
     acc = prec.accumulator_dtype

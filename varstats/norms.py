@@ -41,9 +41,10 @@ import numpy as np
 import numpy.typing as npt
 
 from varstats.algorithms import Kernel, moments
-from varstats.conventions import Convention, fma, get_convention
+from varstats.conventions import Convention, get_convention
 from varstats.moments import Moments
 from varstats.precision import Precision, as_dtype, resolve_precision, round_to
+from varstats.rounding import fma
 
 __all__ = [
     "NORM_ALGORITHMS",

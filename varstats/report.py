@@ -127,12 +127,30 @@ _PRECISION_ORDER: Final = (
 
 # the variants drawn in the figures: pairwise-summation panel and sequential panel
 _PANELS: Final = (
-    ("pairwise sums and tree/lane variants",
-     ("naive", "shifted", "two_pass", "corrected_two_pass", "welford/lanes8", "pairwise",
-      "chan", "compensated")),
-    ("sequential sums and loops",
-     ("naive/seq", "shifted/seq", "two_pass/seq", "corrected_two_pass/seq", "welford",
-      "compensated/seq")),
+    (
+        "pairwise sums and tree/lane variants",
+        (
+            "naive",
+            "shifted",
+            "two_pass",
+            "corrected_two_pass",
+            "welford/lanes8",
+            "pairwise",
+            "chan",
+            "compensated",
+        ),
+    ),
+    (
+        "sequential sums and loops",
+        (
+            "naive/seq",
+            "shifted/seq",
+            "two_pass/seq",
+            "corrected_two_pass/seq",
+            "welford",
+            "compensated/seq",
+        ),
+    ),
 )
 
 
@@ -253,13 +271,14 @@ def headline_table(df: pd.DataFrame) -> str:
         return "_no generated-data rows_\n"
     precs = _ordered(acc["precision"].unique(), _PRECISION_ORDER)
     variants = _ordered(acc["variant"].unique(), COST_ORDER)
-    rows = [["*digits of the storage format*"]
-            + [f"*{_digits(p.split(':')[0]):.1f}*" for p in precs]]
+    rows = [
+        ["*digits of the storage format*"] + [f"*{_digits(p.split(':')[0]):.1f}*" for p in precs]
+    ]
     grouped = dict(tuple(acc.groupby(["variant", "precision"])))
     for v in variants:
-        rows.append([f"`{v}`"] + [
-            _med_worst(grouped[(v, p)]) if (v, p) in grouped else "" for p in precs
-        ])
+        rows.append(
+            [f"`{v}`"] + [_med_worst(grouped[(v, p)]) if (v, p) in grouped else "" for p in precs]
+        )
     return _table(["algorithm", *[f"`{p}`" for p in precs]], rows)
 
 
@@ -275,8 +294,10 @@ def offset_tables(df: pd.DataFrame) -> str:
             [f"`{v}`"] + [_med_worst(grouped[(v, o)]) if (v, o) in grouped else "" for o in offsets]
             for v in variants
         ]
-        out.append(f"#### `{p}`\n\n" + _table(
-            ["algorithm \\ offset/std", *[_offset_label(o) for o in offsets]], rows))
+        out.append(
+            f"#### `{p}`\n\n"
+            + _table(["algorithm \\ offset/std", *[_offset_label(o) for o in offsets]], rows)
+        )
     return "\n".join(out)
 
 
@@ -291,7 +312,8 @@ def size_tables(df: pd.DataFrame) -> str:
     out = []
     for p in precs:
         rows = [
-            [f"`{v}`"] + [
+            [f"`{v}`"]
+            + [
                 _fmt_digits(float(grouped[(v, p, n)]["lre"].min())) if (v, p, n) in grouped else ""
                 for n in ns
             ]
@@ -318,10 +340,24 @@ def failure_table(df: pd.DataFrame) -> str:
             neg, nan, inf = (int(sums[c].loc[(var, p)]) for c in ("negative", "nan", "inf"))
             cells.append(f"{neg} / {nan} / {inf}")
         rows.append([f"`{var}`", *cells])
-    total = int(v.drop_duplicates(["storage", "layout", "distribution", "scale_point", "n",
-                                   "offset", "correction", "accumulator"])["rows"].sum())
-    note = (f"Negative / NaN / inf results out of the data rows each algorithm saw "
-            f"(up to {total} per precision; all distributions and scale points).\n\n")
+    total = int(
+        v.drop_duplicates(
+            [
+                "storage",
+                "layout",
+                "distribution",
+                "scale_point",
+                "n",
+                "offset",
+                "correction",
+                "accumulator",
+            ]
+        )["rows"].sum()
+    )
+    note = (
+        f"Negative / NaN / inf results out of the data rows each algorithm saw "
+        f"(up to {total} per precision; all distributions and scale points).\n\n"
+    )
     return note + _table(["algorithm", *[f"`{p}`" for p in precs]], rows)
 
 
@@ -330,12 +366,14 @@ def failure_by_regime(df: pd.DataFrame) -> str:
     if v.empty:
         return ""
     regime = np.where(
-        v["scale_point"] != "unit", "scale " + v["scale_point"],
+        v["scale_point"] != "unit",
+        "scale " + v["scale_point"],
         np.where(v["distribution"] == "constant", "constant data", "unit scale, spread data"),
     )
     g = v.assign(regime=regime).groupby("regime")[["negative", "nan", "inf", "rows"]].sum()
-    rows = [[r, *(str(int(g.loc[r, c])) for c in ("rows", "negative", "nan", "inf"))]
-            for r in g.index]
+    rows = [
+        [r, *(str(int(g.loc[r, c])) for c in ("rows", "negative", "nan", "inf"))] for r in g.index
+    ]
     return _table(["regime", "data rows x variants x precisions", "negative", "NaN", "inf"], rows)
 
 
@@ -353,14 +391,18 @@ def scale_table(df: pd.DataFrame) -> str:
         cells = []
         for p in precs:
             parts = [
-                _fmt_digits(float(grouped[(var, p, s)]["lre"].min())) if (var, p, s) in grouped
-                else "" for s in points
+                _fmt_digits(float(grouped[(var, p, s)]["lre"].min()))
+                if (var, p, s) in grouped
+                else ""
+                for s in points
             ]
             cells.append(" / ".join(parts))
         rows.append([f"`{var}`", *cells])
-    return (f"Worst correct digits at the scale points {' / '.join(points)} "
-            "(normal data, every offset and n of the slice).\n\n"
-            + _table(["algorithm", *[f"`{p}`" for p in precs]], rows))
+    return (
+        f"Worst correct digits at the scale points {' / '.join(points)} "
+        "(normal data, every offset and n of the slice).\n\n"
+        + _table(["algorithm", *[f"`{p}`" for p in precs]], rows)
+    )
 
 
 def _sequential(variant: str) -> bool:
@@ -391,8 +433,11 @@ def bound_explanations(df: pd.DataFrame) -> pd.Series:
             reasons.append("")
         elif r["n"] > fi.max:
             reasons.append("count overflow")
-        elif (not math.isfinite(r["value"]) or r["scale_point"] == "high"
-              or r["n"] * magnitude**2 > fi.max):
+        elif (
+            not math.isfinite(r["value"])
+            or r["scale_point"] == "high"
+            or r["n"] * magnitude**2 > fi.max
+        ):
             reasons.append("overflow")
         elif r["scale_point"] == "low":
             reasons.append("underflow")
@@ -410,10 +455,12 @@ def bound_section(df: pd.DataFrame) -> str:
     if v.empty:
         return ""
     flagged = v[v["exceeds_bound"]]
-    out = [f"{len(flagged)} of {len(v)} rows (cases x variants x precisions x corrections) "
-           "have a data row whose relative error exceeds its first-order bound "
-           "(`metrics.bound` + 2u for the final division and the float64 rounding of the "
-           "exact value).\n"]
+    out = [
+        f"{len(flagged)} of {len(v)} rows (cases x variants x precisions x corrections) "
+        "have a data row whose relative error exceeds its first-order bound "
+        "(`metrics.bound` + 2u for the final division and the float64 rounding of the "
+        "exact value).\n"
+    ]
     if flagged.empty:
         return out[0]
     reasons = bound_explanations(flagged)
@@ -422,23 +469,56 @@ def bound_section(df: pd.DataFrame) -> str:
     ratio = flagged["rel_err"] / flagged["bound"].where(flagged["bound"] > 0)
     worst = flagged.assign(reason=reasons, ratio=ratio)
     worst = worst[worst["reason"].isin(["constant factor", "unexplained"])]
-    worst = worst.sort_values(["ratio", "variant", "storage", "accumulator", "n", "offset"],
-                              ascending=[False, True, True, True, True, True], kind="mergesort")
+    worst = worst.sort_values(
+        ["ratio", "variant", "storage", "accumulator", "n", "offset"],
+        ascending=[False, True, True, True, True, True],
+        kind="mergesort",
+    )
     if not worst.empty:
         out.append("\nThe largest ratios among rows not explained by overflow or underflow:\n")
         rows = [
-            [f"`{r['variant']}`", f"`{r['storage']}:{r['accumulator']}`", r["distribution"]
-             if r["kind"] == "var" else r["case"], str(r["n"]), _offset_label(r["offset"]),
-             f"{r['rel_err']:.3g}", f"{r['bound']:.3g}", f"{r['ratio']:.3g}", r["reason"]]
+            [
+                f"`{r['variant']}`",
+                f"`{r['storage']}:{r['accumulator']}`",
+                r["distribution"] if r["kind"] == "var" else r["case"],
+                str(r["n"]),
+                _offset_label(r["offset"]),
+                f"{r['rel_err']:.3g}",
+                f"{r['bound']:.3g}",
+                f"{r['ratio']:.3g}",
+                r["reason"],
+            ]
             for _, r in worst.head(20).iterrows()
         ]
-        out.append(_table(["algorithm", "precision", "data", "n", "offset", "rel. error",
-                           "bound", "ratio", "reason"], rows))
+        out.append(
+            _table(
+                [
+                    "algorithm",
+                    "precision",
+                    "data",
+                    "n",
+                    "offset",
+                    "rel. error",
+                    "bound",
+                    "ratio",
+                    "reason",
+                ],
+                rows,
+            )
+        )
     return "\n".join(out)
 
 
-_PUBLIC_VARIANTS: Final = ("naive/seq", "naive", "two_pass", "welford", "pairwise",
-                           "corrected_two_pass", "compensated", "corrected_two_pass/rescale")
+_PUBLIC_VARIANTS: Final = (
+    "naive/seq",
+    "naive",
+    "two_pass",
+    "welford",
+    "pairwise",
+    "corrected_two_pass",
+    "compensated",
+    "corrected_two_pass/rescale",
+)
 
 
 def _public_cell(r: pd.Series, multi: bool) -> str:
@@ -463,14 +543,20 @@ def public_tables(df: pd.DataFrame) -> str:
             continue
         first = sub.iloc[0]
         multi = int(first["rows"]) > 1
-        cells = [f"`{c}`", f"`{first['storage']}`", str(int(first["correction"])),
-                 f"{int(first['rows'])} rows" if multi else _fmt_value(first["exact"])]
+        cells = [
+            f"`{c}`",
+            f"`{first['storage']}`",
+            str(int(first["correction"])),
+            f"{int(first['rows'])} rows" if multi else _fmt_value(first["exact"]),
+        ]
         cells += [_public_cell(sub.loc[v], multi) if v in sub.index else "" for v in variants]
         rows.append(cells)
-    out = ["Variance each algorithm returns in the case's own format (storage = accumulator; "
-           "for a case of several rows, the worst row and its exact value). ✗: fewer than "
-           "`digits(storage) - 1` correct digits.\n",
-           _table(["case", "dtype", "c", "exact", *[f"`{v}`" for v in variants]], rows)]
+    out = [
+        "Variance each algorithm returns in the case's own format (storage = accumulator; "
+        "for a case of several rows, the worst row and its exact value). ✗: fewer than "
+        "`digits(storage) - 1` correct digits.\n",
+        _table(["case", "dtype", "c", "exact", *[f"`{v}`" for v in variants]], rows),
+    ]
     fw = p[p["convention"] != "-"]
     if not fw.empty:
         convs = list(dict.fromkeys(fw["convention"]))
@@ -481,17 +567,22 @@ def public_tables(df: pd.DataFrame) -> str:
                 continue
             first = sub.iloc[0]
             multi = int(first["rows"]) > 1
-            cells = [f"`{c}`", f"`{first['layer']}`",
-                     f"{int(first['rows'])} rows" if multi else _fmt_value(first["exact"])]
+            cells = [
+                f"`{c}`",
+                f"`{first['layer']}`",
+                f"{int(first['rows'])} rows" if multi else _fmt_value(first["exact"]),
+            ]
             cells += [_public_cell(sub.loc[conv], multi) for conv in convs]
             rows.append(cells)
         legend = ", ".join(
             f"{conv}: `{r['algorithm']}` in `{r['storage']}:{r['accumulator']}`"
             for conv, r in fw[fw["case"] == cases[0]].set_index("convention").iterrows()
         )
-        out.append("\nThe variance each framework's CPU kernel computes (its convention's "
-                   f"moments algorithm and accumulator for the layer) — for `{cases[0]}`: "
-                   f"{legend}.\n")
+        out.append(
+            "\nThe variance each framework's CPU kernel computes (its convention's "
+            f"moments algorithm and accumulator for the layer) — for `{cases[0]}`: "
+            f"{legend}.\n"
+        )
         out.append(_table(["case", "layer", "exact", *[f"`{c}`" for c in convs]], rows))
     return "\n".join(out)
 
@@ -530,8 +621,12 @@ def recommendations(df: pd.DataFrame) -> pd.DataFrame:
                 if sub.empty:
                     continue
                 worst = sub.groupby(["variant", "accumulator"])["lre"].min()
-                ext = v[(v["storage"] == storage) & n_sel(v["n"]) & o_sel(v["offset"])
-                        & (v["scale_point"] != "unit")]
+                ext = v[
+                    (v["storage"] == storage)
+                    & n_sel(v["n"])
+                    & o_sel(v["offset"])
+                    & (v["scale_point"] != "unit")
+                ]
                 ext_worst = ext.groupby(["variant", "accumulator"])["lre"].min()
                 cands = sorted(
                     worst.index,
@@ -540,19 +635,22 @@ def recommendations(df: pd.DataFrame) -> pd.DataFrame:
                 full = [k for k in cands if worst[k] >= need]
                 pick = full[0] if full else max(cands, key=lambda k: (worst[k], -cands.index(k)))
                 robust = [k for k in full if k in ext_worst.index and ext_worst[k] >= need]
-                out.append({
-                    "storage": storage,
-                    "n": n_label,
-                    "offset": o_label,
-                    "variant": pick[0],
-                    "accumulator": pick[1],
-                    "worst_lre": float(worst[pick]),
-                    "needed": need,
-                    "full": bool(full),
-                    "extremes_ok": (bool(ext_worst[pick] >= need)
-                                    if pick in ext_worst.index else None),
-                    "robust_variant": (f"{robust[0][0]} ({robust[0][1]})" if robust else "–"),
-                })
+                out.append(
+                    {
+                        "storage": storage,
+                        "n": n_label,
+                        "offset": o_label,
+                        "variant": pick[0],
+                        "accumulator": pick[1],
+                        "worst_lre": float(worst[pick]),
+                        "needed": need,
+                        "full": bool(full),
+                        "extremes_ok": (
+                            bool(ext_worst[pick] >= need) if pick in ext_worst.index else None
+                        ),
+                        "robust_variant": (f"{robust[0][0]} ({robust[0][1]})" if robust else "–"),
+                    }
+                )
     return pd.DataFrame(out)
 
 
@@ -566,22 +664,41 @@ def recommendation_table(df: pd.DataFrame) -> str:
         if not r["full"]:
             pick += " (best available; none reaches full accuracy)"
         ext = {True: "yes", False: "no", None: "not measured"}[r["extremes_ok"]]
-        rows.append([f"`{r['storage']}`", r["n"], r["offset"], pick,
-                     f"{r['worst_lre']:.1f} (need {r['needed']:.1f})", ext,
-                     r["robust_variant"]])
-    return _table(["storage", "size", "offset/std", "cheapest with full accuracy",
-                   "worst digits", "also at low/high scale?",
-                   "cheapest that also survives low/high scale"], rows)
+        rows.append(
+            [
+                f"`{r['storage']}`",
+                r["n"],
+                r["offset"],
+                pick,
+                f"{r['worst_lre']:.1f} (need {r['needed']:.1f})",
+                ext,
+                r["robust_variant"],
+            ]
+        )
+    return _table(
+        [
+            "storage",
+            "size",
+            "offset/std",
+            "cheapest with full accuracy",
+            "worst digits",
+            "also at low/high scale?",
+            "cheapest that also survives low/high scale",
+        ],
+        rows,
+    )
 
 
 def layer_tables(df: pd.DataFrame) -> str:
     lay = df[df["kind"] == "layer"]
     if lay.empty:
         return ""
-    out = ["Worst correct digits of the normalized output (normwise: max |y - exact| over "
-           "the output's rms) per convention, each with its own moments algorithm, "
-           "accumulator and output form; columns are the offset/std ratio of the input. "
-           "NaN outputs count as 0 digits.\n"]
+    out = [
+        "Worst correct digits of the normalized output (normwise: max |y - exact| over "
+        "the output's rms) per convention, each with its own moments algorithm, "
+        "accumulator and output form; columns are the offset/std ratio of the input. "
+        "NaN outputs count as 0 digits.\n"
+    ]
     for storage in [d for d in DTYPES if d in set(lay["storage"])]:
         sub = lay[lay["storage"] == storage]
         offsets = sorted(sub["offset"].unique())
@@ -589,13 +706,31 @@ def layer_tables(df: pd.DataFrame) -> str:
         for (layer, conv), g in sub.groupby(["layer", "convention"], sort=False):
             g = g.set_index("offset")
             r0 = g.iloc[0]
-            rows.append([f"`{layer}`", str(conv), f"`{r0['algorithm']}` ({r0['accumulator']}), "
-                         f"{r0['variant']}"]
-                        + [_fmt_digits(float(g.loc[o, "lre"])) + (" NaN" if g.loc[o, "nan"] else "")
-                           if o in g.index else "" for o in offsets])
-        out.append(f"#### `{storage}` input (output format digits: {_digits(storage):.1f})\n\n"
-                   + _table(["layer", "convention", "moments / output form",
-                             *[_offset_label(o) for o in offsets]], rows))
+            rows.append(
+                [
+                    f"`{layer}`",
+                    str(conv),
+                    f"`{r0['algorithm']}` ({r0['accumulator']}), {r0['variant']}",
+                ]
+                + [
+                    _fmt_digits(float(g.loc[o, "lre"])) + (" NaN" if g.loc[o, "nan"] else "")
+                    if o in g.index
+                    else ""
+                    for o in offsets
+                ]
+            )
+        out.append(
+            f"#### `{storage}` input (output format digits: {_digits(storage):.1f})\n\n"
+            + _table(
+                [
+                    "layer",
+                    "convention",
+                    "moments / output form",
+                    *[_offset_label(o) for o in offsets],
+                ],
+                rows,
+            )
+        )
     return "\n".join(out)
 
 
@@ -604,15 +739,26 @@ def layout_check(df: pd.DataFrame) -> str:
     s = v[v["layout"] == "strided"]
     if s.empty:
         return ""
-    keys = ["variant", "storage", "accumulator", "distribution", "scale_point", "n", "offset",
-            "correction"]
+    keys = [
+        "variant",
+        "storage",
+        "accumulator",
+        "distribution",
+        "scale_point",
+        "n",
+        "offset",
+        "correction",
+    ]
     c = v[v["layout"] == "contiguous"]
     m = s.merge(c, on=keys, suffixes=("_s", "_c"))
     same = (m["value_s"].to_numpy() == m["value_c"].to_numpy()) | (
-        np.isnan(m["value_s"].to_numpy()) & np.isnan(m["value_c"].to_numpy()))
-    return (f"Strided (non-contiguous, NaN-padded) inputs: {int(same.sum())} of {len(m)} "
-            "cases give the same worst-row value bit for bit as the contiguous layout "
-            "of the same data (the kernels fix their own reduction order).\n")
+        np.isnan(m["value_s"].to_numpy()) & np.isnan(m["value_c"].to_numpy())
+    )
+    return (
+        f"Strided (non-contiguous, NaN-padded) inputs: {int(same.sum())} of {len(m)} "
+        "cases give the same worst-row value bit for bit as the contiguous layout "
+        "of the same data (the kernels fix their own reduction order).\n"
+    )
 
 
 def summary_markdown(df: pd.DataFrame, figures: Sequence[str] = ()) -> str:
@@ -672,7 +818,7 @@ def summary_markdown(df: pd.DataFrame, figures: Sequence[str] = ()) -> str:
     if figures:
         parts.append("## Figures\n")
         parts += [f"![{f}](figures/{f})\n" for f in figures]
-    return "\n".join(p for p in parts if p) .rstrip() + "\n"
+    return "\n".join(p for p in parts if p).rstrip() + "\n"
 
 
 # --------------------------------------------------------------------------- figures
@@ -684,20 +830,24 @@ def _floor(rel: npt.NDArray[np.float64], acc: str) -> npt.NDArray[np.float64]:
 
 def _core(df: pd.DataFrame) -> pd.DataFrame:
     v = df[df["kind"] == "var"]
-    return v[(v["distribution"] == "normal") & (v["scale_point"] == "unit")
-             & (v["layout"] == "contiguous") & (v["correction"] == 0)]
+    return v[
+        (v["distribution"] == "normal")
+        & (v["scale_point"] == "unit")
+        & (v["layout"] == "contiguous")
+        & (v["correction"] == 0)
+    ]
 
 
-def _variant_panels(ax: Any, sub: pd.DataFrame, xcol: str, variants: Sequence[str],
-                    acc: str) -> None:
+def _variant_panels(
+    ax: Any, sub: pd.DataFrame, xcol: str, variants: Sequence[str], acc: str
+) -> None:
     colors = matplotlib.colormaps["tab10"]
     for i, var in enumerate(variants):
         g = sub[sub["variant"] == var].sort_values(xcol)
         if g.empty:
             continue
         c = colors(i % 10)
-        ax.plot(g[xcol], _floor(g["rel_err"].to_numpy(), acc), marker="o", ms=3, color=c,
-                label=var)
+        ax.plot(g[xcol], _floor(g["rel_err"].to_numpy(), acc), marker="o", ms=3, color=c, label=var)
         b = g["bound"].to_numpy()
         if np.isfinite(b).any():
             ax.plot(g[xcol], b, ls="--", lw=0.8, color=c)
@@ -725,8 +875,9 @@ def _tick_label(x: float, _pos: Any = None) -> str:
     return _offset_label(x) if x > 0 else "0"
 
 
-def _figure_vs(df: pd.DataFrame, precision: str, xcol: str, fixed: str, value: float,
-               path: Path) -> None:
+def _figure_vs(
+    df: pd.DataFrame, precision: str, xcol: str, fixed: str, value: float, path: Path
+) -> None:
     storage, acc = precision.split(":")
     sub = _core(df)
     sub = sub[(sub["storage"] == storage) & (sub["accumulator"] == acc) & (sub[fixed] == value)]
@@ -739,9 +890,11 @@ def _figure_vs(df: pd.DataFrame, precision: str, xcol: str, fixed: str, value: f
         ax.legend(fontsize=7, loc="upper left")
     fixed_label = f"n = {int(value)}" if fixed == "n" else f"offset/std = {_offset_label(value)}"
     axes[0].set_ylabel("worst relative error of the variance (floor u/8)")
-    fig.suptitle(f"{precision}: error vs {'offset' if xcol == 'offset' else 'n'} "
-                 f"({fixed_label}, normal data); dashed: first-order bound; dotted: u",
-                 fontsize=10)
+    fig.suptitle(
+        f"{precision}: error vs {'offset' if xcol == 'offset' else 'n'} "
+        f"({fixed_label}, normal data); dashed: first-order bound; dotted: u",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110, metadata={"Software": None})
 
@@ -770,8 +923,9 @@ def _layer_figure(df: pd.DataFrame, layer: str, path: Path) -> None:
         ax.grid(True, lw=0.3)
     axes[0][0].set_ylabel("worst correct digits of the output")
     axes[0][-1].legend(fontsize=7, loc="lower left")
-    fig.suptitle(f"{layer}: output accuracy per framework convention (dotted: format digits)",
-                 fontsize=10)
+    fig.suptitle(
+        f"{layer}: output accuracy per framework convention (dotted: format digits)", fontsize=10
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110, metadata={"Software": None})
 
@@ -819,8 +973,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m varstats.report",
         description="Rebuild summary.md and figures/ from errors.csv.",
     )
-    parser.add_argument("out", nargs="?", type=Path, default=Path("results"),
-                        help="directory holding errors.csv (default results/)")
+    parser.add_argument(
+        "out",
+        nargs="?",
+        type=Path,
+        default=Path("results"),
+        help="directory holding errors.csv (default results/)",
+    )
     args = parser.parse_args(argv)
     if not (args.out / "errors.csv").is_file():
         print(f"{parser.prog}: error: {args.out / 'errors.csv'} not found", file=sys.stderr)

@@ -218,8 +218,12 @@ def _grid_spec(name: str) -> Grid:
             name,
             ns=(2, 50),
             rows={2: 4, 50: 4},
-            slices=((*core, 50), ("constant", "contiguous", "unit", 50),
-                    ("normal", "strided", "unit", 50), ("normal", "contiguous", "high", 50)),
+            slices=(
+                (*core, 50),
+                ("constant", "contiguous", "unit", 50),
+                ("normal", "strided", "unit", 50),
+                ("normal", "contiguous", "high", 50),
+            ),
             loop_max_n=50,
             loop_top_precisions=(),
             offset_step=4,
@@ -310,9 +314,7 @@ def build_grid(
         labels = tuple(VARIANTS)
     else:
         wanted = set(algorithms)
-        labels = tuple(
-            lab for lab, v in VARIANTS.items() if lab in wanted or v.algorithm in wanted
-        )
+        labels = tuple(lab for lab, v in VARIANTS.items() if lab in wanted or v.algorithm in wanted)
     precs = tuple(str(p) for p in (PRECISIONS if precisions is None else precisions))
     units: list[Unit] = []
     top_n = max(spec.ns)
@@ -508,9 +510,7 @@ def _row(unit: Unit, **cols: Any) -> dict[str, Any]:
     return base
 
 
-def _metrics(
-    value: Array, exact: Array, acc: str, bnd: Array
-) -> dict[str, Array]:
+def _metrics(value: Array, exact: Array, acc: str, bnd: Array) -> dict[str, Array]:
     u = finfo(acc).unit_roundoff
     rel = metrics.rel_err(value, exact)
     # the bound is on S; the division by n - c rounds once more, and `exact` is float64
@@ -553,17 +553,22 @@ def _aggregate(
     }
 
 
-def _variant_var(x: Array, variant: Variant, precision: str, corrections: Sequence[int]) -> dict[
-    int, Array
-]:
+def _variant_var(
+    x: Array, variant: Variant, precision: str, corrections: Sequence[int]
+) -> dict[int, Array]:
     """The variant's variance of every row of ``x`` for each correction (accumulator dtype)."""
     opts = variant.kernel_options()
     if variant.rescale:
         return {
             c: np.asarray(
                 mean_var(
-                    x, axis=-1, correction=c, algorithm=variant.algorithm,
-                    precision=precision, rescale=True, **opts,
+                    x,
+                    axis=-1,
+                    correction=c,
+                    algorithm=variant.algorithm,
+                    precision=precision,
+                    rescale=True,
+                    **opts,
                 )[1]
             ).reshape(-1)
             for c in corrections
@@ -572,9 +577,7 @@ def _variant_var(x: Array, variant: Variant, precision: str, corrections: Sequen
     return {c: np.asarray(m.var(c)).reshape(-1) for c in corrections}
 
 
-def _variant_bound(
-    variant: Variant, n: int, kappa: Array, shifted_kappa: Array, acc: str
-) -> Array:
+def _variant_bound(variant: Variant, n: int, kappa: Array, shifted_kappa: Array, acc: str) -> Array:
     opts = dict(variant.options)
     return metrics.bound(
         variant.algorithm,
@@ -884,8 +887,15 @@ def run(
     todo = [u for u in units if not (partial / f"{u.key}.csv").exists()]
     todo.sort(key=lambda u: -u.cost)  # longest first; output order does not depend on it
     resumed = len(units) - len(todo)
-    bar = tqdm(total=len(units), initial=resumed, unit="unit", file=sys.stderr,
-               disable=not progress, mininterval=1.0, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(units),
+        initial=resumed,
+        unit="unit",
+        file=sys.stderr,
+        disable=not progress,
+        mininterval=1.0,
+        dynamic_ncols=True,
+    )
     try:
         if jobs <= 1 or len(todo) <= 1:
             for u in todo:
@@ -982,23 +992,42 @@ def make_parser() -> argparse.ArgumentParser:
         description="Measure every variance algorithm, precision and norm-layer convention "
         "against exact ground truth; write errors.csv, summary.md and figures/.",
     )
-    p.add_argument("--grid", choices=GRIDS, default="standard",
-                   help="grid size: quick (CI, < 1 min), standard (default, minutes), full")
-    p.add_argument("--algorithms", type=_csv_list("algorithm", (*ALGORITHMS, *VARIANTS)),
-                   help="comma-separated algorithms or variant labels (default: all)")
-    p.add_argument("--precisions", type=_precision_list,
-                   help="comma-separated storage:accumulator pairs, e.g. float16:float32 "
-                   "(default: the 7 standard pairs)")
-    p.add_argument("--layers", type=_csv_list("layer", (*layers, "all", "none")),
-                   default=("all",),
-                   help=f"norm layers to sweep under every convention: all (default), none, "
-                   f"or some of {', '.join(layers)}")
-    p.add_argument("--jobs", type=_positive_int, default=os.cpu_count() or 1,
-                   help="worker processes (default: all cores)")
-    p.add_argument("--out", type=Path, default=Path("results"),
-                   help="output directory (default: results/)")
-    p.add_argument("--resume", action="store_true",
-                   help="keep the units an interrupted run already wrote")
+    p.add_argument(
+        "--grid",
+        choices=GRIDS,
+        default="standard",
+        help="grid size: quick (CI, < 1 min), standard (default, minutes), full",
+    )
+    p.add_argument(
+        "--algorithms",
+        type=_csv_list("algorithm", (*ALGORITHMS, *VARIANTS)),
+        help="comma-separated algorithms or variant labels (default: all)",
+    )
+    p.add_argument(
+        "--precisions",
+        type=_precision_list,
+        help="comma-separated storage:accumulator pairs, e.g. float16:float32 "
+        "(default: the 7 standard pairs)",
+    )
+    p.add_argument(
+        "--layers",
+        type=_csv_list("layer", (*layers, "all", "none")),
+        default=("all",),
+        help=f"norm layers to sweep under every convention: all (default), none, "
+        f"or some of {', '.join(layers)}",
+    )
+    p.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=os.cpu_count() or 1,
+        help="worker processes (default: all cores)",
+    )
+    p.add_argument(
+        "--out", type=Path, default=Path("results"), help="output directory (default: results/)"
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="keep the units an interrupted run already wrote"
+    )
     p.add_argument("--seed", type=_seed, default=0, help="base seed (default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -1026,8 +1055,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not units:
         parser.error("the selection is empty (no unit matches --algorithms/--precisions)")
-    stats = run(units, args.out, jobs=args.jobs, resume=args.resume,
-                progress=not args.no_progress)
+    stats = run(units, args.out, jobs=args.jobs, resume=args.resume, progress=not args.no_progress)
     print(
         f"varstats-sweep: grid {args.grid}, {stats.units} units ({stats.computed} computed, "
         f"{stats.resumed} resumed), {stats.rows} rows, jobs {args.jobs}, "
