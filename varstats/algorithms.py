@@ -788,7 +788,7 @@ def var(
     >>> float(vs.var(x, algorithm="two_pass"))
     1.25
     >>> float(vs.var(x, algorithm="naive", summation="sequential"))
-    0.0
+    -128.0
     """
     return mean_var(
         x,
