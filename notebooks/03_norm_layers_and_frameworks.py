@@ -52,8 +52,13 @@ COLORS = dict(zip(CONVS, plt.get_cmap("tab10").colors, strict=False))
 
 def load_errors() -> pd.DataFrame:
     """The sweep's ``errors.csv``; without one, a small sweep into a temporary directory."""
-    frame, path = report.load_results(grid_if_missing="tiny" if QUICK else "quick")
-    print(f"{len(frame):,} sweep measurements from {path}")
+    grid = "tiny" if QUICK else "quick"
+    frame, path = report.load_results(grid_if_missing=grid)
+    # a path relative to the checkout: the output must not depend on where it lives
+    root = report.results_dir().resolve().parent
+    where = path.resolve()
+    shown = where.relative_to(root) if where.is_relative_to(root) else f"a new {grid} sweep"
+    print(f"{len(frame):,} sweep measurements from {shown}")
     return frame
 
 

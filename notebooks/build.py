@@ -20,6 +20,7 @@ the committed ``.ipynb``: a quick build's smaller computations would not match t
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import tempfile
@@ -50,6 +51,20 @@ def cell_sources(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
     return [(cell.cell_type, cell.source) for cell in nb.cells]
 
 
+def stable_ids(nb: nbformat.NotebookNode) -> list[str]:
+    """Cell ids from each cell's type and source (nbformat's default ids are random).
+
+    With them, and without nbclient's execution timestamps, a rebuild writes the same
+    bytes; an edited cell changes only its own id.
+    """
+    ids: list[str] = []
+    for cell in nb.cells:
+        digest = hashlib.sha256(f"{cell.cell_type}\0{cell.source}".encode()).hexdigest()[:12]
+        repeat = sum(i.split("-")[0] == digest for i in ids)  # identical cells
+        ids.append(digest if repeat == 0 else f"{digest}-{repeat}")
+    return ids
+
+
 def execute(source: Path, *, quick: bool, cwd: Path = HERE) -> nbformat.NotebookNode:
     """Convert ``source`` with jupytext and execute it; raises on the first failing cell."""
     return run(jupytext.read(source), quick=quick, cwd=cwd)
@@ -57,6 +72,8 @@ def execute(source: Path, *, quick: bool, cwd: Path = HERE) -> nbformat.Notebook
 
 def run(nb: nbformat.NotebookNode, *, quick: bool, cwd: Path = HERE) -> nbformat.NotebookNode:
     """Execute ``nb`` in place in a fresh ``python3`` kernel and return it."""
+    for cell, cell_id in zip(nb.cells, stable_ids(nb), strict=True):
+        cell.id = cell_id
     nb.metadata["kernelspec"] = {
         "name": KERNEL,
         "display_name": "Python 3 (ipykernel)",
@@ -77,9 +94,14 @@ def run(nb: nbformat.NotebookNode, *, quick: bool, cwd: Path = HERE) -> nbformat
                 km=manager,
                 kernel_name=KERNEL,
                 timeout=TIMEOUT,
+                record_timing=False,  # wall-clock timestamps would change every build
                 resources={"metadata": {"path": str(cwd)}},
             )
-            client.execute()
+            try:
+                client.execute()
+            finally:  # nbclient shuts down only kernels it created itself
+                if manager.has_kernel:
+                    manager.shutdown_kernel()
     finally:
         if old is None:
             del os.environ[QUICK_ENV]
@@ -99,6 +121,9 @@ def check(paths: list[Path]) -> list[str]:
         executed = nbformat.read(target, as_version=4)
         if cell_sources(executed) != cell_sources(jupytext.read(source)):
             problems.append(f"{target.name}: cells differ from {source.name} (rebuild it)")
+        timed = any("execution" in cell.get("metadata", {}) for cell in executed.cells)
+        if timed or [cell.get("id") for cell in executed.cells] != stable_ids(executed):
+            problems.append(f"{target.name}: timestamps or random cell ids (rebuild it)")
         for cell in executed.cells:
             if cell.cell_type != "code":
                 continue

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import importlib.util
 import json
 import os
 import pkgutil
@@ -210,10 +211,18 @@ def _run_shell(block: Block, cwd: Path) -> None:
             assert option in res.stdout, f"{where}: {option} is not in its --help"
 
 
-def _skip_missing_imports(found: list[Block]) -> None:
-    runnable = [b for b in found if b.language in DOCTEST]
-    for name in sorted(set().union(*(_imports(b.source) for b in runnable))):
-        pytest.importorskip(name)
+def _missing_import(block: Block) -> str | None:
+    """The first module ``block`` imports that is not installed (torch is optional)."""
+    if block.language not in DOCTEST:
+        return None
+    return next((m for m in sorted(_imports(block.source)) if not _installed(m)), None)
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ValueError:  # a module without a spec (e.g. __main__)
+        return True
 
 
 RUNNERS: dict[str, Callable[[Block, dict[str, Any], Path], None]] = {
@@ -233,11 +242,12 @@ def _kind(block: Block) -> str | None:
 def test_markdown_examples_run_and_print_what_they_state(
     path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    found = blocks(path)
-    _skip_missing_imports(found)
     monkeypatch.chdir(tmp_path)  # examples that write files (vectors/) write them here
     globs: dict[str, Any] = {"__name__": "__main__"}
-    for block in found:
+    for block in blocks(path):
+        missing = _missing_import(block)
+        if missing is not None:  # the blocks so far passed; later ones may build on this one
+            pytest.skip(f"{block.where} and after: {missing} is not installed")
         kind = _kind(block)
         if kind is not None:
             RUNNERS[kind](block, globs, tmp_path)
@@ -307,6 +317,28 @@ def test_readme_merge_of_float64_halves_is_off_by_3_to_829_ulps_median_89() -> N
         whole.append(float(vs.metrics.ulps(vs.var(y), exact, np.float64)))
     assert (min(merged), float(np.median(merged)), max(merged)) == (3.0, 89.0, 829.0)
     assert max(whole) <= 2.0, "two-pass over the whole array: within 2 ulps"
+
+
+def test_readme_default_sum_is_a_tree_over_lanes_of_32_strided_values() -> None:
+    # README, "What the study finds": the default summation order, emulated here in float16
+    # (NumPy rounds each float16 add correctly) and compared bit for bit
+    f16 = np.float16
+    x = (np.random.default_rng(0).random(32 * 37) * 100).astype(f16)
+    lanes = x.reshape(32, -1)  # lane j holds x[j], x[j + 37], ...: 32 values, 37 apart
+    level = list(lanes[0])
+    for row in lanes[1:]:
+        level = [f16(s + v) for s, v in zip(level, row, strict=True)]
+    while len(level) > 1:  # neighbours first; an odd one is carried up unchanged
+        level = [f16(a + b) for a, b in zip(level[::2], level[1::2], strict=False)] + (
+            [level[-1]] if len(level) % 2 else []
+        )
+    sequential = f16(0)
+    for v in x:
+        sequential = f16(sequential + v)
+    n = f16(x.size)
+    mean, _ = vs.mean_var(x, algorithm="naive")  # float16 arithmetic throughout
+    assert mean == f16(level[0] / n)
+    assert mean != f16(sequential / n), "the data must tell the two orders apart"
 
 
 def _python_calls(fn: Callable[[], object]) -> int:

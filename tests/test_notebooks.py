@@ -12,6 +12,7 @@ copies, and the kernel talks over private Unix sockets (no ipykernel TCP warning
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -60,15 +61,19 @@ def _one_cell(source: str) -> nbformat.NotebookNode:
     return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
 
 
-def test_kernel_runs_without_the_tcp_warning_and_leaves_no_files(
+def test_kernel_runs_without_the_tcp_warning_and_leaves_nothing_behind(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     before = set(NOTEBOOKS.iterdir())
-    nb = build.run(_one_cell("import os; print(os.environ['VARSTATS_NOTEBOOK_QUICK'])"), quick=True)
-    assert nb.cells[0].outputs[0]["text"] == "1\n", "the quick flag reaches the kernel"
+    cell = "import os; print(os.environ['VARSTATS_NOTEBOOK_QUICK'], os.getpid())"
+    nb = build.run(_one_cell(cell), quick=True)
+    quick, pid = nb.cells[0].outputs[0]["text"].split()
+    assert quick == "1", "the quick flag reaches the kernel"
     err = capfd.readouterr().err  # the kernel process writes to the inherited stderr
     assert "without encryption" not in err, err
     assert set(NOTEBOOKS.iterdir()) == before, "the kernel's sockets must not land in notebooks/"
+    with pytest.raises(ProcessLookupError):  # shut down, not left to notice its parent exit
+        os.kill(int(pid), 0)
 
 
 def _fake_execute(source: Path, *, quick: bool, cwd: Path = NOTEBOOKS) -> nbformat.NotebookNode:
@@ -103,3 +108,15 @@ def test_out_writes_a_full_build_elsewhere(monkeypatch: pytest.MonkeyPatch, tmp_
     assert build.main(["--out", str(tmp_path), "05"]) == 0
     written = tmp_path / "05_bug_reports.ipynb"
     assert "quick=False" in written.read_text(encoding="utf-8")
+
+
+def test_a_rebuild_writes_the_same_bytes() -> None:
+    # no execution timestamps and no random cell ids: committed outputs are reproducible
+    cells = ["import numpy as np", "print(np.arange(3).sum())", "import numpy as np"]
+    written = []
+    for _ in range(2):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+        written.append(nbformat.writes(build.run(nb, quick=True)))
+    assert written[0] == written[1]
+    ids = [cell["id"] for cell in nbformat.reads(written[0], as_version=4).cells]
+    assert len(set(ids)) == len(ids), f"identical cells need distinct ids: {ids}"
