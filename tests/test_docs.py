@@ -8,7 +8,8 @@
   may not state outputs in comments (a comment that starts with a number is a claim: write
   that block as a doctest); shell blocks run when they are cheap (``varstats.vectors``,
   ``build.py --check``) and otherwise must name an installable extra, an existing module
-  or script, and only options its ``--help`` lists.
+  or script and only options its ``--help`` lists, or an existing program.
+- Relative links in Markdown resolve, and the README's layout table names existing paths.
 - Claims in the README prose that an example cannot show (the spread of merge errors over
   seeds, Welford's Python loop) have their own tests here, as does "no committed file
   holds a path of the machine that produced it".
@@ -191,7 +192,10 @@ def _run_shell(block: Block, cwd: Path) -> None:
             wanted = set(re.findall(r"\[(.*)\]", spec)[0].split(",")) if "[" in spec else set()
             assert not wanted - _extras(), f"{where}: no such extra {wanted - _extras()}"
             continue
-        assert argv[0] == "python", f"{where}: the test does not know how to check this command"
+        if argv[0] != "python":  # a repository script (.ci/run) or a tool (git, jupyter)
+            found = (ROOT / argv[0]).is_file() or shutil.which(argv[0]) is not None
+            assert found, f"{where}: no such program"
+            continue
         target, args = _python(argv[1:])
         if target[-1] == "pytest":
             continue  # this test is part of that run
@@ -301,6 +305,39 @@ def test_conformance_json_layout_is_a_written_file(tmp_path: Path) -> None:
     (case,) = shown["cases"]
     by_name = {c["name"]: c for c in real["cases"]}
     agree(case, by_name[case["name"]], case["name"])
+
+
+# --------------------------------------------------------------------------- references
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+@pytest.mark.parametrize("path", markdown_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_links_resolve(path: Path) -> None:
+    # a dead reference (README once pointed at a DESIGN.md outside the repository)
+    targets = [t.split("#")[0] for t in LINK.findall(path.read_text(encoding="utf-8"))]
+    local = [t for t in targets if t and not re.match(r"[a-z]+:", t)]
+    dead = [t for t in local if not (path.parent / t).exists()]
+    assert not dead, f"{path.relative_to(ROOT)}: links to missing files {dead}"
+
+
+def test_readme_layout_table_names_existing_paths() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    layout = text[text.index("## Layout") :]
+    rows = [line.split("|")[1] for line in layout.splitlines() if line.startswith("| `")]
+    assert rows, "README.md: no layout table"
+    missing = []
+    for cell in rows:
+        folder = ""
+        for name in re.findall(r"`([^`]+)`", cell):
+            if "/" in name.rstrip("/"):  # a path; later bare names share its folder
+                folder = name.rsplit("/", 1)[0] + "/"
+                name_path = name
+            else:
+                name_path = name if name.endswith("/") else folder + name
+            if not (ROOT / name_path).exists():
+                missing.append(name_path)
+    assert not missing, f"README.md layout table: no such path {missing}"
 
 
 # --------------------------------------------------------------------------- prose claims
