@@ -34,14 +34,16 @@
 
 # %%
 import os
+import tempfile
 from fractions import Fraction
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 import varstats as vs
-from varstats import cases, metrics, oracle, report
+from varstats import cases, metrics, oracle, report, sweep
 
 QUICK = os.environ.get("VARSTATS_NOTEBOOK_QUICK") == "1"  # nothing here is expensive
 pd.set_option("display.width", 140)
@@ -49,12 +51,15 @@ pd.set_option("display.width", 140)
 
 def load_errors() -> pd.DataFrame:
     """The sweep's ``errors.csv``; without one, a small sweep into a temporary directory."""
-    grid = "tiny" if QUICK else "quick"
-    frame, path = report.load_results(grid_if_missing=grid)
-    # a path relative to the checkout: the output must not depend on where it lives
-    root = report.results_dir().resolve().parent
-    where = path.resolve()
-    shown = where.relative_to(root) if where.is_relative_to(root) else f"a new {grid} sweep"
+    results = report.results_dir()
+    shown = f"{results.name}/errors.csv"  # relative: the output must not name this machine
+    if not (results / "errors.csv").is_file():  # a checkout without results/
+        grid = "tiny" if QUICK else "quick"
+        results = Path(tempfile.gettempdir()) / f"varstats-sweep-{grid}"
+        if not (results / "errors.csv").is_file():
+            sweep.main(["--grid", grid, "--out", str(results), "--no-progress"])
+        shown = f"a {grid} sweep in a temporary directory"
+    frame, _ = report.load_results(results)
     print(f"{len(frame):,} sweep measurements from {shown}")
     return frame
 
