@@ -90,18 +90,18 @@ that actually ran; pass ``block=1`` for the paper's pure tree.
 
 Notes
 -----
-These are first-order worst-case bounds with the constant factors dropped, as in
-the paper. Rigorous first-order constants are small: Higham (2002, section 1.9)
-bounds the textbook one-pass formula by :math:`\gamma_{n+3}\kappa^2 \approx
-(n+3)\kappa^2u`, and leaves the two-pass bound :math:`(n+3)u + O(u^2)` to problem
-1.10, where the :math:`O(u^2)` hides CGL's :math:`n^2\kappa^2u^2`. A measured error a few times above :func:`bound` on adversarial data is
-therefore possible; an error orders of magnitude above it is a bug. The bounds
-are on :math:`S` in the accumulator: a variance :math:`S/(n-c)` written to a
-narrower output format carries one more rounding, so compare a measured error
-with ``bound(...) + u_out``. They also assume that nothing overflows or underflows
-(a float16 sum of 1000 values near 100 is ``inf``, whatever the bound says). Rounding
-errors usually partly cancel, so typical errors are far below the bound (about
-:math:`\sqrt n u` instead of :math:`nu` for sequential sums).
+These are first-order worst-case bounds with the constant factors dropped, as in the
+paper. Rigorous first-order constants are small: Higham (2002, section 1.9) bounds the
+textbook one-pass formula by :math:`\gamma_{n+3}\kappa^2 \approx (n+3)\kappa^2u`, and
+leaves the two-pass bound :math:`(n+3)u + O(u^2)` to problem 1.10, where the
+:math:`O(u^2)` hides CGL's :math:`n^2\kappa^2u^2`. A measured error a few times above
+:func:`bound` on adversarial data is therefore possible; an error orders of magnitude
+above it is a bug. The bounds are on :math:`S` in the accumulator: a variance
+:math:`S/(n-c)` written to a narrower output format carries one more rounding, so
+compare a measured error with ``bound(...) + u_out``. They also assume that nothing
+overflows or underflows (a float16 sum of 1000 values near 100 is ``inf``, whatever the
+bound says). Rounding errors usually partly cancel, so typical errors are far below the
+bound (about :math:`\sqrt n u` instead of :math:`nu` for sequential sums).
 
 References
 ----------
@@ -430,10 +430,8 @@ def bound(
             leaf_len = np.minimum(b, n_)
             ell = leaf_len - 1.0
             leaf = ell * u_ + (ell * k * u_) ** 2
-            if algorithm == "pairwise":
-                merges = np.log2(n_ / leaf_len)
-            else:  # chan: blocks merged left to right
-                merges = n_ / leaf_len - 1.0
+            # pairwise: one merge level per halving; chan: blocks merged left to right
+            merges = np.log2(n_ / leaf_len) if algorithm == "pairwise" else n_ / leaf_len - 1.0
             # no merge at all (n <= b) adds nothing, also at kappa = inf
             out = leaf + np.where(merges > 0, merges * k * u_, 0.0)
     # every argument broadcasts, also those a row's formula does not use
