@@ -208,3 +208,36 @@ def test_overflowing_m2_keeps_a_finite_variance() -> None:
     m = vs.moments(x, axis=-1, algorithm="dot2")
     assert np.isinf(m.m2[0])
     assert np.all(np.isfinite(m.var(0)))
+
+
+# --------------------------------------------------------------------------- README claims
+
+
+def test_merging_halves_is_an_exact_formula_but_not_an_exact_result() -> None:
+    # README: the Chan update is an exact identity; rounded, merging two float64 halves of
+    # 1000 values at offset/std 1e4 is tens to hundreds of ulps off, where two-pass on the
+    # whole array is within 2 ulps (and the recommendation within 1)
+    merged, whole, rec = [], [], []
+    for seed in range(20):
+        x = np.random.default_rng(seed).normal(1e4, 1.0, 1000)
+        exact = oracle.exact_var(x)
+        m = vs.moments(x[:500]).merge(vs.moments(x[500:]))
+        merged.append(float(metrics.ulps(m.var(), exact, "float64")))
+        whole.append(float(metrics.ulps(vs.var(x), exact, "float64")))
+        rec.append(float(metrics.ulps(vs.var(x, **recommended("float64")), exact, "float64")))
+    assert 10 <= float(np.median(merged)) <= 1000, merged
+    assert max(merged) <= 10_000
+    assert max(whole) <= 2
+    assert max(rec) <= 1
+    # the formula itself is exact: in rational arithmetic the merge of the halves'
+    # exact moments is the exact moments of the whole
+    q = [Fraction(float(v)) for v in np.random.default_rng(0).normal(1e4, 1.0, 10)]
+
+    def exact_moments(v: list[Fraction]) -> tuple[int, Fraction, Fraction]:
+        mean = sum(v, Fraction(0)) / len(v)
+        return len(v), mean, sum(((t - mean) ** 2 for t in v), Fraction(0))
+
+    (na, ma, sa), (nb, mb, sb) = exact_moments(q[:4]), exact_moments(q[4:])
+    delta = mb - ma
+    assert sa + sb + delta**2 * Fraction(na * nb, na + nb) == exact_moments(q)[2]
+    assert ma + delta * Fraction(nb, na + nb) == exact_moments(q)[1]
