@@ -34,9 +34,10 @@ first, sorted ascending or descending, or shuffled.
 
 Summation order and rescaling are not options of ``dot2``: its sums run down 32 lanes
 and then a balanced tree, compensated throughout, and it scales every slice by a
-power of two (exactly) before reducing. Cost: about 25 flops per element against 4
-for the plain two-pass (``benchmarks/``), in exchange for the last bits; the one-pass
-and kernel-writer tables of ``results/summary.md`` say what the cheaper variants keep.
+power of two (exactly) where its magnitude calls for it. Cost: about 50 operations
+per element against 4 for the plain two-pass (:mod:`varstats.dot2`), in exchange for
+the last bits; the one-pass and kernel-writer tables of ``results/summary.md`` say
+what the cheaper variants keep.
 
 The float16 and bfloat16 accumulators never appear: a sum of more than 2048 (float16)
 or 256 (bfloat16) values of one sign stalls in them, whatever the algorithm.
