@@ -517,7 +517,7 @@ def bound_section(df: pd.DataFrame) -> str:
     worst = flagged.assign(reason=reasons, ratio=ratio)
     worst = worst[worst["reason"].isin(["constant factor", "unexplained"])]
     # the data: a public case, or a distribution with its reorderings (the same values)
-    base = worst["distribution"].str.partition("/")[0]
+    base = worst["distribution"].map(lambda d: d.partition("/")[0])
     worst = worst.assign(data=np.where(worst["kind"] == "var", base, worst["case"]))
     # one line per (algorithm, precision, data, n, offset): the corrections, layouts and
     # orders of the same values are near-duplicates; keep the largest ratio, count them
@@ -934,8 +934,11 @@ def kernel_table(df: pd.DataFrame) -> str:
 def ordering_table(df: pd.DataFrame) -> str:
     """Worst digits on data in drawn order vs the same data reordered adversarially."""
     acc = _accuracy_cases(df)
-    parts = acc["distribution"].str.partition("/")
-    acc = acc.assign(base=parts[0], order=parts[2].where(parts[2] != "", "drawn"))
+    dist = acc["distribution"]
+    acc = acc.assign(
+        base=dist.map(lambda d: d.partition("/")[0]),
+        order=dist.map(lambda d: d.partition("/")[2] or "drawn"),
+    )
     reordered = acc[acc["order"] != "drawn"]
     if reordered.empty:
         return ""
