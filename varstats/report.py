@@ -667,9 +667,11 @@ def recommendations(df: pd.DataFrame) -> pd.DataFrame:
 
     Regimes: ``n <= 1000`` or ``n > 1000``, crossed with offset/std ``<= 10`` or
     ``> 10``, over generated data at unit scale with a nonzero variance, both
-    corrections and every layout and distribution. Returns one row per regime with the
-    pick, its worst correct digits, the digits needed, and whether it also keeps full
-    accuracy at the ``low`` and ``high`` scale points of the same regime.
+    corrections and every layout, distribution and order. Correct digits are
+    :func:`attainable_lre`. Returns one row per regime with the pick, its worst correct
+    digits, the digits needed, whether it also keeps full accuracy at the ``low`` and
+    ``high`` scale points of the same regime, and the cheapest (or else the best) of the
+    :data:`ONE_PASS_VARIANTS` (``one_pass_*`` columns).
     """
     acc = _accuracy_cases(df)
     v = _var_rows(df)
