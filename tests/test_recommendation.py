@@ -241,3 +241,20 @@ def test_merging_halves_is_an_exact_formula_but_not_an_exact_result() -> None:
     delta = mb - ma
     assert sa + sb + delta**2 * Fraction(na * nb, na + nb) == exact_moments(q)[2]
     assert ma + delta * Fraction(nb, na + nb) == exact_moments(q)[1]
+
+
+def test_dask_runs_dot2_per_chunk_and_merges_rounded() -> None:
+    # recommendation.py: dask runs dot2 per chunk and merges the chunks with the rounded
+    # Chan update, so the 1-ulp promise holds for in-memory arrays only
+    da = pytest.importorskip("dask.array")
+    from varstats import dask as vdask
+
+    x = np.random.default_rng(0).normal(1e4, 1.0, 4000)
+    exact = oracle.exact_var(x)
+    chunked = vdask.var(da.from_array(x, chunks=1000), **vs.RECOMMENDED).compute()
+    merged = vs.moments(x[:1000], algorithm="dot2")
+    for k in range(1000, 4000, 1000):
+        merged = merged.merge(vs.moments(x[k : k + 1000], algorithm="dot2"))
+    assert float(metrics.ulps(vs.var(x, **vs.RECOMMENDED), exact, "float64")) <= 1
+    assert float(metrics.rel_err(chunked, exact)) < 1e-12  # rounded merges, not 1 ulp
+    assert float(metrics.rel_err(merged.var(), exact)) < 1e-12

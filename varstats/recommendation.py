@@ -39,6 +39,10 @@ per element against 4 for the plain two-pass (:mod:`varstats.dot2`), in exchange
 the last bits; the one-pass and kernel-writer tables of ``results/summary.md`` say
 what the cheaper variants keep.
 
+``dot2`` is a NumPy kernel: torch and other Array API arrays raise a ``ValueError``
+naming it (convert with ``np.asarray`` first), and :mod:`varstats.dask` runs it per
+chunk only, merging the chunks with the rounded Chan update.
+
 The float16 and bfloat16 accumulators never appear: a sum of more than 2048 (float16)
 or 256 (bfloat16) values of one sign stalls in them, whatever the algorithm.
 """
