@@ -278,7 +278,11 @@ def attainable_lre(df: pd.DataFrame) -> pd.Series:
     """``lre``, except that a result below the accumulator's normal range is judged by
     the attainable accuracy there: within one subnormal quantum of the exact value
     counts as full accuracy (the accumulator's digits), however few significant digits
-    a subnormal number carries. ``value`` and ``exact`` are those of the worst row."""
+    a subnormal number carries. ``value`` and ``exact`` are those of the worst row (the
+    largest relative error), so a CSV row is judged by that row: where its other data
+    rows are normal numbers with fewer digits, this overstates them. At the ``low``
+    scale point every row of a case has the same magnitude, so this does not arise in
+    the sweep's grids; a per-row judgement needs a column from the sweep."""
     out = df["lre"].astype(np.float64).copy()
     for acc in set(df["accumulator"]) & set(DTYPES):
         fi = finfo(acc)
