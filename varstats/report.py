@@ -854,48 +854,60 @@ def _fmt_ulps(x: float) -> str:
     return "NaN" if math.isnan(x) else ("inf" if math.isinf(x) else f"{x:.2g}")
 
 
-#: GPU/CPU reduction shapes a kernel writer chooses from, and the study's variant for each.
+#: GPU/CPU reduction shapes a kernel writer chooses from: (shape, the study's variant,
+#: what the variant does, a real kernel of that shape).
 KERNEL_SHAPES: Final = (
     (
         "per-thread Welford, merged across threads with Chan's update (warp shuffles, then "
         "a tree over warps)",
         "welford/lanes8",
         "8 interleaved Welford lanes merged pairwise; a lane is a thread",
+        "PyTorch CUDA LayerNorm, `compute_stats` in aten/src/ATen/native/cuda/"
+        "layer_norm_kernel.cu (`cuWelfordOnlineSum`, then `WARP_SHFL_DOWN` + "
+        "`cuWelfordCombine`)",
     ),
     (
         "per-thread two-pass over a register tile, tree of Chan merges",
         "pairwise",
         "two-pass leaves of 32 strided values, Chan merges in a balanced tree",
+        "",
     ),
     (
         "two-pass over shared memory: tree-reduced mean, then tree-reduced squared deviations",
         "two_pass",
         "pairwise sums (32 rows per lane, tree over the lanes)",
+        "InfiniTensor `blockLaynormKernel` (src/kernels/cuda/layer_norm.cu): "
+        "`cub::BlockReduce` of the sum, then of the squared deviations",
     ),
     (
         "the same plus the correction term Σd (one more tree reduction)",
         "corrected_two_pass",
         "Björck's correction, pairwise sums",
+        "",
     ),
     (
         "fused one sweep: Σx and Σx² in two accumulators, then E[x²] − E[x]²",
         "naive",
         "textbook one-pass, pairwise sums",
+        "TensorRT-LLM's layernorm plugin with `USE_DIFF_OF_SQUARES` (public case `trtllm_outlier`)",
     ),
     (
         "fused one sweep on x − x₀ (shift by the first value)",
         "shifted",
         "one-pass on shifted data, pairwise sums",
+        "`tf.nn.sufficient_statistics` with a `shift`",
     ),
     (
         "streaming chunks merged left to right (Chan)",
         "chan",
         "two-pass per 1024-value block, sequential Chan merges",
+        "`varstats.dask`; mini-batch and per-device merges",
     ),
     (
         "error-free: TwoSum deviations, TwoProduct squares, compensated tree sums",
         "dot2",
         "the recommendation (varstats.recommended)",
+        "",
     ),
 )
 
@@ -916,8 +928,8 @@ def kernel_table(df: pd.DataFrame) -> str:
     rows = [
         ["*full accuracy needs*", "", *[f"*{_digits(p.split(':')[0]) - 1:.1f}*" for p in precs]]
     ]
-    for shape, variant, note in KERNEL_SHAPES:
-        cells = [shape, f"`{variant}`: {note}"]
+    for shape, variant, note, example in KERNEL_SHAPES:
+        cells = [shape + (f" (e.g. {example})" if example else ""), f"`{variant}`: {note}"]
         for p in precs:
             need = _digits(p.split(":")[0]) - 1
             parts = []
@@ -1104,7 +1116,11 @@ def summary_markdown(df: pd.DataFrame, figures: Sequence[str] = ()) -> str:
         "The common GPU/CPU reduction shapes, the study variant that rounds the same way "
         "(same formula, same accumulator; the order within a shape is the study's), and "
         "what it keeps in its worst case. `float16:float32` is a half-precision LayerNorm "
-        "accumulating in float32.\n",
+        "accumulating in float32. A GPU block runs more chains than the study's 8 Welford "
+        "lanes (256 threads: n/256 values each instead of n/8), so its Welford bound "
+        "(n/ℓ + log₂ℓ)κu is smaller; the merge tree and the accumulator are the same. "
+        "PyTorch's `compute_stats` also divides by the count as a multiplication by its "
+        "reciprocal, one more rounding per step than `welford`.\n",
         kernel_table(df),
         "## Adversarial orderings\n",
         ordering_table(df),
