@@ -118,10 +118,23 @@ def test_recommended_on_public_cases_same_bits(library: str, name: str) -> None:
         pytest.skip("torch not installed")
     case = PUBLIC_CASES[name]
     x = np.array(case.x)
-    kwargs = dict(vs.RECOMMENDED, axis=-1, correction=case.correction)
+    # corrected two-pass with rescaling (the recommendation before dot2): dot2, the
+    # current vs.RECOMMENDED, is a NumPy kernel only (see test_dot2_is_numpy_only)
+    kwargs = dict(
+        algorithm="corrected_two_pass",
+        summation="pairwise",
+        rescale=True,
+        axis=-1,
+        correction=case.correction,
+    )
     ref = vs.var(x, **kwargs)
     got = vs.var(_convert(x, library), **kwargs)
     assert _same_bits(_back(got, case.dtype), ref)
+
+
+def test_dot2_is_numpy_only() -> None:
+    with pytest.raises(ValueError, match="NumPy kernel"):
+        vs.var(xps.asarray(np.ones(4)), **vs.RECOMMENDED)
 
 
 @pytest.mark.parametrize("axis", [None, 0, (0, 2), -1])

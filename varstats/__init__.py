@@ -9,7 +9,6 @@ compares them (``python -m varstats.sweep``).
 from varstats import cases, conventions, metrics, norms, oracle
 from varstats.algorithms import (
     ALGORITHMS,
-    RECOMMENDED,
     SUMMATIONS,
     get_algorithm,
     mean_var,
@@ -27,6 +26,7 @@ from varstats.precision import (
     finfo,
     round_to,
 )
+from varstats.recommendation import RECOMMENDED, recommended
 
 __all__ = [
     "ALGORITHMS",
@@ -48,6 +48,7 @@ __all__ = [
     "moments",
     "norms",
     "oracle",
+    "recommended",
     "register_algorithm",
     "round_to",
     "var",

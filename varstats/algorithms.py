@@ -31,13 +31,13 @@ contiguous one pairwise with 8 interleaved lanes.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 from numpy.lib.array_utils import normalize_axis_tuple
 
+from varstats.dot2 import dot2_two_pass
 from varstats.moments import Moments, _check_correction, merge_along, tree_reduce
 from varstats.precision import (
     Precision,
@@ -53,7 +53,6 @@ from varstats.torch_cpu import torch_cpu_two_pass, torch_cpu_welford
 __all__ = [
     "ALGORITHMS",
     "PAIRWISE_BLOCK",
-    "RECOMMENDED",
     "SUMMATIONS",
     "Kernel",
     "get_algorithm",
@@ -70,15 +69,6 @@ Array = npt.NDArray[Any]
 PAIRWISE_BLOCK: Final = 32
 #: Summation orders accepted by the sum-based kernels.
 SUMMATIONS: Final = ("pairwise", "sequential")
-
-#: The configuration the study recommends (see ``results/summary.md``): pass it as
-#: ``var(x, **RECOMMENDED, precision=...)``. Corrected two-pass with pairwise sums
-#: is within a few units of the accumulator's roundoff up to :math:`\kappa \approx u^{-1}`,
-#: and rescaling keeps it right where squares overflow or underflow.
-RECOMMENDED: Final = MappingProxyType(
-    {"algorithm": "corrected_two_pass", "summation": "pairwise", "rescale": True}
-)
-
 
 #: ``kernel(x, /, *, acc, **options) -> Moments`` over the last axis of ``x``.
 Kernel = Callable[..., Moments]
@@ -518,7 +508,8 @@ _FRAMEWORK_KERNELS: Final[dict[str, Kernel]] = {
     "torch_cpu_two_pass": torch_cpu_two_pass,
 }
 
-_REGISTRY: dict[str, Kernel] = {**_BUILTINS, **_FRAMEWORK_KERNELS}
+# dot2 (the recommended kernel) is registered by name but is not one of ALGORITHMS
+_REGISTRY: dict[str, Kernel] = {**_BUILTINS, **_FRAMEWORK_KERNELS, "dot2": dot2_two_pass}
 
 
 def register_algorithm(name: str, kernel: Kernel, /, *, overwrite: bool = False) -> None:
