@@ -1,0 +1,56 @@
+"""Distances between a real framework's output and varstats' emulation of it.
+
+Shared by ``tests/test_frameworks_*.py``; the frameworks themselves are imported
+there, once per test module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+Array = npt.NDArray[Any]
+
+
+def ulps(actual: npt.ArrayLike, expected: npt.ArrayLike) -> int:
+    """Largest distance in units in the last place, counted on the integer line of floats."""
+    a, e = np.asarray(actual), np.asarray(expected)
+    assert a.dtype == e.dtype, (a.dtype, e.dtype)
+    assert a.shape == e.shape, (a.shape, e.shape)
+    if a.size == 0:
+        return 0
+    itype = {2: np.int16, 4: np.int32, 8: np.int64}[a.dtype.itemsize]
+
+    def line(v: Array) -> Array:
+        i = v.view(itype).astype(np.int64)
+        # negative floats count down from -0, so the line is monotone through zero
+        return np.where(i < 0, np.int64(np.iinfo(itype).min) - i, i)
+
+    both_nan = np.isnan(a) & np.isnan(e)
+    d = np.abs(line(a) - line(e))
+    return int(np.max(np.where(both_nan, 0, d)))
+
+
+def scale_ulps(actual: npt.ArrayLike, expected: npt.ArrayLike) -> float:
+    """Largest difference in ulps of the output's scale, ``max|a - e| / spacing(max|e|)``.
+
+    The measure for outputs that cancel (``x * a + b``, or a bias close to
+    ``-(x - mean) * a``), where an element's own ulp exaggerates a rounding
+    difference in one of the terms.
+    """
+    a = np.asarray(actual).astype(np.float64)
+    e = np.asarray(expected)
+    scale = np.spacing(np.max(np.abs(e))).astype(np.float64)
+    return float(np.max(np.abs(a - e.astype(np.float64))) / scale)
+
+
+def nhwc(x: Array) -> Array:
+    """Channels-first ``(N, C, ...)`` data in the frameworks' channels-last layout."""
+    return np.ascontiguousarray(np.moveaxis(x, 1, -1))
+
+
+def nchw(y: Array) -> Array:
+    """Channels-last output back to channels-first."""
+    return np.moveaxis(np.asarray(y), -1, 1)
