@@ -11,9 +11,10 @@ with ``jnp.mean``; XLA's CPU compiler (jaxlib 0.10.2) turns them into:
   left to right, then the at most 32 window sums summed left to right. Sums over
   several axes (BatchNorm over N, H, W; GroupNorm) stay one loop, left to right
   in row-major order. Both rules are read off ``jax.jit(...).lower(x).compile()
-  .as_text()`` and hold bit for bit up to 1024 values; past that XLA hands the
-  reduction to a YNNPACK fusion whose order is not modelled (the windowed order is
-  used, see ``docs/frameworks.md`` for the measured difference).
+  .as_text()`` and hold bit for bit for inputs of fewer than 4096 elements; from
+  4096 on XLA hands the reduction to a YNNPACK fusion, and a reduction whose minor
+  axis is reduced together with others (Flax's GroupNorm) is vectorized; both
+  orders are not modelled (see ``docs/frameworks.md`` for the measured differences).
 
 Registered kernels (see :mod:`varstats.algorithms`):
 
