@@ -33,17 +33,24 @@ def ulps(actual: npt.ArrayLike, expected: npt.ArrayLike) -> int:
     return int(np.max(np.where(both_nan, 0, d)))
 
 
-def scale_ulps(actual: npt.ArrayLike, expected: npt.ArrayLike) -> float:
-    """Largest difference in ulps of the output's scale, ``max|a - e| / spacing(max|e|)``.
+def scale_ulps(actual: npt.ArrayLike, expected: npt.ArrayLike, scale: float | None = None) -> float:
+    """Largest difference in ulps of the output's scale, ``max|a - e| / spacing(scale)``.
 
-    The measure for outputs that cancel (``x * a + b``, or a bias close to
-    ``-(x - mean) * a``), where an element's own ulp exaggerates a rounding
-    difference in one of the terms.
+    ``scale`` defaults to ``max|e|``. The measure for outputs that cancel, where an
+    element's own ulp exaggerates a rounding difference in one of the terms; for the
+    folded form ``x * a + (b - mean * a)`` pass the size of the terms, ``max|x a|``.
     """
     a = np.asarray(actual).astype(np.float64)
     e = np.asarray(expected)
-    scale = np.spacing(np.max(np.abs(e))).astype(np.float64)
+    size = np.max(np.abs(e)) if scale is None else e.dtype.type(scale)
+    scale = float(np.spacing(size))
     return float(np.max(np.abs(a - e.astype(np.float64))) / scale)
+
+
+def folded_term_size(x: Array, weight: Array, var: Array, eps: float) -> float:
+    """``max|x| * max|weight| / sqrt(min var + eps)``: the size of ``x * a`` in a folded form."""
+    inv = 1.0 / np.sqrt(np.min(np.asarray(var, dtype=np.float64)) + eps)
+    return float(np.max(np.abs(x)) * np.max(np.abs(weight)) * inv)
 
 
 def nhwc(x: Array) -> Array:
