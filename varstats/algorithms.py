@@ -45,7 +45,10 @@ from varstats.jax_cpu import (
     xla_cpu_two_pass_loop,
 )
 from varstats.moments import Moments, _check_correction, merge_along, tree_reduce
-from varstats.onnxruntime_cpu import ort_cpu_layer_norm
+from varstats.onnxruntime_cpu import (
+    ort_cpu_instance_norm,
+    ort_cpu_layer_norm,
+)
 from varstats.precision import (
     Precision,
     as_dtype,
@@ -526,6 +529,7 @@ _FRAMEWORK_KERNELS: Final[dict[str, Kernel]] = {
     "torch_cpu_two_pass": torch_cpu_two_pass,
     "eigen_cpu_fused_batch_norm": eigen_cpu_fused_batch_norm,
     "eigen_cpu_moments": eigen_cpu_moments,
+    "ort_cpu_instance_norm": ort_cpu_instance_norm,
     "ort_cpu_layer_norm": ort_cpu_layer_norm,
     "xla_cpu_naive": xla_cpu_naive,
     "xla_cpu_naive_loop": xla_cpu_naive_loop,

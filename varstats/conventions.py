@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
+import numpy as np
+
 from varstats.precision import DTYPES, Precision, as_dtype, dtype_name
 
 __all__ = [
@@ -370,9 +372,10 @@ CONVENTIONS: Final[dict[str, Convention]] = {
     ),
     "onnx": Convention(
         name="onnx",
-        # onnx/defs/nn/defs.cc BatchNormalization-15: epsilon=1e-5, momentum=0.9
-        eps=1e-5,
-        momentum=0.9,
+        # onnx/defs/nn/defs.cc BatchNormalization-15: epsilon=1e-5, momentum=0.9; the
+        # attribute is a float, so onnxruntime adds fl32(1e-5) also to double data (run)
+        eps=float(np.float32(1e-5)),
+        momentum=float(np.float32(0.9)),  # a float attribute too
         # running_mean = input_mean * momentum + current_mean * (1 - momentum)
         momentum_weights="old",
         # "ReduceVar refers to the population variance ... sum(sqrd(x_i - x_avg)) / N"
@@ -384,17 +387,26 @@ CONVENTIONS: Final[dict[str, Convention]] = {
         # onnxruntime batch_norm.h: new_scale = inv_std * scale;
         # new_bias = bias - mean * new_scale; Y = X * new_scale + new_bias
         batch_norm_output_form="folded",
+        # layer_norm_impl.cc: (x - mean) / std * scale + bias (a division: not modelled)
         layer_norm_output_form="centered",
-        group_norm_output_form="centered",
-        instance_norm_output_form="centered",
+        # GroupNormalization-21 runs as the ONNX function body (ReduceMean of x, of the
+        # squared deviations; float stash type): its order is not modelled (run: measured)
+        group_norm_output_form="centered_then_affine",
+        # instance_norm.cc: channel_scale = inv_stdev * scale;
+        # channel_shift = B - mean * channel_scale; Y = X * channel_scale + channel_shift
+        instance_norm_output_form="folded",
         fused_multiply_add=False,
         inv_sqrt="reciprocal_sqrt",
         invstd_in_float64=(),
         # the spec's ReduceMean/ReduceVar is two-pass, but ORT's CPU LayerNormalization
         # (layer_norm_impl.cc ComputeJob) is one pass, E[x^2] - E[x]^2, unclamped
+        # InstanceNormalization: Eigen SSE reductions (instance_norm.cc); LayerNormalization:
+        # MLAS AVX2 centered two-pass or Welford (layer_norm_impl.cc); BatchNormalization
+        # training: Eigen column sums per (n, c), and GroupNormalization: modelled as a
+        # two-pass
         algorithms=(
             ("batch_norm", "two_pass"),
-            ("instance_norm", "two_pass"),
+            ("instance_norm", "ort_cpu_instance_norm"),
             ("layer_norm", "ort_cpu_layer_norm"),
             ("group_norm", "two_pass"),
         ),
@@ -404,6 +416,8 @@ CONVENTIONS: Final[dict[str, Convention]] = {
             "https://onnx.ai/onnx/operators/onnx__BatchNormalization.html",
             "onnxruntime/core/providers/cpu/nn/batch_norm.h (BatchNorm::Compute)",
             "onnxruntime/core/providers/cpu/nn/layer_norm_impl.cc (ComputeJob)",
+            "onnxruntime/core/providers/cpu/nn/instance_norm.cc (InstanceNorm<float>::Compute)",
+            "onnxruntime/core/mlas/lib/layernorm_kernel_avx2.cpp (MlasLayerNormKernelAvx2)",
         ),
         verified="onnxruntime 1.31.1 CPU execution provider, run "
         "(tests/test_frameworks_onnxruntime.py)",
