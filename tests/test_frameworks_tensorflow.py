@@ -6,6 +6,7 @@ kernels read from source); the oneDNN kernels that x86 builds use by default are
 measured in a subprocess. Skipped when the ``frameworks`` extra is not installed.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -212,6 +213,23 @@ def test_public_case_tf_117318_under_xla_and_not_eager():
     assert np.array_equal(out.y.ravel(), eager)
 
 
+def test_fused_batch_norm_training_on_three_equal_values_is_off_by_one_ulp_of_the_mean():
+    # The values of tensorflow#117318 ([1e15] * 3) in *training*: the Eigen kernel's
+    # mean = sum * fl(1/3) is one ulp above 1e15, so the batch variance is 2**52 (not
+    # 0) and every output is -1 (not 0). The emulation and the preset reproduce it bit
+    # for bit; oneDNN's kernel returns 0 (see the oneDNN test below).
+    x = PUBLIC_CASES["tf_117318"].x.reshape(3, 1, 1, 1)
+    one, zero = np.ones(1, np.float32), np.zeros(1, np.float32)
+    y, _, _, saved_mean, saved_var, _ = _fused(x, one, zero, zero, one, training=True, eps=1e-5)
+    assert float(saved_var.numpy()[0]) == 2.0**52
+    assert np.array_equal(y.numpy().ravel(), -np.ones(3, np.float32))
+    m, v = vtf.eigen_cpu_fused_batch_norm_mean_var(x.reshape(1, 3), acc=F32)
+    assert ulps(saved_mean.numpy(), m) == 0
+    assert ulps(saved_var.numpy(), v) == 0
+    out = norms.batch_norm(x, zero, one, training=True, eps=1e-5, convention="tensorflow")
+    assert np.array_equal(out.y.ravel(), y.numpy().ravel())
+
+
 _ONEDNN_SCRIPT = textwrap.dedent(
     """
     import json, os
@@ -228,7 +246,11 @@ _ONEDNN_SCRIPT = textwrap.dedent(
         m, v = eigen_cpu_fused_batch_norm_mean_var(np.moveaxis(x, 1, 0).reshape(c, -1),
             acc=np.dtype(np.float32))
         worst = max(worst, float(np.max(np.abs(out[3].numpy() - m) / np.spacing(m))))
-    print(json.dumps(worst))
+    x = np.full((3, 1, 1, 1), np.float32(1e15), np.float32)
+    one, zero = np.ones(1, np.float32), np.zeros(1, np.float32)
+    out = tf.raw_ops.FusedBatchNormV3(x=x, scale=one, offset=zero, mean=zero, variance=one,
+        epsilon=1e-5, data_format="NHWC", is_training=True)
+    print(json.dumps([worst, float(out[4].numpy()[0])]))
     """
 )
 
@@ -236,10 +258,12 @@ _ONEDNN_SCRIPT = textwrap.dedent(
 @pytest.mark.slow
 def test_onednn_fused_batch_norm_mean_within_measured_ulps():
     # With oneDNN on (the x86 default) FusedBatchNormV3 is oneDNN's kernel: another
-    # summation order, measured up to a few dozen ulps of the mean for n up to 784.
+    # summation order, measured up to a few dozen ulps of the mean for n up to 784;
+    # and it returns the exact variance 0 for [1e15] * 3, where Eigen's gives 2**52.
     env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
     run = subprocess.run(
         [sys.executable, "-c", _ONEDNN_SCRIPT], env=env, capture_output=True, text=True, check=True
     )
-    worst = float(run.stdout.strip().splitlines()[-1])
+    worst, var_of_equal_values = json.loads(run.stdout.strip().splitlines()[-1])
     assert worst <= 64, f"oneDNN FusedBatchNorm mean differs by {worst} ulps"
+    assert var_of_equal_values == 0.0
