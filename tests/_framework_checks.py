@@ -6,12 +6,25 @@ there, once per test module.
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 Array = npt.NDArray[Any]
+
+# VARSTATS_RECORD_ULPS=file: every measured distance is appended to ``file`` with the
+# test that measured it, to collect the numbers docs/frameworks.md states
+_RECORD = os.environ.get("VARSTATS_RECORD_ULPS")
+
+
+def _record(kind: str, value: float) -> None:
+    if _RECORD:
+        test = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
+        with open(_RECORD, "a") as f:
+            f.write(json.dumps({"test": test, "kind": kind, "value": value}) + "\n")
 
 
 def ulps(actual: npt.ArrayLike, expected: npt.ArrayLike) -> int:
@@ -30,7 +43,9 @@ def ulps(actual: npt.ArrayLike, expected: npt.ArrayLike) -> int:
 
     both_nan = np.isnan(a) & np.isnan(e)
     d = np.abs(line(a) - line(e))
-    return int(np.max(np.where(both_nan, 0, d)))
+    result = int(np.max(np.where(both_nan, 0, d)))
+    _record("ulps", result)
+    return result
 
 
 def scale_ulps(actual: npt.ArrayLike, expected: npt.ArrayLike, scale: float | None = None) -> float:
@@ -44,7 +59,9 @@ def scale_ulps(actual: npt.ArrayLike, expected: npt.ArrayLike, scale: float | No
     e = np.asarray(expected)
     size = np.max(np.abs(e)) if scale is None else e.dtype.type(scale)
     scale = float(np.spacing(size))
-    return float(np.max(np.abs(a - e.astype(np.float64))) / scale)
+    result = float(np.max(np.abs(a - e.astype(np.float64))) / scale)
+    _record("scale_ulps", result)
+    return result
 
 
 def folded_term_size(x: Array, weight: Array, var: Array, eps: float) -> float:

@@ -92,8 +92,8 @@ def test_batch_normalization_three_training_steps_then_inference(shape, dtype):
 @pytest.mark.parametrize("shape", [(4, 16), (3, 5, 40), (2, 7, 200)])
 def test_layer_normalization(shape, dtype):
     # A reduction over the innermost axis is Eigen's inner-most (tree) reducer, not
-    # modelled: the statistics differ by a few ulps, the folded output by up to 16
-    # ulps of its scale (measured 8).
+    # modelled: the statistics differ by a few ulps, the folded output by up to 7 ulps
+    # of its scale.
     rng = np.random.default_rng(2)
     x = rng.normal(3.0, 1.0, size=shape).astype(dtype)
     d = shape[-1]
@@ -103,7 +103,7 @@ def test_layer_normalization(shape, dtype):
     layer.set_weights([w, b])
     y = keras.ops.convert_to_numpy(layer(x))
     out = norms.layer_norm(x, d, weight=w, bias=b, eps=layer.epsilon, convention="keras")
-    assert scale_ulps(y, out) <= 16
+    assert scale_ulps(y, out) <= 8, "measured 7"
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -111,11 +111,12 @@ def test_layer_normalization(shape, dtype):
 def test_group_normalization(groups, dtype):
     # Keras reduces the (H, W, channel-in-group) axes of an (N, H, W, G, C/G) view:
     # TensorFlow transposes them innermost and runs the inner-most reducer (not
-    # modelled; varstats sums (channel, H, W) left to right): measured, see the bound.
+    # modelled; varstats sums (channel, H, W) left to right): measured up to 4 ulps of
+    # the output's scale.
     x, w, b, _, _ = _data((2, 8, 4, 4), dtype, 3)
     layer = keras.layers.GroupNormalization(groups=groups, dtype=dtype)
     layer.build(nhwc(x).shape)
     layer.set_weights([w, b])
     y = nchw(keras.ops.convert_to_numpy(layer(nhwc(x))))
     out = norms.group_norm(x, groups, weight=w, bias=b, eps=layer.epsilon, convention="keras")
-    assert scale_ulps(y, out) <= 16
+    assert scale_ulps(y, out) <= 8, "measured 4"
