@@ -93,6 +93,20 @@ def test_fused_batch_norm_statistics_bit_for_bit(shape, seed):
     assert ulps(m.var(0), var) <= 1, "M2 / n carries the rounded variance to 1 ulp"
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_rsqrt_is_an_estimate_in_float32_and_one_over_sqrt_in_float64(dtype):
+    # the cause of the float32 output differences below: Eigen's fast-math packet
+    # rsqrt, within 2 ulps of the correctly rounded value
+    v = np.random.default_rng(0).uniform(0.1, 10, 20000).astype(dtype)
+    r = tf.math.rsqrt(tf.constant(v)).numpy()
+    exact = (1 / np.sqrt(v.astype(np.longdouble))).astype(dtype)
+    if dtype == "float64":
+        assert np.array_equal(r, 1.0 / np.sqrt(v))
+    else:
+        assert not np.array_equal(r, exact)
+        assert ulps(r, exact) <= 2
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 def test_fused_batch_norm_layer_train_and_inference(shape):
     # The output rounds rsqrt(var + eps) with Eigen's fast-math packet rsqrt (a hardware
