@@ -235,3 +235,15 @@ def test_public_layer_norm_cases_stay_finite_in_flax(name):
     m = vj.xla_cpu_naive(x, acc=np.dtype(np.float32))
     assert ulps(np.asarray(mean), m.mean) == 0
     assert ulps(np.asarray(var), np.maximum(m.var(0), 0)) <= 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batch_norm_one_value_per_channel_is_not_an_error(dtype):
+    # single_value_behaviour="none": no Bessel factor, the batch variance is 0
+    x, w, b, rm, rv = _data((1, 3, 1, 1), dtype, 5)
+    y, f_rm, f_rv = _flax_batch_norm(x, w, b, rm, rv, training=True)
+    out = norms.batch_norm(x, rm, rv, weight=w, bias=b, training=True, convention="flax")
+    assert CONVENTIONS["flax"].single_value_behaviour == "none"
+    assert np.array_equal(y, out.y)  # (x - x) * r * w + b = b
+    assert ulps(f_rm, out.running_mean) <= 1
+    assert ulps(f_rv, out.running_var) <= 1

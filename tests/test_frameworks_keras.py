@@ -120,3 +120,19 @@ def test_group_normalization(groups, dtype):
     y = nchw(keras.ops.convert_to_numpy(layer(nhwc(x))))
     out = norms.group_norm(x, groups, weight=w, bias=b, eps=layer.epsilon, convention="keras")
     assert scale_ulps(y, out) <= 8, "measured 4"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batch_normalization_one_value_per_channel_is_not_an_error(dtype):
+    # single_value_behaviour="none": the biased batch variance 0 enters the moving average
+    x, w, b, rm, rv = _data((1, 3, 1, 1), dtype, 4)
+    layer = keras.layers.BatchNormalization(dtype=dtype)
+    layer.build(nhwc(x).shape)
+    layer.set_weights([w, b, rm, rv])
+    y = keras.ops.convert_to_numpy(layer(nhwc(x), training=True))
+    out = norms.batch_norm(x, rm, rv, weight=w, bias=b, training=True, convention="keras")
+    assert CONVENTIONS["keras"].single_value_behaviour == "none"
+    assert np.array_equal(nchw(y), out.y)
+    k_rm, k_rv = (np.asarray(v) for v in layer.get_weights()[2:])
+    assert ulps(k_rm, out.running_mean) <= 1
+    assert ulps(k_rv, out.running_var) <= 1

@@ -212,3 +212,22 @@ def test_public_layer_norm_cases_are_fixed_in_ort_1_31(name):
     assert scale_ulps(y, out) <= 2
     if name == "ort_28463":  # 40000..40003: exact variance 1.25
         assert float(v[0]) == 1.25
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batch_norm_training_one_value_per_channel_is_not_an_error(dtype):
+    x, w, b, rm, rv = _data((1, 3), dtype, 6)
+    y, new_rm, new_rv = _run(
+        "BatchNormalization",
+        [x, w, b, rm, rv],
+        opset=15,
+        outputs=3,
+        epsilon=EPS,
+        momentum=0.9,
+        training_mode=1,
+    )
+    out = norms.batch_norm(x, rm, rv, weight=w, bias=b, training=True, convention="onnx")
+    assert CONVENTIONS["onnx"].single_value_behaviour == "none"
+    assert np.array_equal(y, out.y)  # x * a + (b - x * a) = b up to rounding, same bits
+    assert ulps(new_rm, out.running_mean) <= 2
+    assert ulps(new_rv, out.running_var) <= 2
