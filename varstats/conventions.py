@@ -244,7 +244,8 @@ CONVENTIONS: Final[dict[str, Convention]] = {
         invstd_in_float64=(),
         # FusedBatchNorm CPU: per channel a left-to-right sum times fl(1/n), then the
         # centered squares the same way (run: bit for bit with the Eigen kernels);
-        # the other layers are built from tf.nn.moments: left-to-right sums divided by n
+        # the other layers are built from tf.nn.moments: column sums divided by n
+        # (LayerNorm's innermost-axis reduction is Eigen's tree reducer: not modelled)
         algorithms=(
             ("batch_norm", "eigen_cpu_fused_batch_norm"),
             ("instance_norm", "eigen_cpu_moments"),
@@ -387,8 +388,9 @@ CONVENTIONS: Final[dict[str, Convention]] = {
         # onnxruntime batch_norm.h: new_scale = inv_std * scale;
         # new_bias = bias - mean * new_scale; Y = X * new_scale + new_bias
         batch_norm_output_form="folded",
-        # layer_norm_impl.cc: (x - mean) / std * scale + bias (a division: not modelled)
-        layer_norm_output_form="centered",
+        # MLAS layernorm_kernel_avx2.cpp: fma((x - mean) * inv, scale, bias); the FMA is
+        # not modelled (fused_multiply_add is one switch, and BatchNorm does not fuse)
+        layer_norm_output_form="centered_then_affine",
         # GroupNormalization-21 runs as the ONNX function body (ReduceMean of x, of the
         # squared deviations; float stash type): its order is not modelled (run: measured)
         group_norm_output_form="centered_then_affine",
