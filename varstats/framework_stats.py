@@ -24,12 +24,13 @@ Array = npt.NDArray[Any]
 def moments_from_mean_var(mean: Array, var: Array, n: int, /, *, acc: np.dtype[Any]) -> Moments:
     r""":class:`Moments` with ``mean`` and an :math:`M_2` for which ``var(0)`` returns ``var``.
 
-    :math:`M_2` starts at :math:`\operatorname{fl}(n\,v)` and moves by at most two
-    ulps to the value whose rounded quotient :math:`\operatorname{fl}(M_2/n)` equals
-    :math:`v`. For :math:`2^e \le n < 2^{e+1}` the quotients of consecutive
-    :math:`M_2` are at most one ulp of :math:`v` apart, so such an :math:`M_2`
-    exists for every finite :math:`v` away from overflow; elsewhere (inf, NaN,
-    overflow of :math:`n v`) :math:`\operatorname{fl}(n\,v)` is kept.
+    :math:`M_2` starts at :math:`\operatorname{fl}(n\,v)` and moves by up to two
+    ulps to a value whose rounded quotient :math:`\operatorname{fl}(M_2/n)` equals
+    :math:`v`. Such a value need not exist (the quotients of consecutive floats
+    :math:`M_2` can be more than one ulp of :math:`v` apart when :math:`n\,v` lies
+    just above a power of two); then :math:`\operatorname{fl}(n\,v)` is kept and
+    ``var(0)`` is within one ulp of :math:`v`. Kernels that need the exact bits
+    expose their ``(mean, var)`` pair directly.
     """
     acc = np.dtype(acc)
     v = np.asarray(var, dtype=acc)
