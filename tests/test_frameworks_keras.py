@@ -24,7 +24,7 @@ keras = pytest.importorskip("keras")
 DTYPES = ["float32", "float64"]
 SHAPES = [(2, 3, 1, 1), (4, 6, 3, 3), (16, 5, 4, 4), (4, 8, 3, 3), (3, 16, 4, 4)]
 # The layers round rsqrt(var + eps): float64 is 1/sqrt (modelled), float32 Eigen's
-# fast-math estimate (within 2 ulps, CPU dependent, not modelled). x * inv + res is
+# fast-math rsqrt (within 2 ulps, not modelled). x * inv + res is
 # the folded form: its rounding is measured in ulps of the output's scale.
 RSQRT_ULPS = 4
 

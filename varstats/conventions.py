@@ -391,8 +391,8 @@ CONVENTIONS: Final[dict[str, Convention]] = {
         # MLAS layernorm_kernel_avx2.cpp: fma((x - mean) * inv, scale, bias); the FMA is
         # not modelled (fused_multiply_add is one switch, and BatchNorm does not fuse)
         layer_norm_output_form="centered_then_affine",
-        # GroupNormalization-21 runs as the ONNX function body (ReduceMean of x, of the
-        # squared deviations; float stash type): its order is not modelled (run: measured)
+        # GroupNormalization-21: double data normalized in float32 (stash type float); the
+        # order of its reductions is not modelled (run: measured)
         group_norm_output_form="centered_then_affine",
         # instance_norm.cc: channel_scale = inv_stdev * scale;
         # channel_shift = B - mean * channel_scale; Y = X * channel_scale + channel_shift
