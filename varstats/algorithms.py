@@ -38,7 +38,17 @@ import numpy.typing as npt
 from numpy.lib.array_utils import normalize_axis_tuple
 
 from varstats.dot2 import dot2_two_pass
+from varstats.jax_cpu import (
+    xla_cpu_naive,
+    xla_cpu_naive_loop,
+    xla_cpu_two_pass,
+    xla_cpu_two_pass_loop,
+)
 from varstats.moments import Moments, _check_correction, merge_along, tree_reduce
+from varstats.onnxruntime_cpu import (
+    ort_cpu_instance_norm,
+    ort_cpu_layer_norm,
+)
 from varstats.precision import (
     Precision,
     as_dtype,
@@ -48,6 +58,7 @@ from varstats.precision import (
     round_to,
 )
 from varstats.rounding import two_sum as _two_sum
+from varstats.tensorflow_cpu import eigen_cpu_fused_batch_norm, eigen_cpu_moments
 from varstats.torch_cpu import torch_cpu_two_pass, torch_cpu_welford
 
 __all__ = [
@@ -506,6 +517,14 @@ ALGORITHMS: Final = tuple(_BUILTINS)
 _FRAMEWORK_KERNELS: Final[dict[str, Kernel]] = {
     "torch_cpu_welford": torch_cpu_welford,
     "torch_cpu_two_pass": torch_cpu_two_pass,
+    "eigen_cpu_fused_batch_norm": eigen_cpu_fused_batch_norm,
+    "eigen_cpu_moments": eigen_cpu_moments,
+    "ort_cpu_instance_norm": ort_cpu_instance_norm,
+    "ort_cpu_layer_norm": ort_cpu_layer_norm,
+    "xla_cpu_naive": xla_cpu_naive,
+    "xla_cpu_naive_loop": xla_cpu_naive_loop,
+    "xla_cpu_two_pass": xla_cpu_two_pass,
+    "xla_cpu_two_pass_loop": xla_cpu_two_pass_loop,
 }
 
 # dot2 (the recommended kernel) is registered by name but is not one of ALGORITHMS
