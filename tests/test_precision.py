@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import varstats as vs
-from varstats.precision import as_dtype, dtype_name, resolve_precision, round_to
+from varstats.precision import as_dtype, dtype_name, round_to
+from varstats.validation import resolve_precision
 
 
 @pytest.mark.parametrize("name", vs.DTYPES)

@@ -39,10 +39,10 @@ import numpy as np
 import numpy.typing as npt
 from dask.delayed import delayed
 
-from varstats.algorithms import Kernel, get_algorithm, rescale_exponents
-from varstats.algorithms import moments as _moments
-from varstats.moments import Moments, _check_correction, merge_along
-from varstats.precision import Precision, as_dtype, resolve_precision, round_to
+from varstats.algorithms import Kernel, apply_kernel, get_algorithm
+from varstats.moments import Moments, merge_along
+from varstats.precision import Precision, as_dtype, rescale_exponents, round_to
+from varstats.validation import check_correction, normalize_axes, resolve_precision, storage_name
 
 __all__ = ["mean_var", "moments", "state_dtype", "var"]
 
@@ -83,7 +83,7 @@ def _chunk(
     shape = _kept_shape(block.shape, axis, keepdims)
     if int(np.prod([block.shape[i] for i in axis], dtype=np.int64)) == 0:
         return _pack(Moments.empty(shape, acc), shape, acc)  # an empty chunk merges as identity
-    m = _moments(block, axis=axis, algorithm=algorithm, precision=precision, **options)
+    m = apply_kernel(get_algorithm(algorithm), block, axes=axis, acc=acc, **options)
     return _pack(m, shape, acc)
 
 
@@ -110,22 +110,10 @@ def _reduce(
 ) -> tuple[da.Array, Precision, int | None, tuple[int, ...]]:
     if not isinstance(arr, da.Array):
         raise TypeError(f"arr: expected a dask array, got {type(arr).__name__}")
-    try:
-        storage = as_dtype(arr.dtype, name="arr")
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"arr: unsupported dtype {arr.dtype}; expected float16, bfloat16, float32 or float64"
-        ) from None
-    prec = resolve_precision(precision, np.empty(0, dtype=storage))
+    prec = resolve_precision(precision, storage_name(np.empty(0, dtype=arr.dtype), name="arr"))
     get_algorithm(algorithm)  # fail now, not on a worker
     ndim = arr.ndim
-    axes = tuple(range(ndim)) if axis is None else axis
-    axes = (axes,) if isinstance(axes, int | np.integer) else tuple(axes)
-    if any(isinstance(a, bool) or not isinstance(a, int | np.integer) for a in axes):
-        raise TypeError(f"axis: expected None, an int or a tuple of ints, got {axis!r}")
-    if any(not -ndim <= a < ndim for a in axes):
-        raise ValueError(f"axis: {axis!r} is out of bounds for an array of dimension {ndim}")
-    norm = tuple(sorted({int(a) % ndim for a in axes})) if ndim else ()
+    norm = tuple(sorted(normalize_axes(axis, ndim)))
     sizes = [arr.shape[i] for i in norm]
     n = None if any(np.isnan(s) for s in sizes) else int(np.prod(sizes, dtype=np.int64))
     if n == 0:
@@ -151,7 +139,7 @@ def _reduce(
 
 def _var_of_state(state: Array, correction: float) -> Array:
     m = Moments(state["count"], state["mean"], state["m2"])
-    return m.var(correction)
+    return np.asarray(m.var(correction))
 
 
 def mean_var(
@@ -176,7 +164,7 @@ def mean_var(
     """
     state, prec, n, norm = _reduce(arr, axis, algorithm, precision, keepdims, split_every, options)
     if n is not None:
-        _check_correction(correction, np.asarray([n]))
+        check_correction(correction, n)
     acc = prec.accumulator_dtype
     if rescale:
         if n is None:
@@ -248,7 +236,7 @@ def var(
         states are combined in a balanced binary tree.
     rescale : bool
         As in :func:`varstats.var`: scale each slice by the power of two
-        :func:`varstats.algorithms.rescale_exponents` picks from its largest
+        :func:`varstats.precision.rescale_exponents` picks from its largest
         magnitude, so that squares neither overflow nor underflow, and scale the
         results back. Costs one more pass over the data (the slice maxima).
     **options

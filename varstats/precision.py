@@ -33,9 +33,11 @@ __all__ = [
     "as_dtype",
     "dtype_name",
     "finfo",
-    "resolve_precision",
+    "rescale_exponents",
     "round_to",
 ]
+
+Array = npt.NDArray[Any]
 
 #: The floating-point formats varstats emulates, narrowest first.
 DTYPES: Final = ("float16", "bfloat16", "float32", "float64")
@@ -214,28 +216,6 @@ PRECISIONS: Final = tuple(
 )
 
 
-def resolve_precision(precision: Precision | str | None, x: np.ndarray[Any, Any], /) -> Precision:
-    """The :class:`Precision` to use for data ``x``.
-
-    ``None`` means storage = accumulator = ``x.dtype``. A string is parsed by
-    :meth:`Precision.parse`. Given a precision, ``x`` must already be stored in
-    its storage format: varstats does not silently round data.
-    """
-    if precision is None:
-        return Precision(dtype_name(x.dtype))
-    if isinstance(precision, str):
-        precision = Precision.parse(precision)
-    if not isinstance(precision, Precision):
-        kind = type(precision).__name__
-        raise TypeError(f"precision: expected Precision, str or None, got {kind}")
-    if x.dtype != precision.storage_dtype:
-        raise ValueError(
-            f"precision: x is stored as {dtype_name(x.dtype)} but precision.storage is "
-            f"{precision.storage}; cast it first with varstats.round_to(x, {precision.storage!r})"
-        )
-    return precision
-
-
 def _f64_to_bf16(x: npt.NDArray[np.float64]) -> npt.NDArray[Any]:
     # Round to float32 with round-to-odd, then to bfloat16 with round-to-nearest:
     # with 24 >= 8 + 2 bits the second rounding is then correct (Boldo & Melquiond 2008).
@@ -269,3 +249,22 @@ def round_to(x: npt.ArrayLike, dtype: Any, /) -> npt.NDArray[Any]:
             return _f64_to_bf16(a)
     with np.errstate(over="ignore"):
         return np.asarray(a.astype(target))
+
+
+def rescale_exponents(amax: npt.ArrayLike, n: int, acc: Any) -> Array:
+    """Power-of-two exponents ``k`` for slices of ``n`` values with largest magnitude ``amax``.
+
+    Slices whose largest finite magnitude lies in ``[L, T]`` get ``k = 0`` (no
+    scaling at all), with ``T = sqrt(max / n) / 2`` (no sum of ``n`` squares can
+    overflow) and ``L = sqrt(tiny) / u`` (squared deviations at the rounding level
+    of the data stay normal). Others are scaled by ``2**-k`` so their magnitude
+    falls just below ``T``. Used by ``rescale=True`` in :func:`varstats.var` and
+    :mod:`varstats.dask`.
+    """
+    fi = finfo(acc)
+    a = np.asarray(amax, dtype=np.float64)
+    high = np.sqrt(fi.max / n) / 2
+    low = np.sqrt(fi.tiny) / fi.unit_roundoff
+    need = (a > 0) & ((a > high) | (a < low))
+    k = np.frexp(a)[1] - np.frexp(high)[1] + 1
+    return np.asarray(np.where(need, k, 0).astype(np.int64))

@@ -1,0 +1,141 @@
+"""Checks of the arguments every public entry point shares: data, axis, correction, precision.
+
+One place for each rule and each message, so that :func:`varstats.var`,
+:func:`varstats.moments`, :mod:`varstats.dask` and :class:`varstats.Moments` reject the
+same input with the same words. Every failure is a ``TypeError`` (wrong kind of
+value) or a ``ValueError`` (right kind, wrong value) whose message starts with the
+name of the argument.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.lib.array_utils import normalize_axis_tuple
+
+from varstats.array_api import array_namespace, dtype_name, is_foreign_array
+from varstats.precision import Precision
+
+__all__ = [
+    "check_correction",
+    "float_array",
+    "normalize_axes",
+    "positive_int",
+    "resolve_precision",
+    "storage_name",
+]
+
+
+def storage_name(x: Any, /, *, name: str = "x") -> str:
+    """The :data:`~varstats.DTYPES` name ``x`` is stored in, for an array of any namespace.
+
+    Integer and boolean data are a ``TypeError``: varstats does not pick a float
+    format for you. So is every other dtype (complex, object, extended precision).
+    """
+    xp = array_namespace(x)
+    found = dtype_name(xp, x.dtype)
+    if found is not None:
+        return found
+    if xp.isdtype(x.dtype, ("bool", "integral")):
+        raise TypeError(
+            f"{name}: {x.dtype} input; varstats does not pick a float format for you. "
+            f"Store the data first, e.g. varstats.round_to({name}, 'float32')"
+        )
+    raise TypeError(
+        f"{name}: unsupported dtype {x.dtype}; expected float16, bfloat16, float32 or float64"
+    )
+
+
+def float_array(x: Any, /, *, name: str = "x") -> Any:
+    """``x`` as an array stored in one of the :data:`~varstats.DTYPES` (see :func:`storage_name`).
+
+    Arrays of other Array API libraries are returned as they are; anything else goes
+    through ``np.asarray``.
+    """
+    a = x if is_foreign_array(x) else np.asarray(x)
+    storage_name(a, name=name)
+    return a
+
+
+def normalize_axes(axis: int | Sequence[int] | None, ndim: int, /) -> tuple[int, ...]:
+    """``axis`` as a tuple of non-negative axes of an ``ndim``-dimensional array.
+
+    ``None`` is every axis. Raises ``TypeError`` for anything but None, an int or a
+    sequence of ints, ``numpy.exceptions.AxisError`` (a ``ValueError``) for an axis out
+    of range and ``ValueError`` for a repeated axis; every message names ``axis``.
+    """
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, bool | float) or not isinstance(axis, int | np.integer | tuple | list):
+        raise TypeError(f"axis: expected None, an int or a tuple of ints, got {axis!r}")
+    items = [axis] if isinstance(axis, int | np.integer) else list(axis)
+    try:
+        axes = tuple(operator.index(a) for a in items if not isinstance(a, bool))
+    except TypeError:
+        axes = ()
+    if len(axes) != len(items):
+        raise TypeError(f"axis: expected None, an int or a tuple of ints, got {axis!r}")
+    try:
+        return tuple(normalize_axis_tuple(axes, ndim, argname="axis"))
+    except OverflowError:  # an axis beyond C's integers is out of range too
+        raise np.exceptions.AxisError(
+            f"axis: {axis!r} is out of bounds for an array of dimension {ndim}"
+        ) from None
+
+
+def check_correction(correction: Any, count: Any, /) -> float:
+    """The degrees-of-freedom correction :math:`c` as a float, checked against ``count``.
+
+    ``correction`` must be a real number, finite and non-negative, and smaller than
+    every (host) ``count`` of values reduced, or the variance :math:`M_2/(n - c)` is
+    undefined.
+    """
+    real = (int, float, np.integer, np.floating)
+    if isinstance(correction, bool) or not isinstance(correction, real):
+        raise TypeError(f"correction: expected a real number, got {type(correction).__name__}")
+    try:
+        c = float(correction)
+    except OverflowError:
+        raise ValueError(f"correction: {correction!r} is too large") from None
+    if not np.isfinite(c) or c < 0:
+        raise ValueError(f"correction: must be a finite number >= 0, got {correction!r}")
+    counts = np.asarray(count)
+    if counts.size and c >= np.min(counts):
+        raise ValueError(
+            f"correction: {correction!r} >= the number of values reduced "
+            f"({int(np.min(counts))}); the variance is undefined"
+        )
+    return c
+
+
+def resolve_precision(precision: Precision | str | None, x: Any, /) -> Precision:
+    """The :class:`~varstats.Precision` to use for data ``x`` (an array or a dtype name).
+
+    ``None`` means storage = accumulator = the dtype of ``x``. A string is parsed by
+    :meth:`Precision.parse`. Given a precision, ``x`` must already be stored in its
+    storage format: varstats does not silently round data.
+    """
+    storage = x if isinstance(x, str) else storage_name(x)
+    if precision is None:
+        return Precision(storage)
+    if isinstance(precision, str):
+        precision = Precision.parse(precision)
+    if not isinstance(precision, Precision):
+        kind = type(precision).__name__
+        raise TypeError(f"precision: expected Precision, str or None, got {kind}")
+    if precision.storage != storage:
+        raise ValueError(
+            f"precision: x is stored as {storage} but precision.storage is "
+            f"{precision.storage}; cast it first with varstats.round_to(x, {precision.storage!r})"
+        )
+    return precision
+
+
+def positive_int(value: Any, /, *, name: str) -> int:
+    """``value`` as a positive Python int (a kernel's ``block`` or ``lanes``)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    return int(value)
