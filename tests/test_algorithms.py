@@ -13,10 +13,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
+from exact_arithmetic import exact_kappa, exact_var, rel_error, rounded
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import varstats as vs
+from varstats import metrics
 from varstats.algorithms import PAIRWISE_BLOCK
 from varstats.precision import round_to
 
@@ -31,7 +33,7 @@ class Ref:
 
     def r(self, q: Fraction | int) -> Any:
         # a correctly rounded accumulator scalar from an exact rational
-        return round_to(np.float64(float(Fraction(q))), np.dtype(self.t))[()]
+        return rounded(q, np.dtype(self.t))
 
     def seq(self, a: list[Any]) -> Any:
         s = a[0]
@@ -282,12 +284,6 @@ def test_numpy_sum_order_depends_on_contiguity() -> None:
 # --------------------------------------------------------------------------- exact arithmetic
 
 
-def exact_var(values: np.ndarray[Any, Any], correction: int = 0) -> Fraction:
-    q = [Fraction(float(v)) for v in values.ravel()]
-    mean = sum(q, Fraction(0)) / len(q)
-    return sum(((v - mean) ** 2 for v in q), Fraction(0)) / (len(q) - correction)
-
-
 @pytest.mark.parametrize("correction", [0, 1])
 @pytest.mark.parametrize("dtype", vs.DTYPES)
 def test_two_pass_with_float64_accumulator_is_within_few_ulps(dtype: str, correction: int) -> None:
@@ -302,22 +298,22 @@ def test_two_pass_with_float64_accumulator_is_within_few_ulps(dtype: str, correc
         assert abs(Fraction(float(got)) - exact) <= Fraction(tol), (n, float(got), float(exact))
 
 
+@pytest.mark.parametrize("offset", [0.5, 8.0])  # sums of squares stay below float16 max
 @pytest.mark.parametrize("prec", vs.PRECISIONS, ids=str)
 @pytest.mark.parametrize("algorithm", vs.ALGORITHMS)
-def test_every_algorithm_is_accurate_on_well_conditioned_data(
-    prec: vs.Precision, algorithm: str
+def test_every_algorithm_is_within_its_own_bound(
+    prec: vs.Precision, algorithm: str, offset: float
 ) -> None:
     rng = np.random.default_rng(3)
-    x = round_to(rng.normal(0.5, 1.0, size=200), prec.storage)
-    got = float(vs.var(x, algorithm=algorithm, precision=prec))
-    exact = float(exact_var(x))
-    kappa = np.sqrt(1 + 200 * float(np.mean(x.astype(np.float64))) ** 2 / (200 * exact))
+    n = 200
+    x = round_to(rng.normal(offset, 1.0, size=n), prec.storage)
+    got = vs.var(x, algorithm=algorithm, precision=prec)
     u = vs.finfo(prec.accumulator).unit_roundoff
-    # the loosest first-order bound of the table (sequential textbook): n kappa^2 u
-    tol = 200 * kappa**2 * u * 4
-    assert abs(got - exact) <= tol * exact, (
-        f"{algorithm} {prec}: {got} vs {exact}, bound n*kappa^2*u"
-    )
+    # the algorithm's own first-order bound (metrics.bound, Chan, Golub & LeVeque's
+    # table and its extensions) on M2, plus one rounding for the division by n
+    tol = float(metrics.bound(algorithm, n, exact_kappa(x), u)) + u
+    err = rel_error(got, exact_var(x))
+    assert err <= tol, f"{algorithm} {prec}: relative error {err:.3g} > metrics.bound {tol:.3g}"
 
 
 def test_naive_goes_negative_where_two_pass_does_not() -> None:
@@ -361,6 +357,30 @@ def test_merge_of_any_split_equals_whole(values: list[float], split: int, algori
     tol = 4 * (n + 2) * u * float(s + n * mean**2) + 4 * n * vs.finfo("float64").smallest_subnormal
     assert abs(float(merged.m2) - float(s)) <= tol
     assert abs(float(merged.m2) - float(whole.m2)) <= 2 * tol
+
+
+@given(
+    values=st.lists(st.floats(-1e3, 1e3, width=32), min_size=2, max_size=300),
+    offset=st.sampled_from([0.0, 1e2, 1e4]),
+    seed=st.integers(0, 2**32 - 1),
+    prec=st.sampled_from(vs.PRECISIONS),
+    algorithm=st.sampled_from(vs.ALGORITHMS),
+)
+def test_any_permutation_stays_within_the_bound(
+    values: list[float], offset: float, seed: int, prec: vs.Precision, algorithm: str
+) -> None:
+    # The order of the data changes the roundings, never the accuracy class: every
+    # permutation's variance is within the algorithm's own bound of the exact one.
+    x = round_to(np.array(values) + offset, prec.storage)
+    truth = exact_var(x)
+    assume(truth > 0 and np.all(np.isfinite(x.astype(np.float64))))
+    fi = vs.finfo(prec.accumulator)
+    assume(float(truth) * len(values) * 4 < fi.max and float(truth) > fi.tiny / fi.unit_roundoff)
+    tol = float(metrics.bound(algorithm, len(values), exact_kappa(x), fi.unit_roundoff))
+    tol += fi.unit_roundoff
+    for y in (x, np.random.default_rng(seed).permutation(x)):
+        err = rel_error(vs.var(y, algorithm=algorithm, precision=prec), truth)
+        assert err <= tol, f"{algorithm} {prec}: {err:.3g} > metrics.bound {tol:.3g}"
 
 
 @given(
