@@ -40,6 +40,7 @@ import numpy.typing as npt
 from dask.delayed import delayed
 
 from varstats.algorithms import Kernel, apply_kernel, get_algorithm
+from varstats.array_api import ldexp
 from varstats.moments import Moments, merge_along
 from varstats.precision import Precision, as_dtype, rescale_exponents, round_to
 from varstats.validation import check_correction, normalize_axes, resolve_precision, storage_name
@@ -193,8 +194,7 @@ def mean_var(
 
 
 def _scale_back(value: Array, k: Array, power: int, acc: np.dtype[Any]) -> Array:
-    with np.errstate(all="ignore"):
-        return round_to(np.ldexp(value.astype(np.float64), power * k), acc)
+    return np.asarray(ldexp(value, power * k, dtype=acc))
 
 
 def var(

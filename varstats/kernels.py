@@ -18,6 +18,7 @@ orders are in :mod:`varstats.summation`; names are given to kernels in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ from varstats.moments import Moments, merge_along
 from varstats.precision import round_to
 from varstats.summation import (
     PAIRWISE_BLOCK,
+    Split,
     compensated_sum,
     deviations,
     lane_matrix,
@@ -137,6 +139,25 @@ def two_pass(x: Any, /, *, acc: Any, summation: str = "pairwise") -> Moments:
     return Moments(np.asarray(x.shape[-1]), mean, total(squares(d, in_place=True)))
 
 
+def _corrected(x: Any, acc: Any, summation: str, add_up: Callable[[Split], Any]) -> Moments:
+    """Björck's corrected two-pass with every sum formed by ``add_up``.
+
+    ``add_up`` is :func:`~varstats.summation.total` for ``corrected_two_pass`` and
+    :func:`~varstats.summation.compensated_sum` for ``compensated``: the two
+    algorithms differ in how they add, not in what.
+    """
+    xp = array_namespace(x)
+    p = split(xp.astype(x, acc, copy=False), summation)
+    s = add_up(p)
+    n = _count(x.shape[-1], acc, s)
+    mean = s / n
+    d = deviations(p, mean)
+    sd = add_up(d)
+    # sd is the rounding error of the mean, to first order (zero in exact arithmetic)
+    m2 = add_up(squares(d, in_place=True)) - (sd * sd) / n
+    return Moments(np.asarray(x.shape[-1]), mean + sd / n, m2)
+
+
 def corrected_two_pass(x: Any, /, *, acc: Any, summation: str = "pairwise") -> Moments:
     r"""Corrected two-pass algorithm (Björck): subtract the squared sum of deviations.
 
@@ -157,15 +178,7 @@ def corrected_two_pass(x: Any, /, *, acc: Any, summation: str = "pairwise") -> M
     .. [1] Chan, Golub & LeVeque 1983, eq. (1.7).
     .. [2] Å. Björck, *Numerical Methods for Least Squares Problems*, SIAM 1996.
     """
-    xp = array_namespace(x)
-    p = split(xp.astype(x, acc, copy=False), summation)
-    s = total(p)
-    n = _count(x.shape[-1], acc, s)
-    mean = s / n
-    d = deviations(p, mean)
-    sd = total(d)
-    m2 = total(squares(d, in_place=True)) - (sd * sd) / n
-    return Moments(np.asarray(x.shape[-1]), mean + sd / n, m2)
+    return _corrected(x, acc, summation, total)
 
 
 def welford(x: Any, /, *, acc: Any, lanes: int = 1) -> Moments:
@@ -344,12 +357,4 @@ def compensated(x: Any, /, *, acc: Any, summation: str = "pairwise") -> Moments:
     .. [3] N. J. Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed.,
            SIAM 2002, section 4.3.
     """
-    xp = array_namespace(x)
-    p = split(xp.astype(x, acc, copy=False), summation)
-    s = compensated_sum(p)
-    n = _count(x.shape[-1], acc, s)
-    mean = s / n
-    d = deviations(p, mean)
-    sd = compensated_sum(d)
-    m2 = compensated_sum(squares(d, in_place=True)) - (sd * sd) / n
-    return Moments(np.asarray(x.shape[-1]), mean + sd / n, m2)
+    return _corrected(x, acc, summation, compensated_sum)
