@@ -38,12 +38,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
 from varstats.precision import DTYPES, as_dtype, round_to
-from varstats.precision import dtype_name as numpy_dtype_name
 
 __all__ = [
     "array_namespace",
@@ -64,6 +63,10 @@ __all__ = [
     "to_host",
     "unstack_last",
 ]
+
+
+# NumPy's dtype objects for the four formats (bfloat16 is ml_dtypes'), by name
+_NUMPY_NAMES: Final = {as_dtype(name): name for name in DTYPES}
 
 
 def is_foreign_array(x: Any, /) -> bool:
@@ -122,8 +125,8 @@ def dtype_name(xp: ModuleType, dtype: Any, /) -> str | None:
     """The :data:`~varstats.DTYPES` name of a namespace's dtype, or None if it is none of them."""
     if xp is np:
         try:
-            return numpy_dtype_name(dtype)
-        except (TypeError, ValueError):
+            return _NUMPY_NAMES.get(np.dtype(dtype))
+        except TypeError:
             return None
     for name in DTYPES:
         candidate = getattr(xp, name, None)

@@ -88,14 +88,6 @@ def _chan_update_skipping_empty(
     return n, mean, m2
 
 
-def _broadcast(a: Any, shape: tuple[int, ...]) -> Any:
-    return array_namespace(a).broadcast_to(as_array(a), shape)
-
-
-def _concat_last(a: Any, b: Any) -> Any:
-    return array_namespace(b).concat([a, b], axis=-1)
-
-
 def tree_reduce(parts: tuple[Any, ...], combine: Callable[..., tuple[Any, ...]]) -> tuple[Any, ...]:
     """Reduce the last axis of ``parts`` by a balanced tree of ``combine`` calls.
 
@@ -104,14 +96,17 @@ def tree_reduce(parts: tuple[Any, ...], combine: Callable[..., tuple[Any, ...]])
     up one level unchanged. Parts may belong to different namespaces (host counts
     beside device means).
     """
+    spaces = [array_namespace(p) for p in parts]
     while parts[0].shape[-1] > 1:
         m = parts[0].shape[-1]
         even = m - m % 2
         merged = combine(*(p[..., 0:even:2] for p in parts), *(p[..., 1:even:2] for p in parts))
         if m % 2:
             merged = tuple(
-                _concat_last(_broadcast(c, tuple(p[..., 0:even:2].shape)), p[..., -1:])
-                for c, p in zip(merged, parts, strict=True)
+                xp.concat(
+                    [xp.broadcast_to(as_array(c), p[..., 0:even:2].shape), p[..., -1:]], axis=-1
+                )
+                for c, p, xp in zip(merged, parts, spaces, strict=True)
             )
         parts = tuple(as_array(c) for c in merged)
     return tuple(p[..., 0] for p in parts)
