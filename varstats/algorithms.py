@@ -20,7 +20,7 @@ import numpy as np
 
 from varstats import kernels
 from varstats.array_api import array_namespace, dtype_name, is_foreign_array
-from varstats.moments import Moments
+from varstats.moments import Moments, empty_like
 from varstats.summation import PAIRWISE_BLOCK as PAIRWISE_BLOCK
 from varstats.summation import SUMMATIONS as SUMMATIONS
 from varstats.torch_cpu import torch_cpu_two_pass, torch_cpu_welford
@@ -114,7 +114,8 @@ def apply_kernel(
 ) -> Moments:
     """Run ``kernel`` on ``x`` reduced over ``axes`` (normalized), rounding in ``acc``.
 
-    The reduced axes are moved last and flattened; the kept axes stay in order.
+    The reduced axes are moved last and flattened; the kept axes stay in order. An
+    empty reduction gives the empty state (``count == 0``) without calling the kernel.
     ``acc`` is a dtype of ``x``'s namespace. Overflow and NaN are results here, not
     accidents, so NumPy's floating-point warnings are silenced inside the kernel.
     """
@@ -128,8 +129,8 @@ def apply_kernel(
     keep = tuple(i for i in range(ndim) if i not in axes)
     batch_shape = tuple(x.shape[i] for i in keep)
     n = int(np.prod([x.shape[i] for i in axes], dtype=np.int64))
-    if n == 0:
-        raise ValueError(f"x: the reduction over axis={axes!r} is empty (shape {tuple(x.shape)})")
+    if n == 0:  # nothing to reduce: the empty state, whose variance is NaN
+        return empty_like(x, batch_shape, acc)
     moved = xp.reshape(xp.permute_dims(x, keep + axes), (*batch_shape, n))
     with np.errstate(all="ignore"):
         result = kernel(moved, acc=acc, **options)

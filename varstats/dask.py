@@ -43,7 +43,13 @@ from varstats.algorithms import Kernel, apply_kernel, get_algorithm
 from varstats.array_api import ldexp
 from varstats.moments import Moments, merge_along
 from varstats.precision import Precision, as_dtype, rescale_exponents, round_to
-from varstats.validation import check_correction, normalize_axes, resolve_precision, storage_name
+from varstats.validation import (
+    check_correction,
+    normalize_axes,
+    resolve_precision,
+    storage_name,
+    warn_no_degrees_of_freedom,
+)
 
 __all__ = ["mean_var", "moments", "state_dtype", "var"]
 
@@ -117,8 +123,6 @@ def _reduce(
     norm = tuple(sorted(normalize_axes(axis, ndim)))
     sizes = [arr.shape[i] for i in norm]
     n = None if any(np.isnan(s) for s in sizes) else int(np.prod(sizes, dtype=np.int64))
-    if n == 0:
-        raise ValueError(f"arr: the reduction over axis={axis!r} is empty (shape {arr.shape})")
     state = state_dtype(prec.accumulator_dtype)
     out_ndim = ndim if keepdims else ndim - len(norm)
     reduction = cast(Any, da.reduction)  # untyped in dask
@@ -138,7 +142,9 @@ def _reduce(
     return reduced, prec, n, norm
 
 
-def _var_of_state(state: Array, correction: float) -> Array:
+def _var_of_state(state: Array, correction: float, undefined: bool) -> Array:
+    if undefined:  # n - c <= 0 for every slice: NaN, and the caller has warned once
+        return round_to(np.full(state.shape, np.nan), state.dtype["mean"])
     m = Moments(state["count"], state["mean"], state["m2"])
     return np.asarray(m.var(correction))
 
@@ -164,10 +170,11 @@ def mean_var(
         In the accumulator dtype; the mean is the merged mean of the chunk moments.
     """
     state, prec, n, norm = _reduce(arr, axis, algorithm, precision, keepdims, split_every, options)
-    if n is not None:
-        check_correction(correction, n)
+    check_correction(correction)
+    # n - c <= 0: NaN with one warning, here rather than once per block on the workers
+    undefined = n is not None and warn_no_degrees_of_freedom(correction, n)
     acc = prec.accumulator_dtype
-    if rescale:
+    if rescale and n != 0:
         if n is None:
             raise ValueError("rescale: needs the sizes of the reduced axes (compute_chunk_sizes)")
         # First pass: each slice's largest finite magnitude gives its exponent k
@@ -183,10 +190,14 @@ def mean_var(
         if not keepdims:
             k = k.squeeze(axis=norm)
     variance = cast(Any, state).map_blocks(
-        _var_of_state, correction, dtype=acc, meta=np.empty((0,) * state.ndim, dtype=acc)
+        _var_of_state,
+        correction,
+        undefined,
+        dtype=acc,
+        meta=np.empty((0,) * state.ndim, dtype=acc),
     )
-    mean: da.Array = state["mean"]
-    if rescale:
+    mean: da.Array = state["mean"] if n != 0 else variance  # the mean of nothing is NaN
+    if rescale and n != 0:
         blockwise = cast(Any, da.map_blocks)  # untyped in dask
         mean = blockwise(_scale_back, mean, k, 1, acc, dtype=acc)
         variance = blockwise(_scale_back, variance, k, 2, acc, dtype=acc)

@@ -33,9 +33,9 @@ from varstats.array_api import (
     unstack_last,
 )
 from varstats.precision import as_dtype, round_to
-from varstats.validation import check_correction, normalize_axes
+from varstats.validation import check_correction, normalize_axes, warn_no_degrees_of_freedom
 
-__all__ = ["Moments", "chan_update", "merge_along", "tree_reduce"]
+__all__ = ["Moments", "chan_update", "empty_like", "merge_along", "tree_reduce"]
 
 Array = npt.NDArray[Any]
 
@@ -218,28 +218,43 @@ class Moments:
         ----------
         correction : float
             Degrees-of-freedom correction :math:`c` (``ddof``); 1 is Bessel's.
-            Must be smaller than every ``count``.
+            Where :math:`n - c \le 0` (an empty state included) the variance is NaN,
+            with one ``RuntimeWarning``, as the Array API standard specifies.
 
         Returns
         -------
         array
             Of the namespace of ``m2``, on its device.
         """
-        c = check_correction(correction, self.count)
-        xp = array_namespace(self.m2)
-        name = dtype_name(xp, self.dtype)
-        with np.errstate(all="ignore"):
-            divisor = round_to(self.count.astype(np.float64) - c, name)
-            return as_array(self.m2 / from_host(divisor, like=self.m2))
+        c = check_correction(correction)
+        undefined = warn_no_degrees_of_freedom(correction, self.count)
+        return _divide_m2(self, c, undefined)
 
     def to_numpy(self) -> Moments:
         """The same moments as NumPy arrays, bit for bit (bfloat16 via ``ml_dtypes``)."""
         return Moments(self.count, to_host(self.mean), to_host(self.m2))
 
 
-def _empty_like(m: Moments, shape: tuple[int, ...]) -> Moments:
-    xp = array_namespace(m.mean)
-    zeros = xp.zeros(shape, dtype=m.dtype, device=device(m.mean))
+def _divide_m2(m: Moments, c: float, undefined: bool) -> Any:
+    # M2 / (n - c) with n - c rounded once into the accumulator; NaN where n - c <= 0
+    xp = array_namespace(m.m2)
+    name = dtype_name(xp, m.dtype)
+    with np.errstate(all="ignore"):
+        divisor = round_to(m.count.astype(np.float64) - c, name)
+        variance = as_array(m.m2 / from_host(divisor, like=m.m2))
+        if undefined:
+            nan = from_host(round_to(np.full(variance.shape, np.nan), name), like=variance)
+            variance = xp.where(from_host(m.count - c <= 0, like=variance), nan, variance)
+    return variance
+
+
+def empty_like(x: Any, shape: tuple[int, ...], dtype: Any, /) -> Moments:
+    """The identity of :meth:`Moments.merge` (``count == 0``) in ``x``'s namespace and device.
+
+    ``dtype`` is a dtype of that namespace. :meth:`Moments.var` of it is NaN.
+    """
+    xp = array_namespace(x)
+    zeros = xp.zeros(shape, dtype=dtype, device=device(x))
     return Moments(np.zeros(shape, dtype=np.int64), zeros, xp.zeros_like(zeros))
 
 
@@ -262,7 +277,7 @@ def merge_along(m: Moments, /, axis: int = -1, *, order: str = "pairwise") -> Mo
     count = np.moveaxis(m.count, ax, -1)
     mean, m2 = (xp.moveaxis(a, ax, -1) for a in (m.mean, m.m2))
     if count.shape[-1] == 0:
-        return _empty_like(m, tuple(count.shape[:-1]))
+        return empty_like(m.mean, tuple(count.shape[:-1]), m.dtype)
     # rare: a part without values must be skipped, not merged (its mean is arbitrary)
     update = chan_update if np.all(count) else _chan_update_skipping_empty
     with np.errstate(all="ignore"):

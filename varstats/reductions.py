@@ -157,14 +157,15 @@ def mean_var(
     prec = resolve_precision(precision, a)
     axes = normalize_axes(axis, len(a.shape))
     n = int(np.prod([a.shape[i] for i in axes], dtype=np.int64))
-    if n:
-        check_correction(correction, n)
+    check_correction(correction)
     kernel = get_algorithm(algorithm)
-    if rescale:
+    if rescale and n:
         mean, variance = _rescaled(a, axes, kernel, prec, correction, options)
     else:
         m = apply_kernel(kernel, a, axes=axes, acc=_accumulator(a, prec), **options)
         mean, variance = m.mean, m.var(correction)
+    if n == 0:  # the mean of nothing is NaN, like its variance (which has warned)
+        mean = variance
     return _finish(mean, axes, keepdims), _finish(variance, axes, keepdims)
 
 

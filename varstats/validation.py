@@ -10,6 +10,7 @@ name of the argument.
 from __future__ import annotations
 
 import operator
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ __all__ = [
     "positive_int",
     "resolve_precision",
     "storage_name",
+    "warn_no_degrees_of_freedom",
 ]
 
 
@@ -86,12 +88,11 @@ def normalize_axes(axis: int | Sequence[int] | None, ndim: int, /) -> tuple[int,
         ) from None
 
 
-def check_correction(correction: Any, count: Any, /) -> float:
-    """The degrees-of-freedom correction :math:`c` as a float, checked against ``count``.
+def check_correction(correction: Any, /) -> float:
+    r"""The degrees-of-freedom correction :math:`c` as a float: a finite real number >= 0.
 
-    ``correction`` must be a real number, finite and non-negative, and smaller than
-    every (host) ``count`` of values reduced, or the variance :math:`M_2/(n - c)` is
-    undefined.
+    Whether :math:`c` leaves any degrees of freedom is not checked here: where
+    :math:`n - c \le 0` the variance is NaN (see :func:`warn_no_degrees_of_freedom`).
     """
     real = (int, float, np.integer, np.floating)
     if isinstance(correction, bool) or not isinstance(correction, real):
@@ -102,13 +103,26 @@ def check_correction(correction: Any, count: Any, /) -> float:
         raise ValueError(f"correction: {correction!r} is too large") from None
     if not np.isfinite(c) or c < 0:
         raise ValueError(f"correction: must be a finite number >= 0, got {correction!r}")
-    counts = np.asarray(count)
-    if counts.size and c >= np.min(counts):
-        raise ValueError(
-            f"correction: {correction!r} >= the number of values reduced "
-            f"({int(np.min(counts))}); the variance is undefined"
-        )
     return c
+
+
+def warn_no_degrees_of_freedom(correction: Any, count: Any, /) -> bool:
+    r"""Warn once if :math:`n - c \le 0` for any of the (host) ``count``; return whether it is.
+
+    The Array API standard (``var``) makes the variance NaN there, empty reductions
+    included, as NumPy and torch do; like NumPy, varstats says so with one
+    ``RuntimeWarning``, the one warning a reduction lets escape.
+    """
+    counts = np.asarray(count)
+    if not counts.size or np.min(counts) - float(correction) > 0:
+        return False
+    warnings.warn(
+        f"correction: {correction!r} >= the number of values reduced "
+        f"({int(np.min(counts))}); the variance is NaN there (Array API standard)",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return True
 
 
 def resolve_precision(precision: Precision | str | None, x: Any, /) -> Precision:
