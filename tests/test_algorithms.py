@@ -8,6 +8,7 @@ as the vectorized kernels. Accuracy is checked against exact rational arithmetic
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from fractions import Fraction
@@ -16,8 +17,9 @@ from typing import Any
 import numpy as np
 import pytest
 from exact_arithmetic import exact_kappa, exact_var, rel_error, rounded
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import varstats as vs
 from varstats import metrics
@@ -461,6 +463,28 @@ def test_bad_input_raises_naming_the_argument() -> None:
         vs.var(x, precision="float8")
     with pytest.raises(ValueError, match="accumulator: float16 cannot hold every float64"):
         vs.Precision("float64", "float16")
+    # issue 14: no OverflowError, and NumPy's / torch's keywords get the right name
+    with pytest.raises(np.exceptions.AxisError, match="axis"):
+        vs.var(x, axis=2**70)
+    with pytest.raises(ValueError, match="correction: too large"):
+        vs.var(x, correction=10**400)
+    for keyword, hint in [("ddof", "correction="), ("dim", "axis="), ("dtype", "precision=")]:
+        with pytest.raises(TypeError, match=rf"var\(\) got .*'{keyword}'; use {hint}"):
+            vs.var(x, **{keyword: 1})
+    with pytest.raises(TypeError, match=r"mean_var\(\) got .*'out'"):
+        vs.mean_var(x, out=None)
+    with pytest.raises(TypeError, match=r"x: a masked array"):
+        vs.var(np.ma.array([1.0, 2.0, 3.0, 1e6], mask=[0, 0, 0, 1]))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_big_endian_input_is_the_same_format(dtype: str) -> None:
+    x = round_to(np.random.default_rng(2).normal(5.0, 1.0, size=(4, 33)), dtype)
+    swapped = x.astype(x.dtype.newbyteorder(">"))
+    for algorithm in vs.ALGORITHMS:
+        got = vs.var(swapped, axis=1, algorithm=algorithm, precision=f"{dtype}:float64")
+        ref = vs.var(x, axis=1, algorithm=algorithm, precision=f"{dtype}:float64")
+        np.testing.assert_array_equal(got, ref)
 
 
 NO_DEGREES_OF_FREEDOM = [
@@ -646,3 +670,62 @@ def test_recommended_algorithm_gets_every_public_case_right(name: str) -> None:
         precision=vs.Precision(case.dtype, "float64"),
     )
     np.testing.assert_allclose(got, exact, rtol=1e-15, atol=0, err_msg=name)
+
+
+# --------------------------------------------------------------------------- fuzzed input
+
+STORED = ["float16", "bfloat16", "float32", "float64", ">f8", ">f4", "int32", "bool", "complex64"]
+
+
+@st.composite
+def any_input(draw: st.DrawFn) -> Any:
+    """Arrays of every kind the public API may meet, and some it must refuse."""
+    dtype = draw(st.sampled_from(STORED))
+    shape = draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=6))
+    values = draw(
+        hnp.arrays(np.float64, shape, elements=st.floats(allow_nan=True, allow_infinity=True))
+    )
+    if dtype in vs.DTYPES:
+        x: Any = round_to(values, dtype)
+    else:
+        with np.errstate(all="ignore"):
+            x = np.nan_to_num(values).astype(dtype)
+    if x.ndim and draw(st.booleans()):
+        x = x[..., ::2]  # a strided view
+    if draw(st.booleans()):
+        x = np.ma.array(x, mask=draw(hnp.arrays(bool, x.shape)))
+    return x
+
+
+@settings(max_examples=300)
+@given(
+    x=any_input(),
+    axis=st.one_of(
+        st.none(),
+        st.integers(-4, 4),
+        st.lists(st.integers(-4, 4), max_size=3).map(tuple),
+        st.sampled_from([2**70, 1.0, "0", True]),
+    ),
+    correction=st.one_of(
+        st.integers(0, 8), st.floats(allow_nan=True), st.sampled_from([10**400, "1", None])
+    ),
+    algorithm=st.sampled_from([*vs.ALGORITHMS, "bogus"]),
+    options=st.sampled_from(
+        [{}, {"summation": "sequential"}, {"block": 0}, {"lanes": 3}, {"ddof": 1}, {"dim": 0}]
+    ),
+    rescale=st.booleans(),
+)
+def test_any_input_gives_a_result_or_a_value_or_type_error(
+    x: Any, axis: Any, correction: Any, algorithm: str, options: dict[str, Any], rescale: bool
+) -> None:
+    # Issue 14: no OverflowError, AttributeError or error from inside a kernel, and no
+    # RuntimeWarning but the one the Array API standard asks for (n - correction <= 0).
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with contextlib.suppress(ValueError, TypeError):
+            vs.mean_var(
+                x, axis=axis, correction=correction, algorithm=algorithm, rescale=rescale, **options
+            )
+    runtime = [w for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(runtime) <= 1, [str(w.message) for w in runtime]
+    assert all("correction" in str(w.message) for w in runtime), [str(w.message) for w in runtime]

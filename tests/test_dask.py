@@ -170,6 +170,8 @@ def test_bad_input_names_the_argument() -> None:
         vd.var(d, correction=-1)
     with pytest.raises(TypeError, match="correction"):
         vd.var(d, correction="1")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"varstats.dask.var\(\) got .*'ddof'; use correction="):
+        vd.var(d, ddof=1)
     with pytest.raises(ValueError, match="algorithm: unknown"):
         vd.var(d, algorithm="no_such")
     with pytest.raises(ValueError, match="axis"):

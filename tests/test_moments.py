@@ -122,6 +122,8 @@ def test_state_validation() -> None:
         vs.Moments(np.array(1.0), np.array(1.0), np.array(1.0))
     with pytest.raises(ValueError, match="count"):
         vs.Moments(np.array(-1), np.array(1.0), np.array(1.0))
+    with pytest.raises(ValueError, match="count"):  # would wrap to -1 as int64
+        vs.Moments(np.array(2**64 - 1, dtype=np.uint64), np.array(1.0), np.array(1.0))
     with pytest.raises(ValueError, match="mean"):
         vs.Moments(np.array(1), np.array(1), np.array(1))
     with pytest.raises(TypeError, match="other"):

@@ -125,7 +125,7 @@ def dtype_name(xp: ModuleType, dtype: Any, /) -> str | None:
     """The :data:`~varstats.DTYPES` name of a namespace's dtype, or None if it is none of them."""
     if xp is np:
         try:
-            return _NUMPY_NAMES.get(np.dtype(dtype))
+            return _NUMPY_NAMES.get(np.dtype(dtype).newbyteorder("="))
         except TypeError:
             return None
     for name in DTYPES:

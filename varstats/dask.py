@@ -45,6 +45,7 @@ from varstats.moments import Moments, merge_along
 from varstats.precision import Precision, as_dtype, rescale_exponents, round_to
 from varstats.validation import (
     check_correction,
+    check_options,
     normalize_axes,
     resolve_precision,
     storage_name,
@@ -107,6 +108,7 @@ def _merge(state: Array, axis: tuple[int, ...], keepdims: bool) -> Array:
 
 
 def _reduce(
+    function: str,
     arr: da.Array,
     axis: int | Sequence[int] | None,
     algorithm: str | Kernel,
@@ -118,7 +120,7 @@ def _reduce(
     if not isinstance(arr, da.Array):
         raise TypeError(f"arr: expected a dask array, got {type(arr).__name__}")
     prec = resolve_precision(precision, storage_name(np.empty(0, dtype=arr.dtype), name="arr"))
-    get_algorithm(algorithm)  # fail now, not on a worker
+    check_options(f"varstats.dask.{function}", get_algorithm(algorithm), options)  # not on a worker
     ndim = arr.ndim
     norm = tuple(sorted(normalize_axes(axis, ndim)))
     sizes = [arr.shape[i] for i in norm]
@@ -149,6 +151,64 @@ def _var_of_state(state: Array, correction: float, undefined: bool) -> Array:
     return np.asarray(m.var(correction))
 
 
+def _mean_var(
+    function: str,
+    arr: da.Array,
+    /,
+    *,
+    axis: int | Sequence[int] | None,
+    correction: float,
+    algorithm: str | Kernel,
+    precision: Precision | str | None,
+    keepdims: bool,
+    split_every: int | None,
+    rescale: bool,
+    options: dict[str, Any],
+) -> tuple[da.Array, da.Array]:
+    state, prec, n, norm = _reduce(
+        function, arr, axis, algorithm, precision, keepdims, split_every, options
+    )
+    check_correction(correction)
+    # n - c <= 0: NaN with one warning, here rather than once per block on the workers
+    undefined = n is not None and warn_no_degrees_of_freedom(correction, n)
+    acc = prec.accumulator_dtype
+    if rescale and n != 0:
+        if n is None:
+            raise ValueError("rescale: needs the sizes of the reduced axes (compute_chunk_sizes)")
+        # First pass: each slice's largest finite magnitude gives its exponent k
+        # (the rule of varstats.var(rescale=True)); the scaling by 2**-k is exact.
+        x64: Any = cast(Any, arr).astype(np.float64)
+        mag = da.fabs(x64)
+        amax: Any = da.where(da.isfinite(mag), mag, 0.0).max(axis=norm, keepdims=True)
+        k = amax.map_blocks(rescale_exponents, n, acc, dtype=np.int64)
+        scaled = da.ldexp(x64, -k).map_blocks(round_to, acc, dtype=acc)
+        state = _reduce(
+            function,
+            scaled,
+            norm,
+            algorithm,
+            Precision(prec.accumulator),
+            keepdims,
+            split_every,
+            options,
+        )[0]
+        if not keepdims:
+            k = k.squeeze(axis=norm)
+    variance = cast(Any, state).map_blocks(
+        _var_of_state,
+        correction,
+        undefined,
+        dtype=acc,
+        meta=np.empty((0,) * state.ndim, dtype=acc),
+    )
+    mean: da.Array = state["mean"] if n != 0 else variance  # the mean of nothing is NaN
+    if rescale and n != 0:
+        blockwise = cast(Any, da.map_blocks)  # untyped in dask
+        mean = blockwise(_scale_back, mean, k, 1, acc, dtype=acc)
+        variance = blockwise(_scale_back, variance, k, 2, acc, dtype=acc)
+    return mean, variance
+
+
 def mean_var(
     arr: da.Array,
     /,
@@ -169,39 +229,18 @@ def mean_var(
     (mean, variance) : tuple of dask arrays
         In the accumulator dtype; the mean is the merged mean of the chunk moments.
     """
-    state, prec, n, norm = _reduce(arr, axis, algorithm, precision, keepdims, split_every, options)
-    check_correction(correction)
-    # n - c <= 0: NaN with one warning, here rather than once per block on the workers
-    undefined = n is not None and warn_no_degrees_of_freedom(correction, n)
-    acc = prec.accumulator_dtype
-    if rescale and n != 0:
-        if n is None:
-            raise ValueError("rescale: needs the sizes of the reduced axes (compute_chunk_sizes)")
-        # First pass: each slice's largest finite magnitude gives its exponent k
-        # (the rule of varstats.var(rescale=True)); the scaling by 2**-k is exact.
-        x64: Any = cast(Any, arr).astype(np.float64)
-        mag = da.fabs(x64)
-        amax: Any = da.where(da.isfinite(mag), mag, 0.0).max(axis=norm, keepdims=True)
-        k = amax.map_blocks(rescale_exponents, n, acc, dtype=np.int64)
-        scaled = da.ldexp(x64, -k).map_blocks(round_to, acc, dtype=acc)
-        state = _reduce(
-            scaled, norm, algorithm, Precision(prec.accumulator), keepdims, split_every, options
-        )[0]
-        if not keepdims:
-            k = k.squeeze(axis=norm)
-    variance = cast(Any, state).map_blocks(
-        _var_of_state,
-        correction,
-        undefined,
-        dtype=acc,
-        meta=np.empty((0,) * state.ndim, dtype=acc),
+    return _mean_var(
+        "mean_var",
+        arr,
+        axis=axis,
+        correction=correction,
+        algorithm=algorithm,
+        precision=precision,
+        keepdims=keepdims,
+        split_every=split_every,
+        rescale=rescale,
+        options=options,
     )
-    mean: da.Array = state["mean"] if n != 0 else variance  # the mean of nothing is NaN
-    if rescale and n != 0:
-        blockwise = cast(Any, da.map_blocks)  # untyped in dask
-        mean = blockwise(_scale_back, mean, k, 1, acc, dtype=acc)
-        variance = blockwise(_scale_back, variance, k, 2, acc, dtype=acc)
-    return mean, variance
 
 
 def _scale_back(value: Array, k: Array, power: int, acc: np.dtype[Any]) -> Array:
@@ -234,7 +273,8 @@ def var(
     axis : None, int or tuple of ints
         Axes to reduce; ``None`` reduces all.
     correction : float
-        :math:`c` (``ddof``); 1 is Bessel's correction. Must be smaller than :math:`n`.
+        :math:`c` (``ddof``); 1 is Bessel's correction. Where :math:`n - c \le 0` the
+        variance is NaN, with one ``RuntimeWarning``, as in :func:`varstats.var`.
     algorithm : str or callable
         The per-chunk kernel: one of :data:`varstats.ALGORITHMS` or a registered or
         callable kernel (it runs on the workers, so it must be importable there).
@@ -278,7 +318,8 @@ def var(
     >>> float(var(x).compute())
     1.25
     """
-    return mean_var(
+    return _mean_var(
+        "var",
         arr,
         axis=axis,
         correction=correction,
@@ -287,7 +328,7 @@ def var(
         keepdims=keepdims,
         split_every=split_every,
         rescale=rescale,
-        **options,
+        options=options,
     )[1]
 
 
@@ -313,5 +354,5 @@ def moments(
         ``.compute()`` gives a :class:`~varstats.Moments` (NumPy arrays), which merges
         with the moments of more data like any other.
     """
-    state = _reduce(arr, axis, algorithm, precision, False, split_every, options)[0]
+    state = _reduce("moments", arr, axis, algorithm, precision, False, split_every, options)[0]
     return delayed(_to_moments)(state)

@@ -155,8 +155,9 @@ class Moments:
         count = np.asarray(self.count)
         if count.dtype.kind not in "iu":
             raise TypeError(f"count: expected integers, got {count.dtype}")
-        if np.any(count < 0):
-            raise ValueError("count: must be non-negative")
+        if np.any(count < 0) or np.any(count > np.iinfo(np.int64).max):
+            # (the upper check keeps a uint64 count from wrapping to a negative int64)
+            raise ValueError("count: must be non-negative and fit in int64")
         shape = tuple(mean.shape)
         object.__setattr__(self, "count", np.broadcast_to(count.astype(np.int64), shape))
         object.__setattr__(self, "mean", mean)

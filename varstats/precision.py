@@ -68,8 +68,11 @@ def as_dtype(dtype: Any, /, *, name: str = "dtype") -> np.dtype[Any]:
         if dtype in _NP_DTYPES:
             return _NP_DTYPES[dtype]
         raise ValueError(f"{name}: unknown dtype {dtype!r}; expected one of {DTYPES}")
+    if dtype is None:  # np.dtype(None) would silently mean float64
+        raise TypeError(f"{name}: expected one of {DTYPES}, got None")
     try:
-        dt = np.dtype(dtype)
+        # the byte order is storage, not format: '>f8' is float64
+        dt = np.dtype(dtype).newbyteorder("=")
     except TypeError:
         raise TypeError(f"{name}: {dtype!r} is not a dtype") from None
     for candidate in _NP_DTYPES.values():
@@ -194,6 +197,8 @@ class Precision:
     @classmethod
     def parse(cls, text: str, /) -> Precision:
         """``"float16:float32"`` -> ``Precision("float16", "float32")``; ``"float32"`` alone too."""
+        if not isinstance(text, str):
+            raise TypeError(f"text: expected a string like 'float16:float32', got {text!r}")
         storage, _, accumulator = text.partition(":")
         return cls(storage, accumulator)
 

@@ -31,6 +31,7 @@ from varstats.moments import Moments
 from varstats.precision import Precision, rescale_exponents
 from varstats.validation import (
     check_correction,
+    check_options,
     float_array,
     normalize_axes,
     resolve_precision,
@@ -85,6 +86,7 @@ def moments(
     prec = resolve_precision(precision, a)
     axes = normalize_axes(axis, len(a.shape))
     kernel = get_algorithm(algorithm)
+    check_options("moments", kernel, options)
     return apply_kernel(kernel, a, axes=axes, acc=_accumulator(a, prec), **options)
 
 
@@ -124,6 +126,50 @@ def _rescaled(
     return ldexp(m.mean, k, dtype=acc), ldexp(m.var(correction), 2 * k, dtype=acc)
 
 
+def _mean_var(
+    function: str,
+    x: Any,
+    /,
+    *,
+    axis: int | Sequence[int] | None,
+    correction: float,
+    algorithm: str | Kernel,
+    precision: Precision | str | None,
+    keepdims: bool,
+    rescale: bool,
+    options: dict[str, Any],
+) -> tuple[Any, Any]:
+    """:func:`mean_var` and :func:`var`; ``function`` names the caller in error messages."""
+    if is_dask_array(x):
+        from varstats import dask  # lazy: Dask is an optional dependency
+
+        return dask.mean_var(
+            x,
+            axis=axis,
+            correction=correction,
+            algorithm=algorithm,
+            precision=precision,
+            keepdims=keepdims,
+            rescale=rescale,
+            **options,
+        )
+    a = float_array(x)
+    prec = resolve_precision(precision, a)
+    axes = normalize_axes(axis, len(a.shape))
+    n = int(np.prod([a.shape[i] for i in axes], dtype=np.int64))
+    check_correction(correction)
+    kernel = get_algorithm(algorithm)
+    check_options(function, kernel, options)
+    if rescale and n:
+        mean, variance = _rescaled(a, axes, kernel, prec, correction, options)
+    else:
+        m = apply_kernel(kernel, a, axes=axes, acc=_accumulator(a, prec), **options)
+        mean, variance = m.mean, m.var(correction)
+    if n == 0:  # the mean of nothing is NaN, like its variance (which has warned)
+        mean = variance
+    return _finish(mean, axes, keepdims), _finish(variance, axes, keepdims)
+
+
 def mean_var(
     x: npt.ArrayLike,
     /,
@@ -140,33 +186,17 @@ def mean_var(
 
     Both results are in the accumulator dtype.
     """
-    if is_dask_array(x):
-        from varstats import dask  # lazy: Dask is an optional dependency
-
-        return dask.mean_var(
-            x,  # type: ignore[arg-type]
-            axis=axis,
-            correction=correction,
-            algorithm=algorithm,
-            precision=precision,
-            keepdims=keepdims,
-            rescale=rescale,
-            **options,
-        )
-    a = float_array(x)
-    prec = resolve_precision(precision, a)
-    axes = normalize_axes(axis, len(a.shape))
-    n = int(np.prod([a.shape[i] for i in axes], dtype=np.int64))
-    check_correction(correction)
-    kernel = get_algorithm(algorithm)
-    if rescale and n:
-        mean, variance = _rescaled(a, axes, kernel, prec, correction, options)
-    else:
-        m = apply_kernel(kernel, a, axes=axes, acc=_accumulator(a, prec), **options)
-        mean, variance = m.mean, m.var(correction)
-    if n == 0:  # the mean of nothing is NaN, like its variance (which has warned)
-        mean = variance
-    return _finish(mean, axes, keepdims), _finish(variance, axes, keepdims)
+    return _mean_var(
+        "mean_var",
+        x,
+        axis=axis,
+        correction=correction,
+        algorithm=algorithm,
+        precision=precision,
+        keepdims=keepdims,
+        rescale=rescale,
+        options=options,
+    )
 
 
 def var(
@@ -194,7 +224,9 @@ def var(
     axis : None, int or tuple of ints
     correction : float
         :math:`c`, the Array API name for ``ddof``: 0 is the biased (population)
-        variance, 1 Bessel's correction. Must be smaller than :math:`n`.
+        variance, 1 Bessel's correction; a float is allowed. Where
+        :math:`n - c \le 0` (an empty reduction included) the variance is NaN, with one
+        ``RuntimeWarning`` naming ``correction``, as the Array API standard specifies.
     algorithm : str or callable
         See :data:`ALGORITHMS` and :func:`moments`.
     precision : Precision, str or None
@@ -209,7 +241,9 @@ def var(
         ``[1e154, 2e154, 3e154]``, whose :math:`M_2 = 2\cdot 10^{308}` overflows
         although the variance does not.
     **options
-        Kernel options (``summation``, ``block``, ``lanes``).
+        Kernel options (``summation``, ``block``, ``lanes``). Any other keyword is a
+        ``TypeError`` naming this function; NumPy's and torch's spellings (``ddof``,
+        ``dim``, ``dtype``, ``out``, ``unbiased``) are answered with the keyword to use.
 
     Returns
     -------
@@ -227,7 +261,8 @@ def var(
     >>> float(vs.var(x, algorithm="naive", summation="sequential"))
     0.0
     """
-    return mean_var(
+    return _mean_var(
+        "var",
         x,
         axis=axis,
         correction=correction,
@@ -235,5 +270,5 @@ def var(
         precision=precision,
         keepdims=keepdims,
         rescale=rescale,
-        **options,
+        options=options,
     )[1]

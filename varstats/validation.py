@@ -9,10 +9,12 @@ name of the argument.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import operator
 import warnings
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Final
 
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
@@ -22,6 +24,7 @@ from varstats.precision import Precision
 
 __all__ = [
     "check_correction",
+    "check_options",
     "float_array",
     "normalize_axes",
     "positive_int",
@@ -57,9 +60,19 @@ def float_array(x: Any, /, *, name: str = "x") -> Any:
     Arrays of other Array API libraries are returned as they are; anything else goes
     through ``np.asarray``.
     """
-    a = x if is_foreign_array(x) else np.asarray(x)
+    if isinstance(x, np.ma.MaskedArray):
+        # np.asarray would drop the mask and reduce the masked values too
+        raise TypeError(
+            f"{name}: a masked array; varstats does not honour masks. Pass "
+            f"{name}.compressed() (one slice) or the unmasked values"
+        )
+    if is_foreign_array(x):
+        storage_name(x, name=name)
+        return x
+    a = np.asarray(x)
     storage_name(a, name=name)
-    return a
+    # NumPy computes in the machine's byte order; '>f8' data are float64 all the same
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
 
 
 def normalize_axes(axis: int | Sequence[int] | None, ndim: int, /) -> tuple[int, ...]:
@@ -100,7 +113,7 @@ def check_correction(correction: Any, /) -> float:
     try:
         c = float(correction)
     except OverflowError:
-        raise ValueError(f"correction: {correction!r} is too large") from None
+        raise ValueError("correction: too large for a float, let alone a count") from None
     if not np.isfinite(c) or c < 0:
         raise ValueError(f"correction: must be a finite number >= 0, got {correction!r}")
     return c
@@ -146,6 +159,48 @@ def resolve_precision(precision: Precision | str | None, x: Any, /) -> Precision
             f"{precision.storage}; cast it first with varstats.round_to(x, {precision.storage!r})"
         )
     return precision
+
+
+# NumPy's and torch's spellings of the options, and what to write instead
+_SPELLINGS: Final = {
+    "ddof": "correction=",
+    "unbiased": "correction=1 (or 0)",
+    "dim": "axis=",
+    "keepdim": "keepdims=",
+    "dtype": "precision= (a storage:accumulator pair, e.g. 'float16:float32')",
+    "out": "the returned array (there is no out=)",
+}
+
+
+def check_options(function: str, kernel: Callable[..., Any], options: dict[str, Any], /) -> None:
+    """Raise a ``TypeError`` naming ``function`` if ``kernel`` does not take every option.
+
+    NumPy's and torch's spellings (``ddof``, ``dim``, ``dtype``, ...) get the right
+    keyword in the message instead of an error from inside a kernel.
+    """
+    if not options:
+        return
+    accepted = _keywords(kernel)
+    if accepted is None:  # **kwargs: the kernel takes anything
+        return
+    for option in options:
+        if option not in accepted:
+            hint = _SPELLINGS.get(option)
+            expected = f"use {hint}" if hint else f"options of this algorithm: {sorted(accepted)}"
+            raise TypeError(
+                f"{function}() got an unexpected keyword argument {option!r}; {expected}"
+            )
+
+
+@functools.cache
+def _keywords(kernel: Callable[..., Any]) -> frozenset[str] | None:
+    try:
+        params = inspect.signature(kernel).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a builtin): let the call decide
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return frozenset(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY) - {"acc"}
 
 
 def positive_int(value: Any, /, *, name: str) -> int:
