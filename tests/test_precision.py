@@ -12,8 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import varstats as vs
-from varstats.precision import as_dtype, dtype_name, round_to
-from varstats.validation import resolve_precision
+from varstats.precision import as_dtype, dtype_name, resolve_precision, round_to
 
 
 @pytest.mark.parametrize("name", vs.DTYPES)

@@ -43,10 +43,9 @@ import numpy.typing as npt
 from varstats.algorithms import Kernel
 from varstats.conventions import Convention, get_convention
 from varstats.moments import Moments
-from varstats.precision import Precision, as_dtype, round_to
+from varstats.precision import Precision, as_dtype, resolve_precision, round_to
 from varstats.reductions import moments
 from varstats.rounding import fma
-from varstats.validation import resolve_precision
 
 __all__ = [
     "NORM_ALGORITHMS",

@@ -34,6 +34,7 @@ __all__ = [
     "dtype_name",
     "finfo",
     "rescale_exponents",
+    "resolve_precision",
     "round_to",
 ]
 
@@ -219,6 +220,30 @@ PRECISIONS: Final = tuple(
         ("float64", "float64"),
     )
 )
+
+
+def resolve_precision(precision: Precision | str | None, x: Any, /) -> Precision:
+    """The :class:`Precision` to use for data ``x`` (a NumPy array or a storage format name).
+
+    ``None`` means storage = accumulator = the format of ``x``. A string is parsed by
+    :meth:`Precision.parse`. Given a precision, ``x`` must already be stored in its
+    storage format: varstats does not silently round data. For arrays of other
+    libraries, see :func:`varstats.validation.resolve_precision`.
+    """
+    storage = x if isinstance(x, str) else dtype_name(np.asarray(x).dtype)
+    if precision is None:
+        return Precision(storage)
+    if isinstance(precision, str):
+        precision = Precision.parse(precision)
+    if not isinstance(precision, Precision):
+        kind = type(precision).__name__
+        raise TypeError(f"precision: expected Precision, str or None, got {kind}")
+    if precision.storage != storage:
+        raise ValueError(
+            f"precision: x is stored as {storage} but precision.storage is "
+            f"{precision.storage}; cast it first with varstats.round_to(x, {precision.storage!r})"
+        )
+    return precision
 
 
 def _f64_to_bf16(x: npt.NDArray[np.float64]) -> npt.NDArray[Any]:

@@ -21,6 +21,7 @@ from numpy.lib.array_utils import normalize_axis_tuple
 
 from varstats.array_api import array_namespace, dtype_name, is_foreign_array
 from varstats.precision import Precision
+from varstats.precision import resolve_precision as _resolve_storage
 
 __all__ = [
     "check_correction",
@@ -139,26 +140,13 @@ def warn_no_degrees_of_freedom(correction: Any, count: Any, /) -> bool:
 
 
 def resolve_precision(precision: Precision | str | None, x: Any, /) -> Precision:
-    """The :class:`~varstats.Precision` to use for data ``x`` (an array or a dtype name).
+    """The :class:`~varstats.Precision` to use for data ``x``, an array of any namespace.
 
-    ``None`` means storage = accumulator = the dtype of ``x``. A string is parsed by
-    :meth:`Precision.parse`. Given a precision, ``x`` must already be stored in its
-    storage format: varstats does not silently round data.
+    The rule is :func:`varstats.precision.resolve_precision`'s: ``None`` means the
+    dtype of ``x`` throughout, a string is parsed, and ``x`` must already be stored in
+    the precision's storage format.
     """
-    storage = x if isinstance(x, str) else storage_name(x)
-    if precision is None:
-        return Precision(storage)
-    if isinstance(precision, str):
-        precision = Precision.parse(precision)
-    if not isinstance(precision, Precision):
-        kind = type(precision).__name__
-        raise TypeError(f"precision: expected Precision, str or None, got {kind}")
-    if precision.storage != storage:
-        raise ValueError(
-            f"precision: x is stored as {storage} but precision.storage is "
-            f"{precision.storage}; cast it first with varstats.round_to(x, {precision.storage!r})"
-        )
-    return precision
+    return _resolve_storage(precision, x if isinstance(x, str) else storage_name(x))
 
 
 # NumPy's and torch's spellings of the options, and what to write instead
