@@ -34,6 +34,7 @@ __all__ = [
     "apply_kernel",
     "get_algorithm",
     "is_generic",
+    "reduced_last",
     "register_algorithm",
 ]
 
@@ -109,6 +110,19 @@ def is_generic(kernel: Kernel, /) -> bool:
     return any(kernel is k for k in _BUILTINS.values())
 
 
+def reduced_last(x: Any, axes: tuple[int, ...], /) -> Any:
+    """``x`` with the (normalized) ``axes`` moved last and flattened into one.
+
+    The kept axes stay in order, so a result over the last axis has the shape of
+    ``x`` without ``axes``.
+    """
+    xp = array_namespace(x)
+    ndim = len(x.shape)
+    keep = tuple(i for i in range(ndim) if i not in axes)
+    n = int(np.prod([x.shape[i] for i in axes], dtype=np.int64))
+    return xp.reshape(xp.permute_dims(x, keep + axes), (*(x.shape[i] for i in keep), n))
+
+
 def apply_kernel(
     kernel: Kernel, x: Any, /, *, axes: tuple[int, ...], acc: Any, **options: Any
 ) -> Moments:
@@ -119,24 +133,21 @@ def apply_kernel(
     ``acc`` is a dtype of ``x``'s namespace. Overflow and NaN are results here, not
     accidents, so NumPy's floating-point warnings are silenced inside the kernel.
     """
-    xp = array_namespace(x)
     if is_foreign_array(x) and not is_generic(kernel):
         raise ValueError(
             f"algorithm: {kernel!r} is a NumPy kernel; only {ALGORITHMS} run with "
             "another array library's operations. Pass np.asarray(x) to use it"
         )
-    ndim = len(x.shape)
-    keep = tuple(i for i in range(ndim) if i not in axes)
-    batch_shape = tuple(x.shape[i] for i in keep)
-    n = int(np.prod([x.shape[i] for i in axes], dtype=np.int64))
-    if n == 0:  # nothing to reduce: the empty state, whose variance is NaN
+    moved = reduced_last(x, axes)
+    batch_shape = tuple(moved.shape[:-1])
+    if moved.shape[-1] == 0:  # nothing to reduce: the empty state, whose variance is NaN
         return empty_like(x, batch_shape, acc)
-    moved = xp.reshape(xp.permute_dims(x, keep + axes), (*batch_shape, n))
     with np.errstate(all="ignore"):
         result = kernel(moved, acc=acc, **options)
     if not isinstance(result, Moments):
         raise TypeError(f"algorithm: kernel returned {type(result).__name__}, expected Moments")
     if result.dtype != acc or result.shape != batch_shape:
+        xp = array_namespace(x)
         raise ValueError(
             f"algorithm: kernel returned moments of {dtype_name(xp, result.dtype)}"
             f"{result.shape}, expected {dtype_name(xp, acc)}{batch_shape}"

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from varstats.algorithms import Kernel, apply_kernel, get_algorithm
+from varstats.algorithms import Kernel, apply_kernel, get_algorithm, reduced_last
 from varstats.array_api import (
     array_namespace,
     as_array,
@@ -112,17 +112,15 @@ def _rescaled(
     """
     xp = array_namespace(a)
     acc = _accumulator(a, prec)
-    ndim = len(a.shape)
-    keep = tuple(i for i in range(ndim) if i not in axes)
-    n = int(np.prod([a.shape[i] for i in axes], dtype=np.int64))
-    xm = xp.reshape(xp.permute_dims(a, keep + axes), (*(a.shape[i] for i in keep), n))
+    xm = reduced_last(a, axes)
+    n = xm.shape[-1]
     # the slice maxima are exact in float32 (float64 for float64 data)
     wide = "float64" if prec.storage == "float64" else "float32"
     mag = xp.abs(xp.astype(xm, namespace_dtype(xp, wide, argname="x", device=device(a))))
     amax = xp.max(xp.where(xp.isfinite(mag), mag, xp.zeros_like(mag)), axis=-1)
     k = rescale_exponents(to_host(amax).astype(np.float64), n, prec.accumulator)
     scaled = ldexp(xm, -k[..., None], dtype=acc)
-    m = apply_kernel(kernel, scaled, axes=(len(keep),), acc=acc, **options)
+    m = apply_kernel(kernel, scaled, axes=(len(xm.shape) - 1,), acc=acc, **options)
     return ldexp(m.mean, k, dtype=acc), ldexp(m.var(correction), 2 * k, dtype=acc)
 
 
