@@ -57,6 +57,7 @@ __all__ = [
     "ldexp",
     "namespace_dtype",
     "own",
+    "round_host",
     "scratch_like",
     "sequential_sum",
     "steps_first",
@@ -172,6 +173,18 @@ def from_host(values: Any, /, *, like: Any) -> Any:
     wide = "float64" if like.dtype == getattr(xp, "float64", None) else "float32"
     host = host.astype(np.float64).astype(wide)
     return xp.astype(xp.asarray(host, dtype=getattr(xp, wide), device=dev), like.dtype)
+
+
+def round_host(values: np.ndarray[Any, Any], /, *, like: Any) -> Any:
+    """Host float64 ``values`` rounded once into ``like``'s dtype, as an array like ``like``.
+
+    Counts and count ratios take this way onto the data's device; float64 values
+    for a float64 ``like`` are returned as they are.
+    """
+    if isinstance(like, np.ndarray | np.generic):
+        return values if like.dtype == np.float64 else round_to(values, like.dtype)
+    name = dtype_name(array_namespace(like), like.dtype)
+    return from_host(round_to(values, name), like=like)
 
 
 def to_host(a: Any, /) -> np.ndarray[Any, Any]:

@@ -26,15 +26,13 @@ import numpy as np
 from varstats.array_api import (
     array_namespace,
     binary_op,
-    dtype_name,
-    from_host,
     lane_major_like,
     own,
+    round_host,
     scratch_like,
     steps_first,
 )
 from varstats.moments import Moments, merge_along
-from varstats.precision import round_to
 from varstats.summation import (
     PAIRWISE_BLOCK,
     Split,
@@ -60,11 +58,10 @@ __all__ = [
 ]
 
 
-def _count(n: Any, acc: Any, like: Any) -> Any:
-    # The count as the accumulator holds it: exact up to 2**p, rounded beyond,
-    # inf past the format's range (float16 cannot hold n > 65504).
-    name = dtype_name(array_namespace(like), acc)
-    return from_host(round_to(np.asarray(n, dtype=np.float64), name), like=like)
+def _count(n: Any, like: Any) -> Any:
+    # The count as the accumulator (the dtype of `like`) holds it: exact up to 2**p,
+    # rounded beyond, inf past the format's range (float16 cannot hold n > 65504).
+    return round_host(np.asarray(n, dtype=np.float64), like=like)
 
 
 def naive(x: Any, /, *, acc: Any, summation: str = "pairwise") -> Moments:
@@ -88,7 +85,7 @@ def naive(x: Any, /, *, acc: Any, summation: str = "pairwise") -> Moments:
     n = x.shape[-1]
     s1 = total(p)
     s2 = total(squares(p))
-    mean = s1 / _count(n, acc, s1)
+    mean = s1 / _count(n, s1)
     return Moments(np.asarray(n), mean, s2 - s1 * mean)
 
 
@@ -113,7 +110,7 @@ def shifted(x: Any, /, *, acc: Any, summation: str = "pairwise") -> Moments:
     d = deviations(split(xa, summation), shift)
     s1 = total(d)
     s2 = total(squares(d, in_place=True))
-    dm = s1 / _count(x.shape[-1], acc, s1)
+    dm = s1 / _count(x.shape[-1], s1)
     return Moments(np.asarray(x.shape[-1]), shift + dm, s2 - s1 * dm)
 
 
@@ -134,7 +131,7 @@ def two_pass(x: Any, /, *, acc: Any, summation: str = "pairwise") -> Moments:
     xp = array_namespace(x)
     p = split(xp.astype(x, acc, copy=False), summation)
     s = total(p)
-    mean = s / _count(x.shape[-1], acc, s)
+    mean = s / _count(x.shape[-1], s)
     d = deviations(p, mean)
     return Moments(np.asarray(x.shape[-1]), mean, total(squares(d, in_place=True)))
 
@@ -149,7 +146,7 @@ def _corrected(x: Any, acc: Any, summation: str, add_up: Callable[[Split], Any])
     xp = array_namespace(x)
     p = split(xp.astype(x, acc, copy=False), summation)
     s = add_up(p)
-    n = _count(x.shape[-1], acc, s)
+    n = _count(x.shape[-1], s)
     mean = s / n
     d = deviations(p, mean)
     sd = add_up(d)
@@ -212,7 +209,7 @@ def welford(x: Any, /, *, acc: Any, lanes: int = 1) -> Moments:
     xa = xp.astype(x, acc, copy=False)
     # (steps, batch..., lanes): each step is one vector operation across the batch
     steps = steps_first(xp.reshape(xa[..., :full], (*x.shape[:-1], full // width, width)))
-    counts = _count(np.arange(1, steps.shape[0] + 2), acc, steps)  # k as acc holds it
+    counts = _count(np.arange(1, steps.shape[0] + 2), steps)  # k as acc holds it
     subtract, divide, add, multiply = (
         binary_op(xp, name) for name in ("subtract", "divide", "add", "multiply")
     )
@@ -267,7 +264,7 @@ def _leaf_moments(head: Any, tail: Any | None, acc: Any, rows: bool) -> Moments:
             size = head.shape[-2]
             h = xp.astype(head, acc, copy=False)
             s = row_sum(h)
-            mean = s / _count(size, acc, s)
+            mean = s / _count(size, s)
             subtract, multiply = binary_op(xp, "subtract"), binary_op(xp, "multiply")
             d = subtract(h, mean[..., None, :], out=lane_major_like(h))
             m2 = row_sum(multiply(d, d, out=d))

@@ -29,6 +29,7 @@ from varstats.array_api import (
     dtype_name,
     from_host,
     is_foreign_array,
+    round_host,
     to_host,
     unstack_last,
 )
@@ -46,8 +47,7 @@ def _weight(numerator: Any, denominator: Any, like: Any) -> Any:
     # narrower accumulator is innocuous (53 >= 2p + 2 for p <= 24).
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.divide(numerator, denominator, dtype=np.float64)
-    name = dtype_name(array_namespace(like), like.dtype)
-    return from_host(ratio if name == "float64" else round_to(ratio, name), like=like)
+    return round_host(ratio, like=like)
 
 
 def chan_update(
