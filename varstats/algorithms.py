@@ -12,6 +12,7 @@ runs a kernel; the public reductions (:mod:`varstats.reductions`) and
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any, Final
@@ -119,7 +120,7 @@ def reduced_last(x: Any, axes: tuple[int, ...], /) -> Any:
     xp = array_namespace(x)
     ndim = len(x.shape)
     keep = tuple(i for i in range(ndim) if i not in axes)
-    n = int(np.prod([x.shape[i] for i in axes], dtype=np.int64))
+    n = math.prod(x.shape[i] for i in axes)
     return xp.reshape(xp.permute_dims(x, keep + axes), (*(x.shape[i] for i in keep), n))
 
 

@@ -105,7 +105,7 @@ def array_namespace(x: Any, /) -> ModuleType:
     matters in loops of one vector operation per step. Other libraries get their
     :mod:`array_api_compat` namespace.
     """
-    if not is_foreign_array(x):
+    if isinstance(x, np.ndarray) or not is_foreign_array(x):  # the first test is the fast path
         return np
     import array_api_compat
 
@@ -125,6 +125,9 @@ def device(x: Any, /) -> Any:
 def dtype_name(xp: ModuleType, dtype: Any, /) -> str | None:
     """The :data:`~varstats.DTYPES` name of a namespace's dtype, or None if it is none of them."""
     if xp is np:
+        name = _NUMPY_NAMES.get(dtype)
+        if name is not None:
+            return name
         try:
             return _NUMPY_NAMES.get(np.dtype(dtype).newbyteorder("="))
         except TypeError:
@@ -163,7 +166,7 @@ def from_host(values: Any, /, *, like: Any) -> Any:
     a float64 ``like``), which holds every float16, bfloat16 and float32 value exactly,
     so no rounding happens on the way.
     """
-    if not is_foreign_array(like):
+    if isinstance(like, np.ndarray) or not is_foreign_array(like):
         return values
     xp = array_namespace(like)
     dev = device(like)
@@ -209,7 +212,7 @@ def to_host(a: Any, /) -> np.ndarray[Any, Any]:
 
 def as_array(a: Any, /) -> Any:
     """``a`` as an array: ``np.asarray`` for NumPy values (scalars become 0-d), else ``a``."""
-    return a if is_foreign_array(a) else np.asarray(a)
+    return a if isinstance(a, np.ndarray) or is_foreign_array(a) else np.asarray(a)
 
 
 def own(a: Any, /) -> Any:

@@ -155,7 +155,7 @@ class Moments:
         count = np.asarray(self.count)
         if count.dtype.kind not in "iu":
             raise TypeError(f"count: expected integers, got {count.dtype}")
-        if np.any(count < 0) or np.any(count > np.iinfo(np.int64).max):
+        if np.any(count < 0) or (count.dtype.kind == "u" and np.any(count > 2**63 - 1)):
             # (the upper check keeps a uint64 count from wrapping to a negative int64)
             raise ValueError("count: must be non-negative and fit in int64")
         shape = tuple(mean.shape)

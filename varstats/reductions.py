@@ -11,6 +11,7 @@ device), or a Dask array (handed to :mod:`varstats.dask`, a lazy reduction).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -154,7 +155,7 @@ def _mean_var(
     a = float_array(x)
     prec = resolve_precision(precision, a)
     axes = normalize_axes(axis, len(a.shape))
-    n = int(np.prod([a.shape[i] for i in axes], dtype=np.int64))
+    n = math.prod(a.shape[i] for i in axes)
     check_correction(correction)
     kernel = get_algorithm(algorithm)
     check_options(function, kernel, options)

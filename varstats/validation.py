@@ -85,6 +85,8 @@ def normalize_axes(axis: int | Sequence[int] | None, ndim: int, /) -> tuple[int,
     """
     if axis is None:
         return tuple(range(ndim))
+    if type(axis) is int and -ndim <= axis < ndim:  # the common case, answered first
+        return (axis % ndim,)
     if isinstance(axis, bool | float) or not isinstance(axis, int | np.integer | tuple | list):
         raise TypeError(f"axis: expected None, an int or a tuple of ints, got {axis!r}")
     items = [axis] if isinstance(axis, int | np.integer) else list(axis)
