@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import varstats.metrics as metrics_module
-from varstats.algorithms import PAIRWISE_BLOCK, get_algorithm, var
+from varstats.algorithms import PAIRWISE_BLOCK, get_algorithm
 from varstats.cases import generate, kappa, offset_ratios
 from varstats.metrics import (
     BOUND_ALGORITHMS,
@@ -26,6 +26,7 @@ from varstats.metrics import (
 )
 from varstats.oracle import exact_mean, exact_var
 from varstats.precision import DTYPES, as_dtype, finfo
+from varstats.reductions import var
 
 _UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
 

@@ -1,7 +1,7 @@
 """varstats: how accurate are the variance algorithms inside normalization layers?
 
 Exact ground truth (:mod:`varstats.oracle`), every classic variance algorithm under
-an explicit storage/accumulator precision (:mod:`varstats.algorithms`), the
+an explicit storage/accumulator precision (:mod:`varstats.reductions`), the
 normalization layers built on them (:mod:`varstats.norms`) and the study that
 compares them (``python -m varstats.sweep``).
 """
@@ -11,10 +11,7 @@ from varstats.algorithms import (
     ALGORITHMS,
     SUMMATIONS,
     get_algorithm,
-    mean_var,
-    moments,
     register_algorithm,
-    var,
 )
 from varstats.moments import Moments, merge_along
 from varstats.precision import (
@@ -27,6 +24,7 @@ from varstats.precision import (
     round_to,
 )
 from varstats.recommendation import RECOMMENDED, recommended
+from varstats.reductions import mean_var, moments, var
 
 __all__ = [
     "ALGORITHMS",

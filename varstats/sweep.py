@@ -70,10 +70,11 @@ import numpy.typing as npt
 
 from varstats import cases as vcases
 from varstats import metrics, norms, oracle
-from varstats.algorithms import ALGORITHMS, mean_var
-from varstats.algorithms import moments as compute_moments
+from varstats.algorithms import ALGORITHMS
 from varstats.conventions import CONVENTIONS, LAYERS
 from varstats.precision import DTYPES, PRECISIONS, Precision, finfo
+from varstats.reductions import mean_var
+from varstats.reductions import moments as compute_moments
 
 __all__ = [
     "GRIDS",
