@@ -16,21 +16,28 @@ variance of the three stored doubles nearest those decimals.
 Two paths compute the same numbers (``method=``):
 
 ``"fast"`` (default)
-    Vectorized exact integer arithmetic with no Python object per element. ``np.frexp``
-    splits each value into :math:`x = m\,2^{e-p}` with an integer significand
-    :math:`|m| < 2^p` (p = 11, 8, 24, 53; subnormals included). Blocks of at most
-    :math:`2^{14}` elements are then summed exactly in one of two ways. If the block
-    spans few binades (:math:`p + e_{\max} - e_{\min} \le 62`, the usual case for
-    real data), :math:`z = m\,2^{e - e_{\min}}` is an int64 and the row sums of its
-    limbs and of the limb products of :math:`z^2` are exact int64 sums. Otherwise
-    ``np.bincount`` adds the limbs into one bucket per (slice, exponent); its float64
-    accumulation is exact because every limb is an integer below :math:`2^{38}` and a
-    bucket receives at most :math:`2^{14}` of them. The few partial sums per slice are
-    combined in Python integers: :math:`\sum x = A\,2^{k}`,
-    :math:`\sum x^2 = B\,2^{2k}`, and the results are rounded by :func:`round_ratio`.
-    Memory is O(n); time is tens of nanoseconds per element plus one Python integer
-    operation per non-empty (slice, exponent) bucket, which is per element only for
-    pathological data whose every value has its own binade.
+    Vectorized exact integer arithmetic with no Python object per element. Each reduced
+    slice is cut into blocks of at most :math:`2^{16}` elements, and each block gets a
+    *window* of up to four 26-bit limbs below its largest magnitude :math:`2^{e}`.
+    Adding the magic constant :math:`\sigma_j = 1.5 \cdot 2^{t_j + 52}` rounds a value to
+    the grid :math:`2^{t_j}` (:math:`t_j = e - 25 - 26 j`), and the bit pattern of the
+    sum minus that of :math:`\sigma_j` is the integer limb :math:`l_j`; the residual
+    :math:`x - l_j 2^{t_j}` is exact (the extraction of Rump, Ogita & Oishi [4]_).
+    :math:`\sum x = \sum_j 2^{t_j} \sum_i l_{ij}` and
+    :math:`\sum x^2 = \sum_{j,j'} 2^{t_j + t_{j'}} \sum_i l_{ij} l_{ij'}` are then int64
+    sums and dot products (:math:`|l_{ij} l_{ij'}| \le 2^{50}`, :math:`2^{12}` terms per
+    dot), combined in Python integers and rounded once by :func:`round_ratio`. A block
+    is captured whole when no non-zero value is below :math:`2^{p - 103}` times its
+    largest magnitude, ``p`` the format's significand bits (float64 :math:`2^{-50}`,
+    float32 :math:`2^{-79}`, bfloat16 :math:`2^{-95}`, float16 always). The few values
+    below the window, and blocks
+    spread over more binades than any window, take the *bucket path*: ``np.frexp``
+    splits them into :math:`m\,2^{e-p}` and ``np.bincount`` adds float64 limbs of
+    :math:`m` and :math:`m^2` (integers below :math:`2^{38}`, at most :math:`2^{14}` per
+    bucket: exact) into one bucket per (slice, exponent). Memory is O(block) plus O(the
+    values the window misses). Time is a few nanoseconds per element on the window
+    path, and tens of nanoseconds per element on the bucket path, which only data
+    spread over hundreds of binades (e.g. uniformly random bit patterns) takes whole.
 ``"reference"``
     Obviously correct and slow: one :class:`fractions.Fraction` per element for the
     moments, :mod:`mpmath` interval arithmetic for the normalized output.
@@ -53,6 +60,8 @@ References
        Birkhäuser 2018, section 2.2 (rounding) and 10.5 (Ziv's strategy).
 .. [3] A. Ziv, "Fast evaluation of elementary mathematical functions with correctly
        rounded last bit", ACM TOMS 17(3), 1991.
+.. [4] S. M. Rump, T. Ogita, S. Oishi, "Accurate floating-point summation part I:
+       faithful rounding", SIAM J. Sci. Comput. 31(1), 2008 (ExtractScalar).
 """
 
 from __future__ import annotations
@@ -380,7 +389,8 @@ def _bucket_sums(
         if n_keys > _DENSE_KEYS:  # sorted, each chunk's keys are one short range
             order = np.argsort(key, kind="stable")
             key, m = key[order], m[order]
-    kinds = [(shift, power) for _, shift, power in _bucket_limbs(m[:1], fmt.p, squares=fmt.want_squares)]
+    wanted = fmt.want_squares
+    kinds = [(shift, power) for _, shift, power in _bucket_limbs(m[:1], fmt.p, squares=wanted)]
     acc = np.zeros((len(kinds), n_keys), dtype=np.int64)
 
     def flush() -> None:
@@ -400,7 +410,8 @@ def _bucket_sums(
     for chunk, start in enumerate(range(0, m.size, _CHUNK)):
         k = key[start : start + _CHUNK]
         lo, hi = (int(k[0]), int(k[-1]) + 1) if n_keys > _DENSE_KEYS else (0, n_keys)
-        for i, (w, _, _) in enumerate(_bucket_limbs(m[start : start + _CHUNK], fmt.p, squares=fmt.want_squares)):
+        limbs = _bucket_limbs(m[start : start + _CHUNK], fmt.p, squares=wanted)
+        for i, (w, _, _) in enumerate(limbs):
             # exact: float64 sums of <= 2**14 integers below 2**38 stay below 2**52
             acc[i, lo:hi] += np.bincount(k - lo, weights=w, minlength=hi - lo).astype(np.int64)
         if chunk % _FLUSH == _FLUSH - 1:  # int64 holds 2**11 chunks' bucket sums
@@ -496,17 +507,20 @@ def _window_sums(
         rounded -= sigma  # exact: both in [2**k, 2**(k+1)]
         residual = np.subtract(residual, rounded, out=ws.residual[:size].reshape(r, c))
         limbs.append(limb)
-        if j + 1 < first_check or not residual.any():
-            if j + 1 < first_check:
-                continue
+        if j + 1 < first_check:
+            continue
+        if not residual.any():
             break
         misses = np.count_nonzero(residual)
+        if j + 1 == _MAX_LIMBS and 2 * misses > size:
+            # spread over more binades than any window: all of it to the bucket path
+            everything = np.flatnonzero(original)
+            return original.reshape(-1)[everything], everything // c + r0
         if misses <= _OUTLIER_FRACTION * size or j + 1 == _MAX_LIMBS:
             outliers = np.flatnonzero(residual)
             break
     if lost is not None and lost.any():
-        extra = np.flatnonzero(lost)
-        outliers = extra if outliers is None else np.union1d(outliers, extra)
+        outliers = np.flatnonzero((residual != 0) | lost)
     missed = None
     if outliers is not None and outliers.size:
         out_rows, out_cols = np.divmod(outliers, c)
