@@ -117,6 +117,12 @@ _OUTLIER_FRACTION: Final = 1 / 64
 # two first: the magic constants 1.5 * 2**(t_j + 52) must neither overflow nor fall below
 # the normal range.
 _SAFE_EXPONENT: Final = 960
+# Rows of one block whose largest magnitudes lie within this many binades share a window
+_SHARED_SPREAD: Final = 8
+# Values a slice's window missed get further windows below it while a pass captures at
+# least _LOWER_PROGRESS of them (at most _LOWER_PASSES passes); the rest, the bucket path.
+_LOWER_PROGRESS: Final = 1 / 16
+_LOWER_PASSES: Final = 8
 # The bucket path adds at most _CHUNK = 2**14 values per np.bincount: its float64 sums of
 # integer limbs below 2**38 stay below 2**52, exact.
 _CHUNK: Final = 1 << 14
@@ -426,6 +432,7 @@ class _Workspace:
     converted: Float64Array
     rounded: Float64Array
     residual: Float64Array
+    missed: npt.NDArray[np.bool_]
     limbs: npt.NDArray[np.int64]
 
     @classmethod
@@ -436,6 +443,7 @@ class _Workspace:
             np.empty(size),
             np.empty(size),
             np.empty(size),
+            np.empty(size, dtype=bool),
             np.empty((_MAX_LIMBS, rows * padded), dtype=np.int64),
         )
 
@@ -489,6 +497,11 @@ def _window_sums(
         e_top = np.where(far, 0, e_top)
         if (scale < 0).any():
             lost = (original != 0) & (x == 0)
+    if r > 1 and not far.any() and int(e_top.max()) - int(e_top.min()) <= _SHARED_SPREAD:
+        # one window for rows of similar size: a scalar constant takes NumPy's fast path,
+        # a column of them (one per row) runs about half as fast
+        e_top = np.full(r, e_top.max())
+    shared = bool((e_top == e_top[0]).all())
     t0 = e_top - (_LIMB - 1)
     padded = c if c <= _DOT else -(-c // _DOT) * _DOT
     # the window first checked covers the format's significand and 8 binades below the top
@@ -496,9 +509,13 @@ def _window_sums(
     rounded = ws.rounded[:size].reshape(r, c)
     residual = x
     limbs: list[npt.NDArray[np.int64]] = []
-    outliers: npt.NDArray[np.intp] | None = None
+    # a boolean mask, not the float residual, for counting and indexing: several times faster
+    miss = ws.missed[:size].reshape(r, c)
+    misses = 0
     for j in range(_MAX_LIMBS):
-        sigma = np.ldexp(1.5, t0 - _LIMB * j + 52)[:, None]
+        sigma: Any = np.ldexp(1.5, t0 - _LIMB * j + 52)[:, None]
+        if shared:
+            sigma = sigma[0, 0]  # a NumPy scalar
         limb = ws.limbs[j, : r * padded].reshape(r, padded)
         if padded > c:
             limb[:, c:] = 0
@@ -509,23 +526,24 @@ def _window_sums(
         limbs.append(limb)
         if j + 1 < first_check:
             continue
-        if not residual.any():
-            break
-        misses = np.count_nonzero(residual)
-        if j + 1 == _MAX_LIMBS and 2 * misses > size:
-            # spread over more binades than any window: all of it to the bucket path
-            everything = np.flatnonzero(original)
-            return original.reshape(-1)[everything], everything // c + r0
+        np.not_equal(residual, 0, out=miss)
+        misses = int(np.count_nonzero(miss))
         if misses <= _OUTLIER_FRACTION * size or j + 1 == _MAX_LIMBS:
-            outliers = np.flatnonzero(residual)
             break
     if lost is not None and lost.any():
-        outliers = np.flatnonzero((residual != 0) | lost)
+        miss |= lost
+        misses = int(np.count_nonzero(miss))
     missed = None
-    if outliers is not None and outliers.size:
+    if misses:
+        outliers = np.flatnonzero(miss)
         out_rows, out_cols = np.divmod(outliers, c)
-        for limb in limbs:
-            limb[out_rows, out_cols] = 0
+        if 8 * misses < size:
+            for limb in limbs:
+                limb[out_rows, out_cols] = 0
+        else:  # most of the block: one multiply per limb beats a scatter
+            keep = np.logical_not(miss, out=miss)
+            for limb in limbs:
+                limb[:, :c] *= keep
         missed = (original.reshape(-1)[outliers], out_rows + r0)
 
     count = len(limbs)
@@ -552,6 +570,39 @@ def _window_sums(
                 b = (b << _LIMB) + sum(t[row] for t in terms)
             squares[r0 + row] += _shifted(b, 2 * (unit[row] - fmt.k))
     return missed
+
+
+def _lower_windows(
+    values: Float64Array,
+    rows: npt.NDArray[np.intp],
+    fmt: _Format,
+    total: list[int],
+    squares: list[int],
+) -> tuple[Float64Array, npt.NDArray[np.intp]]:
+    """Window passes over the values one slice's windows missed, each below the last.
+
+    Data spread over a few windows' worth of binades (a broad log-normal, say) is
+    captured in a few passes; the values left when a pass captures less than
+    ``_LOWER_PROGRESS`` of its input go to the bucket path, and so does a set spanning
+    several slices.
+    """
+    for _ in range(_LOWER_PASSES):
+        if not values.size or rows[0] != rows[-1]:  # sorted: one slice iff first == last
+            break
+        ws = _Workspace.for_blocks(1, min(values.size, _BLOCK))
+        missed_values: list[Float64Array] = []
+        for c0 in range(0, values.size, _BLOCK):
+            block = values[None, c0 : c0 + _BLOCK]
+            top = np.abs(block).max(axis=1)
+            missed = _window_sums(block, top, int(rows[0]), fmt, total, squares, ws)
+            if missed is not None:
+                missed_values.append(missed[0])
+        left = np.concatenate(missed_values) if missed_values else values[:0]
+        progress = 1 - left.size / values.size
+        values, rows = left, rows[: left.size]
+        if progress < _LOWER_PROGRESS:
+            break
+    return values, rows
 
 
 def _fast_sums(rows: Array, *, want_squares: bool = True) -> _Sums:
@@ -593,8 +644,10 @@ def _fast_sums(rows: Array, *, want_squares: bool = True) -> _Sums:
                 missed_values.append(missed[0])
                 missed_rows.append(missed[1])
     if missed_values:
-        values = np.concatenate(missed_values)
-        _bucket_sums(values, np.concatenate(missed_rows), fmt, total, squares)
+        values, rows_of = np.concatenate(missed_values), np.concatenate(missed_rows)
+        if values.size < (1 - _LOWER_PROGRESS) * rows.size:  # else hopeless: every binade
+            values, rows_of = _lower_windows(values, rows_of, fmt, total, squares)
+        _bucket_sums(values, rows_of, fmt, total, squares)
 
     all_negzero = np.zeros(slices, dtype=bool)
     zero_rows = [i for i in range(slices) if total[i] == 0 and squares[i] == 0]
