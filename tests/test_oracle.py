@@ -738,3 +738,25 @@ def test_window_captures_values_down_to_2_to_the_p_minus_103_of_the_largest(dtyp
         assert missed is not None
         assert missed[0].tolist() == [below[0, 1]]
     _check_rows(x)
+
+
+def test_lower_windows_capture_a_slice_spread_over_a_few_windows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the module docstring's claim: 120 binades of float64 (more than two windows of 50)
+    # in one slice never reach the bucket path
+    bucketed: list[int] = []
+    real = oracle._bucket_sums
+
+    def spy(values: Any, *args: Any) -> None:
+        bucketed.append(values.size)
+        real(values, *args)
+
+    monkeypatch.setattr(oracle, "_bucket_sums", spy)
+    rng = np.random.default_rng(8)
+    x = rng.choice([-1.0, 1.0], size=6000) * 2.0 ** rng.uniform(-60, 60, size=6000)
+    assert exact_var(x, correction=1) == frac_float(fraction_var(x, 1))
+    assert sum(bucketed) == 0
+    spread = _random_finite_bits(rng, as_dtype("float64"), (6000,))
+    _check_rows(spread[None, :])
+    assert sum(bucketed) > 0  # every binade: the bucket path

@@ -29,15 +29,16 @@ Two paths compute the same numbers (``method=``):
     dot), combined in Python integers and rounded once by :func:`round_ratio`. A block
     is captured whole when no non-zero value is below :math:`2^{p - 103}` times its
     largest magnitude, ``p`` the format's significand bits (float64 :math:`2^{-50}`,
-    float32 :math:`2^{-79}`, bfloat16 :math:`2^{-95}`, float16 always). The few values
-    below the window, and blocks
-    spread over more binades than any window, take the *bucket path*: ``np.frexp``
-    splits them into :math:`m\,2^{e-p}` and ``np.bincount`` adds float64 limbs of
-    :math:`m` and :math:`m^2` (integers below :math:`2^{38}`, at most :math:`2^{14}` per
-    bucket: exact) into one bucket per (slice, exponent). Memory is O(block) plus O(the
-    values the window misses). Time is a few nanoseconds per element on the window
-    path, and tens of nanoseconds per element on the bucket path, which only data
-    spread over hundreds of binades (e.g. uniformly random bit patterns) takes whole.
+    float32 :math:`2^{-79}`, bfloat16 :math:`2^{-95}`, float16 always). The values
+    below the window get further windows below it when they all belong to one slice
+    (a slice spread over a few windows' worth of binades is captured in a few passes).
+    The rest take the *bucket path*: ``np.frexp`` splits them into :math:`m\,2^{e-p}`
+    and ``np.bincount`` adds float64 limbs of :math:`m` and :math:`m^2` (integers below
+    :math:`2^{38}`, at most :math:`2^{14}` per bucket: exact) into one bucket per
+    (slice, exponent). Memory is O(block) plus O(the values the window misses). Time is
+    a few nanoseconds per element on the window path and tens on the bucket path,
+    which only data spread over hundreds of binades (e.g. uniformly random bit
+    patterns) takes whole.
 ``"reference"``
     Obviously correct and slow: one :class:`fractions.Fraction` per element for the
     moments, :mod:`mpmath` interval arithmetic for the normalized output.
