@@ -308,10 +308,11 @@ def memory_rows(s: Settings) -> Iterator[Row]:
     del x
     for algorithm in vs.ALGORITHMS:
         for fn in (vs.var, vs.mean_var):
+            # tracemalloc slows a Python-level loop several times: a fifth of the budget
             n = _affordable(
                 lambda m, f=fn, a=algorithm: f(rng.standard_normal(m), algorithm=a),
                 n_goal,
-                s.budget,
+                s.budget / 5,
             )
             x = rng.standard_normal(n)
             note = "" if n == n_goal else f"measured at n = {_size(n)}: 10^7 exceeds the budget"
@@ -378,18 +379,29 @@ def context(load_before: tuple[float, ...], load_after: tuple[float, ...], s: Se
     return "\n".join(lines)
 
 
+METHOD = """\
+- A **time ratio** (`x`) is the median over rounds of time / baseline time, the baseline
+  timed right before the measured call in the same round, so a slow or shared machine
+  slows both.
+- A **memory ratio** (`x input`) is the peak of traced allocations (`tracemalloc`)
+  during one call divided by the input's size: `1x input` is one input-sized temporary.
+  Issue 15's goal for every algorithm, at most one such temporary (`np.var`'s own), is
+  written `<= 1.1x input`: the tenth is for small buffers.
+- A row measured on a smaller input than its label (its one call would exceed the
+  budget) says so in parentheses."""
+
+
 def report(rows: list[Row], ctx: str) -> str:
-    doc = (__doc__ or "").split("\n\n")
     return "\n".join(
         [
             "# Benchmarks",
             "",
-            "Written by `python -m benchmarks`; the structure is fixed, the numbers are one "
-            "run's (they vary between runs and machines).",
+            "Written by `python -m benchmarks` (issue 15's targets); the structure is fixed, "
+            "the numbers are one run's and vary between runs and machines.",
             "",
             ctx,
             "",
-            "\n\n".join(doc[1:3]).replace("\n", " ").replace("  ", " "),
+            METHOD,
             "",
             table(rows),
             "",
