@@ -6,6 +6,8 @@ Each row is measured in this run, never copied from elsewhere:
   (``np.var``, ``torch.nn.functional`` with one thread, or the other ``--jobs``) timed
   right before the measured call in the same round
   (:func:`bench_algorithms.ratio_to_np_var`), so a slow or shared machine moves both;
+  ``--clock cpu`` times the same rounds on the process's CPU clock instead, which a
+  machine shared with other jobs disturbs far less;
 - a **memory ratio** is the peak of traced allocations (``tracemalloc``) during one call,
   divided by the input's size: ``1.0x input`` is one input-sized temporary.
 
@@ -66,12 +68,28 @@ class Settings:
     rounds: int  # rounds per time ratio (fewer if the budget runs out)
     budget: float  # seconds a single measured call may take at the stated size
     full: bool  # also the standard sweep grid (minutes)
+    clock: str = "wall"  # "wall" (perf_counter) or "cpu" (this process's CPU time)
 
 
 def _ratio(fn: Callable[[], Any], baseline: Callable[[], Any], s: Settings) -> float:
     # at least one round; more while the budget for this row lasts
-    ratio, _, _ = ratio_to_np_var(fn, baseline, s.rounds, budget=s.budget)
-    return ratio
+    if s.clock == "wall":
+        ratio, _, _ = ratio_to_np_var(fn, baseline, s.rounds, budget=s.budget)
+        return ratio
+    # the same rounds on the process's CPU clock: on a shared machine, time spent waiting
+    # for a core is not counted against either side
+    ratios = []
+    start = time.perf_counter()
+    for _ in range(s.rounds):
+        t0 = time.process_time()
+        baseline()
+        t1 = time.process_time()
+        fn()
+        t2 = time.process_time()
+        ratios.append((t2 - t1) / max(t1 - t0, 1e-9))
+        if time.perf_counter() - start > s.budget:
+            break
+    return float(np.median(ratios))
 
 
 def _peak(fn: Callable[[], Any], nbytes: int) -> float:
@@ -87,9 +105,12 @@ def _peak(fn: Callable[[], Any], nbytes: int) -> float:
 
 def _affordable(fn: Callable[[int], Any], n: int, budget: float, smallest: int = 10**4) -> int:
     """The largest of n, n/10, ... whose single call, extrapolated from ``smallest``, fits."""
-    t0 = time.perf_counter()
-    fn(smallest)
-    per_element = (time.perf_counter() - t0) / smallest
+    calls = []
+    for _ in range(3):  # the fastest of three: a load spike must not shrink the input
+        t0 = time.perf_counter()
+        fn(smallest)
+        calls.append(time.perf_counter() - t0)
+    per_element = min(calls) / smallest
     while n > smallest and per_element * n > budget:
         n //= 10
     return n
@@ -363,7 +384,8 @@ def context(load_before: tuple[float, ...], load_after: tuple[float, ...], s: Se
     lines = [
         f"varstats {vs.__version__}, numpy {np.__version__}, torch {torch_version}, "
         f"Python {platform.python_version()}, {cores} cores, {s.rounds} rounds per ratio, "
-        f"{s.budget:g} s budget per call.",
+        f"{s.budget:g} s budget per call, time ratios on the "
+        + ("wall clock." if s.clock == "wall" else "process's CPU time (`--clock cpu`)."),
         "",
         f"Load average (1, 5, 15 min) before: {', '.join(f'{v:.2f}' for v in load_before)}; "
         f"after: {', '.join(f'{v:.2f}' for v in load_after)}.",
@@ -382,7 +404,8 @@ def context(load_before: tuple[float, ...], load_after: tuple[float, ...], s: Se
 METHOD = """\
 - A **time ratio** (`x`) is the median over rounds of time / baseline time, the baseline
   timed right before the measured call in the same round, so a slow or shared machine
-  slows both.
+  slows both; `--clock cpu` counts the process's CPU time instead of wall time. Sweep
+  rows are wall time.
 - A **memory ratio** (`x input`) is the peak of traced allocations (`tracemalloc`)
   during one call divided by the input's size: `1x input` is one input-sized temporary.
   Issue 15's goal for every algorithm, at most one such temporary (`np.var`'s own), is
@@ -417,6 +440,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--full", action="store_true", help="also the standard sweep grid")
     parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="time ratios on the wall clock, or on this process's CPU time (a shared machine)",
+    )
+    parser.add_argument(
         "--only", default=",".join(SECTIONS), help=f"comma-separated sections of {list(SECTIONS)}"
     )
     parser.add_argument("--out", type=Path, default=Path("results") / "benchmarks.md")
@@ -426,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
         parser.error(f"--only: unknown sections {unknown}; choose from {list(SECTIONS)}")
-    settings = Settings(args.rounds, args.budget, args.full)
+    settings = Settings(args.rounds, args.budget, args.full, args.clock)
     load_before = os.getloadavg()
     print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
     widths = [72, 32, 12, 12, 4]

@@ -50,11 +50,14 @@ def test_report_has_the_fixed_structure_and_no_machine_path() -> None:
     assert not re.search(r"(^|\s)/(home|tmp|work|usr|opt)/", text)
 
 
-def test_the_runner_writes_its_report(tmp_path: Path) -> None:
+@pytest.mark.parametrize("clock", ["wall", "cpu"])
+def test_the_runner_writes_its_report(tmp_path: Path, clock: str) -> None:
     out = tmp_path / "benchmarks.md"
-    assert run.main(["--only", "default", "--rounds", "1", "--budget", "1", "--out", str(out)]) == 0
+    args = ["--only", "default", "--rounds", "1", "--budget", "1", "--clock", clock]
+    assert run.main([*args, "--out", str(out)]) == 0
     text = out.read_text()
     assert text.count("default `vs.var(x)`") == 3
+    assert ("CPU time" in text) == (clock == "cpu")
 
 
 def test_unknown_sections_are_rejected() -> None:
