@@ -6,6 +6,8 @@ normalization layers built on them (:mod:`varstats.norms`) and the study that
 compares them (``python -m varstats.sweep``).
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from varstats import cases, conventions, metrics, norms, oracle
 from varstats.algorithms import (
     ALGORITHMS,
@@ -25,6 +27,12 @@ from varstats.precision import (
 )
 from varstats.recommendation import RECOMMENDED, recommended
 from varstats.reductions import mean_var, moments, var
+
+try:  # the one definition is pyproject.toml's; an installed package carries it
+    __version__ = version("varstats")
+except PackageNotFoundError:  # a source tree used without installing it
+    __version__ = "0+unknown"
+del PackageNotFoundError, version
 
 __all__ = [
     "ALGORITHMS",
