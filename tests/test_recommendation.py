@@ -198,8 +198,9 @@ def test_double_word_moments_round_m2_once_and_merge_to_plain_moments() -> None:
     assert float(m.mean[0]) == float(oracle.exact_mean(x, axis=-1)[0])
     merged = m.merge(m)
     assert type(merged) is vs.Moments
-    with pytest.raises(ValueError, match="correction"):
-        m.var(3)
+    # the Array API standard: N - correction <= 0 gives NaN, with one warning naming it
+    with pytest.warns(RuntimeWarning, match="correction"):
+        assert np.isnan(m.var(3)[0])
 
 
 def test_overflowing_m2_keeps_a_finite_variance() -> None:
