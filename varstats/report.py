@@ -42,6 +42,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 from varstats.cases import ORDERS
+from varstats.conventions import CONVENTIONS
 from varstats.precision import DTYPES, finfo
 from varstats.recommendation import RECOMMENDED_ACCUMULATOR
 
@@ -994,7 +995,14 @@ def layer_tables(df: pd.DataFrame) -> str:
         "Worst correct digits of the normalized output (normwise: max |y - exact| over "
         "the output's rms) per convention, each with its own moments algorithm, "
         "accumulator and output form; columns are the offset/std ratio of the input. "
-        "NaN outputs count as 0 digits.\n"
+        "NaN outputs count as 0 digits.\n",
+        "Where each preset's numbers come from (`Convention.verified`): a preset marked "
+        "*run* was checked against the installed framework by the tests named; the others "
+        "are modelled from the framework's source.\n",
+        _table(
+            ["convention", "verified"],
+            [[f"`{name}`", conv.verified] for name, conv in CONVENTIONS.items()],
+        ),
     ]
     for storage in [d for d in DTYPES if d in set(lay["storage"])]:
         sub = lay[lay["storage"] == storage]
