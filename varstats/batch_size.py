@@ -79,6 +79,7 @@ References
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import math
 import multiprocessing
@@ -238,6 +239,7 @@ def make_images(n: int, /, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------- confidence intervals
 
 
+@functools.lru_cache(maxsize=256)
 def student_t_quantile(p: float, /, *, df: int) -> float:
     r"""The ``p`` quantile of Student's t distribution with ``df`` degrees of freedom.
 
@@ -310,10 +312,17 @@ def cell_summary(rows: Iterable[dict[str, Any]], /, *, column: str = "eval_accur
         raise ValueError(f"column {column!r} not in the rows")
     out = []
     order = {v.name: i for i, v in enumerate(VARIANTS)}
-    for (name, n), g in df.groupby(["variant", "batch_size"], sort=False):
+    for _, g in df.groupby(["variant", "batch_size"], sort=False):
         mean, half = t_interval(list(g[column]))
+        first = g.iloc[0]
         out.append(
-            {"variant": name, "batch_size": int(n), "mean": mean, "ci95": half, "count": len(g)}
+            {
+                "variant": str(first["variant"]),
+                "batch_size": int(first["batch_size"]),
+                "mean": mean,
+                "ci95": half,
+                "count": len(g),
+            }
         )
     table = pd.DataFrame(out)
     table["_o"] = table["variant"].map(order)
@@ -336,7 +345,7 @@ def _layers() -> Any:
     nn = torch.nn
     functional = torch.nn.functional
 
-    class DeviceBatchNorm(nn.Module):  # type: ignore[misc]
+    class DeviceBatchNorm(nn.Module):  # type: ignore[name-defined]
         """BatchNorm over each simulated device's samples, or over all of them (sync)."""
 
         def __init__(self, channels: int, *, devices: int, sync: bool) -> None:
@@ -372,7 +381,7 @@ def _layers() -> Any:
             y = (xs - mean) * scale + self.bias.reshape(1, 1, c, 1, 1)
             return y.reshape(n, c, h, w)
 
-    class AffineChannel(nn.Module):  # type: ignore[misc]
+    class AffineChannel(nn.Module):  # type: ignore[name-defined]
         """``y = scale * x + bias`` per channel: BatchNorm with its statistics frozen."""
 
         def __init__(self, bn: Any) -> None:
@@ -386,7 +395,7 @@ def _layers() -> Any:
             c = x.shape[1]
             return x * self.scale.reshape(1, c, 1, 1) + self.shift.reshape(1, c, 1, 1)
 
-    class GroupNorm(nn.Module):  # type: ignore[misc]
+    class GroupNorm(nn.Module):  # type: ignore[name-defined]
         def __init__(self, channels: int, groups: int) -> None:
             super().__init__()
             self.groups = groups
@@ -396,7 +405,7 @@ def _layers() -> Any:
         def forward(self, x: Any) -> Any:
             return functional.group_norm(x, self.groups, self.weight, self.bias, EPS)
 
-    class Net(nn.Module):  # type: ignore[misc]
+    class Net(nn.Module):  # type: ignore[name-defined]
         """Backbone 1-16-32-32 (two stride-2 convs), head 32-32-32, linear on the 4 x 4 map."""
 
         BACKBONE = ((1, 16, 1), (16, 32, 2), (32, 32, 2))
