@@ -69,7 +69,9 @@ def student(gen, shape, df):
 
 def activations(n, gen, *, tau=tau_c, sigma=sigma_c, hw=H * W, heavy=None):
     """A float64 batch (n, C, hw): mu_c + tau_c * a_nc + sigma_c * e_nc(hw)."""
-    draw = (lambda s: gen.standard_normal(s)) if heavy is None else (lambda s: student(gen, s, heavy))
+    draw = (
+        (lambda s: gen.standard_normal(s)) if heavy is None else (lambda s: student(gen, s, heavy))
+    )
     a = draw((n, C, 1)) * tau[:, None]
     e = draw((n, C, hw)) * sigma[:, None]
     return mu_c[:, None] + a + e
@@ -179,7 +181,9 @@ for n in BATCHES:
             "N": n,
             "running var / pop var": float(np.mean(rv / pop_var)),
             "closed form": float(
-                np.mean((1 - (tau_c**2 / n + sigma_c**2 / (n * H * W)) / pop_var)) * (n * H * W) / (n * H * W - 1)
+                np.mean(1 - (tau_c**2 / n + sigma_c**2 / (n * H * W)) / pop_var)
+                * (n * H * W)
+                / (n * H * W - 1)
             ),
             "eval output sd": float(np.mean(y_fresh.std(axis=(0, 2, 3)))),
             "train-eval RMS difference": float(np.sqrt(np.mean((y_train - y_eval) ** 2))),
@@ -211,8 +215,17 @@ for n in (2, 8):
             a = gen.standard_normal((REPEATS, n, 1)) * t
             x = a + gen.standard_normal((REPEATS, n, hw))
             r = x.var(axis=(1, 2)) / (t**2 + 1)
-            sens_rows.append({"N": n, "tau/sigma": t, "H*W": hw, "rel RMSE": float(np.sqrt(np.mean((r - 1) ** 2)))})
-sens = pd.DataFrame(sens_rows).pivot_table(index=["N", "tau/sigma"], columns="H*W", values="rel RMSE")
+            sens_rows.append(
+                {
+                    "N": n,
+                    "tau/sigma": t,
+                    "H*W": hw,
+                    "rel RMSE": float(np.sqrt(np.mean((r - 1) ** 2))),
+                }
+            )
+sens = pd.DataFrame(sens_rows).pivot_table(
+    index=["N", "tau/sigma"], columns="H*W", values="rel RMSE"
+)
 sens.round(3)
 
 # %% [markdown]
@@ -237,14 +250,24 @@ g_rows = []
 for groups in (1, 2, 4, 8, 16, 32):
     for name, df in (("Gaussian", None), ("Student t (5 df)", 5)):
         gen = np.random.default_rng(groups)
-        draw = (lambda s, gen=gen: gen.standard_normal(s)) if df is None else (lambda s, gen=gen, df=df: student(gen, s, df))
+        draw = (
+            (lambda s, gen=gen: gen.standard_normal(s))
+            if df is None
+            else (lambda s, gen=gen, df=df: student(gen, s, df))
+        )
         n = REPEATS // 4
         m = mu_c[None, :] + draw((n, C)) * tau_c  # (n, C): each sample's channel means
         x = m[:, :, None] + draw((n, C, H * W)) * sigma_c[:, None]
         est = x.reshape(n, groups, -1).var(axis=-1)
         mg = m.reshape(n, groups, -1)
         target = (sigma_c**2).reshape(groups, -1).mean(axis=-1) + mg.var(axis=-1)
-        g_rows.append({"G": groups, "model": name, "rel RMSE": float(np.sqrt(np.mean((est / target - 1) ** 2)))})
+        g_rows.append(
+            {
+                "G": groups,
+                "model": name,
+                "rel RMSE": float(np.sqrt(np.mean((est / target - 1) ** 2))),
+            }
+        )
 gn_table = pd.DataFrame(g_rows).pivot_table(index="G", columns="model", values="rel RMSE")
 gn_table.round(4)
 
@@ -296,7 +319,11 @@ plt.show()
 # %%
 runs["gap"] = runs["eval_accuracy"] - runs["batch_stat_accuracy"]
 gap_cells = bs.cell_summary(runs.to_dict("records"), column="gap")
-gap_table = (100 * gap_cells["mean"]).round(1).astype(str) + " ± " + (100 * gap_cells["ci95"]).round(1).astype(str)
+gap_table = (
+    (100 * gap_cells["mean"]).round(1).astype(str)
+    + " ± "
+    + (100 * gap_cells["ci95"]).round(1).astype(str)
+)
 gap_table.unstack("batch_size").loc[["bn", "syncbn"]]
 
 # %% [markdown]
@@ -316,7 +343,9 @@ for variant in ("bn", "gn16"):
     for n in (2, 32):
         for seed in range(AUTOCAST_SEEDS):
             row = bs.train_one(variant, n, seed, autocast=True, budget=AUTOCAST_BUDGET)
-            f32 = runs[(runs["variant"] == variant) & (runs["batch_size"] == n) & (runs["seed"] == seed)]
+            f32 = runs[
+                (runs["variant"] == variant) & (runs["batch_size"] == n) & (runs["seed"] == seed)
+            ]
             bf16_rows.append(
                 {
                     "variant": variant,
@@ -328,7 +357,9 @@ for variant in ("bn", "gn16"):
             )
 bf16 = pd.DataFrame(bf16_rows)
 bf16["difference"] = bf16["bfloat16 autocast accuracy"] - bf16["float32 accuracy"]
-bf16.groupby(["variant", "N"])[["float32 accuracy", "bfloat16 autocast accuracy", "difference"]].mean().round(3)
+bf16.groupby(["variant", "N"])[
+    ["float32 accuracy", "bfloat16 autocast accuracy", "difference"]
+].mean().round(3)
 
 # %% [markdown]
 # (In quick mode the bfloat16 runs see only 1024 samples, so they are far below the
@@ -347,8 +378,17 @@ GROUPS = 8
 
 def numeric_error(layer, convention, x):
     conv = conventions.CONVENTIONS[convention]
-    rows = np.moveaxis(x, 1, 0).reshape(C, -1) if layer == "batch_norm" else x.reshape(x.shape[0], GROUPS, -1)
-    m = vs.moments(rows, axis=-1, algorithm=conv.algorithm(layer), precision=conv.precision(layer, vs.finfo(x.dtype).name))
+    rows = (
+        np.moveaxis(x, 1, 0).reshape(C, -1)
+        if layer == "batch_norm"
+        else x.reshape(x.shape[0], GROUPS, -1)
+    )
+    m = vs.moments(
+        rows,
+        axis=-1,
+        algorithm=conv.algorithm(layer),
+        precision=conv.precision(layer, vs.finfo(x.dtype).name),
+    )
     return float(np.max(metrics.rel_err(m.var(0), oracle.exact_var(rows, axis=-1))))
 
 
@@ -360,7 +400,13 @@ for n in BATCHES:
         for convention, storage in SETUPS:
             x = vs.round_to(x32, storage)
             for layer in ("batch_norm", "group_norm"):
-                numeric_rows.append({"N": n, "setup": f"{layer} {convention} {storage}", "rel_err": numeric_error(layer, convention, x)})
+                numeric_rows.append(
+                    {
+                        "N": n,
+                        "setup": f"{layer} {convention} {storage}",
+                        "rel_err": numeric_error(layer, convention, x),
+                    }
+                )
 numeric = pd.DataFrame(numeric_rows).groupby(["N", "setup"])["rel_err"].max().unstack("setup")
 numeric["statistical RMSE (BN variance)"] = gauss["var rel. RMSE"]
 numeric.map(lambda v: f"{v:.2g}")
@@ -384,7 +430,8 @@ worst_f32 = float(numeric[[c for c in numeric.columns if "pytorch float32" in c]
 worst_bf16 = float(numeric[[c for c in numeric.columns if "pytorch bfloat16" in c]].max().max())
 print(
     f"BatchNorm variance bias at N = 2: {gauss['var bias'].loc[2]:+.3f} "
-    f"(closed form {gauss['bias, closed form'].loc[2]:+.3f}), at N = 64: {gauss['var bias'].loc[64]:+.3f}; "
+    f"(closed form {gauss['bias, closed form'].loc[2]:+.3f}), "
+    f"at N = 64: {gauss['var bias'].loc[64]:+.3f}; "
     f"running variance / population at N = 2: {gap['running var / pop var'].loc[2]:.3f}, "
     f"eval-mode output sd {gap['eval output sd'].loc[2]:.3f}.\n"
     f"Rounding: PyTorch's float32 kernels err by at most {worst_f32:.1g} in the variance "

@@ -345,7 +345,7 @@ def _layers() -> Any:
     nn = torch.nn
     functional = torch.nn.functional
 
-    class DeviceBatchNorm(nn.Module):  # type: ignore[name-defined]
+    class DeviceBatchNorm(nn.Module):  # type: ignore[misc,name-defined,unused-ignore]
         """BatchNorm over each simulated device's samples, or over all of them (sync)."""
 
         def __init__(self, channels: int, *, devices: int, sync: bool) -> None:
@@ -381,7 +381,7 @@ def _layers() -> Any:
             y = (xs - mean) * scale + self.bias.reshape(1, 1, c, 1, 1)
             return y.reshape(n, c, h, w)
 
-    class AffineChannel(nn.Module):  # type: ignore[name-defined]
+    class AffineChannel(nn.Module):  # type: ignore[misc,name-defined,unused-ignore]
         """``y = scale * x + bias`` per channel: BatchNorm with its statistics frozen."""
 
         def __init__(self, bn: Any) -> None:
@@ -395,7 +395,7 @@ def _layers() -> Any:
             c = x.shape[1]
             return x * self.scale.reshape(1, c, 1, 1) + self.shift.reshape(1, c, 1, 1)
 
-    class GroupNorm(nn.Module):  # type: ignore[name-defined]
+    class GroupNorm(nn.Module):  # type: ignore[misc,name-defined,unused-ignore]
         def __init__(self, channels: int, groups: int) -> None:
             super().__init__()
             self.groups = groups
@@ -405,7 +405,7 @@ def _layers() -> Any:
         def forward(self, x: Any) -> Any:
             return functional.group_norm(x, self.groups, self.weight, self.bias, EPS)
 
-    class Net(nn.Module):  # type: ignore[name-defined]
+    class Net(nn.Module):  # type: ignore[misc,name-defined,unused-ignore]
         """Backbone 1-16-32-32 (two stride-2 convs), head 32-32-32, linear on the 4 x 4 map."""
 
         BACKBONE = ((1, 16, 1), (16, 32, 2), (32, 32, 2))
