@@ -53,7 +53,7 @@ RESULTS = Path("..") / "results"
 
 C, H, W = 32, 8, 8
 BATCHES = [2, 4, 8, 16, 32, 64]
-REPEATS = 200 if QUICK else 2000  # random batches per batch size
+REPEATS = 200 if QUICK else 1000  # random batches per batch size
 
 rng = np.random.default_rng(2018)
 mu_c = rng.normal(0.0, 1.0, C)
@@ -158,7 +158,7 @@ pd.concat({"Gaussian": gauss, "Student t (5 df)": heavy}, axis=1).round(3)
 # construction.
 
 # %%
-STREAM = 40 if QUICK else 200
+STREAM = 40 if QUICK else 100
 gap_rows = []
 for n in BATCHES:
     gen = np.random.default_rng(500 + n)

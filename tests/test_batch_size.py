@@ -213,6 +213,8 @@ def _cell(committed: pd.DataFrame, variant: str, n: int, column: str = "eval_acc
     mean, half = bs.t_interval(
         committed[(committed["variant"] == variant) & (committed["batch_size"] == n)][column]
     )
+    if column.endswith("loss"):
+        return f"{mean:.3f} ± {half:.3f}"
     return f"{100 * mean:.1f} ± {100 * half:.1f}%"
 
 
