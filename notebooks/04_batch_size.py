@@ -461,16 +461,16 @@ numeric.map(lambda v: f"{v:.2g}")
 #
 # **Against Wu & He (2018).** On ResNet-50/ImageNet at 2 images per GPU they report
 # 34.7% error for BatchNorm and 24.1% for GroupNorm (32 groups), a 10.6-point gap. This
-# proxy does not reproduce a gap of that kind: BatchNorm at N = 2 is within about 1 point
-# of GroupNorm with 4 groups, and the lead of 16 groups over BatchNorm (1 to 3 points)
-# appears at every batch size, so it is not a small-batch effect. Likely reasons: the network is shallow (five
-# normalized layers instead of about fifty, so the per-layer estimation noise compounds
-# far less); the task is small and easy to fit in a short budget, where BatchNorm's noise
-# acts as a regularizer rather than a handicap; $H \times W$ is large relative to the
-# per-sample offset in early layers (the sensitivity table: with small $\tau/\sigma$ a
-# batch of 2 is already reliable); and the schedule is short, so optimization (steps per
-# sample) dominates every other effect. A proxy this small tests the mechanism, not the
-# ImageNet number.
+# proxy does not reproduce a gap of that kind: BatchNorm at N = 2 is within about 1
+# point of GroupNorm with 4 groups, and the lead of 16 groups over BatchNorm (1 to 3
+# points) appears at every batch size, so it is not a small-batch effect. Likely
+# reasons: the network is shallow (five normalized layers instead of about fifty, so the
+# per-layer estimation noise compounds far less); the task is small and easy to fit in a
+# short budget, where BatchNorm's noise acts as a regularizer rather than a handicap;
+# $H \times W$ is large relative to the per-sample offset in early layers (the sensitivity
+# table: with small $\tau/\sigma$ a batch of 2 is much more reliable); and the schedule is
+# short, so optimization (steps per sample) dominates every other effect. A proxy this
+# small tests the mechanism, not the ImageNet number.
 #
 # **Numerics.** Rounding is not what makes small batches unreliable: the moments' rounding
 # error in float32 is orders of magnitude below their statistical error at every N
