@@ -35,7 +35,8 @@ noise, number of steps, learning rate) is identical across variants at a given `
     ``group_norm``.
 ``affine_channel``
     Detectron's frozen BatchNorm: the first :data:`PRE_RUN_FRACTION` of the sample budget
-    is a pre-run with batch-wide BatchNorm at the largest batch, after which every
+    is a pre-run with batch-wide BatchNorm at the largest batch (its own warm-up and
+    cosine schedule), after which every
     BatchNorm becomes a per-channel affine map :math:`y = s x + b` with
     :math:`s = \gamma / \sqrt{\hat\sigma^2 + \epsilon}`, :math:`b = \beta - s \hat\mu`
     from the pre-run's running statistics; training continues at batch ``N`` with the
@@ -340,6 +341,7 @@ def _torch() -> Any:
     return torch
 
 
+@functools.cache
 def _layers() -> Any:
     """The torch modules, built on first use so that importing this module needs no torch."""
     torch = _torch()
