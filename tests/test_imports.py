@@ -31,15 +31,16 @@ FLOORS: list[set[str]] = [
     {"rounding", "array_api"},
     {"validation"},
     {"moments"},
-    {"summation"},
-    {"kernels", "torch_cpu"},
+    {"summation", "framework_stats"},
+    {"kernels", "dot2", "torch_cpu", "tensorflow_cpu", "jax_cpu", "onnxruntime_cpu"},
     {"algorithms"},
     {"dask"},
     {"reductions"},
-    {"oracle", "cases", "conventions"},
+    {"oracle", "cases", "conventions", "recommendation"},
     {"metrics", "norms", "vectors"},
     {"sweep"},
     {"report"},
+    {"batch_size"},
 ]
 
 
