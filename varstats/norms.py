@@ -425,9 +425,11 @@ def batch_norm(
     if n == 0:
         raise ValueError(f"x: empty reduction for shape {xa.shape}")
     _single_value(n, conv)
-    if xa.ndim == 2 and algorithm is None and conv.algorithm("batch_norm") == "torch_cpu_two_pass":
-        # torch takes the channels-last kernel when image_size == 1
-        options = {"channels_last": True, **options}
+    if (conv.algorithm("batch_norm") if algorithm is None else algorithm) == "torch_cpu_two_pass":
+        # batch_norm_cpu_collect_stats_kernel takes the channels-last kernel whenever
+        # image_size == 1 ("NC11 is also channels last"), for any number of dimensions
+        image_size = n // xa.shape[0]
+        options = {"channels_last": image_size == 1, "image_size": image_size, **options}
     m, dtype = _batch_stats(rows, conv, "batch_norm", algorithm, precision, options, xa)
     y, mean_d, _ = _normalize_from_moments(xa, m, n, w, b, eps_v, conv, "batch_norm", dtype, shape)
     new_rm, new_rv = _running_stats(rm, rv, mean_d, m, n, mom, conv)
@@ -651,6 +653,9 @@ def instance_norm(
     rows = xa.reshape(n, c, -1)
     if rows.shape[-1] == 1:
         _single_value(1, conv)
+    if (conv.algorithm("instance_norm") if algorithm is None else algorithm) == "torch_cpu_two_pass":
+        # the (1, N*C, ...) view: each row is one contiguous block of the spatial size
+        options = {"image_size": rows.shape[-1], **options}
     m, dtype = _batch_stats(rows, conv, "instance_norm", algorithm, precision, options, xa)
     spatial = (1,) * (xa.ndim - 2)
     m = Moments(

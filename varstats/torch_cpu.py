@@ -148,7 +148,15 @@ def torch_cpu_welford(x: Array, /, *, acc: np.dtype[Any], lanes: int | None = No
     )
 
 
-def torch_cpu_two_pass(x: Array, /, *, acc: np.dtype[Any], channels_last: bool = False) -> Moments:
+def torch_cpu_two_pass(
+    x: Array,
+    /,
+    *,
+    acc: np.dtype[Any],
+    channels_last: bool = False,
+    image_size: int | None = None,
+    threads: int = 1,
+) -> Moments:
     r"""PyTorch's CPU BatchNorm statistics: sequential two-pass, deviations in storage.
 
     Models ``batch_norm_cpu_collect_stats_contiguous_impl``
@@ -163,36 +171,105 @@ def torch_cpu_two_pass(x: Array, /, *, acc: np.dtype[Any], channels_last: bool =
     torch uses ``acc_type<float, false> = double`` as the accumulator, so the
     preset precision is ``float32:float64``. The mean and :math:`M_2` are
     rounded to the storage format (torch stores them in float tensors) and
-    returned in ``acc``. ``channels_last=True`` models the kernel torch uses for
-    ``(N, C)`` inputs and channels-last layouts when run on one thread.
+    returned in ``acc``.
+
+    For float64 data the compiler vectorizes the squares in pairs and contracts
+    the scalar remainder: when ``image_size`` (the length of each contiguous
+    (n, c) block of the row; ``None``: the whole row) is odd, the last element
+    of every block is accumulated as :math:`M_2 = \operatorname{fma}(d, d, M_2)`.
+
+    ``channels_last=True`` models ``batch_norm_cpu_collect_stats_channels_last_impl``,
+    which torch takes for channels-last layouts and whenever the spatial size is 1
+    ((N, C) and (N, C, 1, ...) inputs). With ``n > threads`` the row is cut as
+    ``at::parallel_for(0, n, 1, ...)`` cuts it under OpenMP (``threads`` chunks of
+    :math:`\lceil n/T\rceil`), each chunk summed sequentially in the storage format
+    (:math:`M_2` with one FMA per element), then the chunk sums added in ``acc``; with
+    ``n <= threads`` one sequential sum in ``acc``. The result depends on the thread
+    count, which torch reports as ``torch.get_num_threads()``.
+
+    Float16/bfloat16 storage is accepted, but torch's reduced-precision kernels
+    (``..._internal`` with float vectors) are not modelled: the sums here run in
+    ``acc`` (float32), which bounds the result like torch's without matching its bits.
     """
     acc = np.dtype(acc)
-    storage = np.asarray(x).dtype
     xs = np.asarray(x)
+    storage = xs.dtype
     n = xs.shape[-1]
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads: expected a positive integer, got {threads!r}")
+    if image_size is None:
+        image_size = n
+    if (
+        isinstance(image_size, bool)
+        or not isinstance(image_size, (int, np.integer))
+        or image_size < 1
+        or n % image_size
+    ):
+        raise ValueError(f"image_size: expected a positive divisor of {n}, got {image_size!r}")
+    if storage.itemsize < 4:
+        # float16/bfloat16: not torch's reduced-precision kernel; sum in acc (float32)
+        # so that the statistics stay finite where torch's are.
+        return _two_pass_in_acc(xs, acc)
     if channels_last:
-        return _torch_cpu_two_pass_channels_last(xs, acc)
+        return _two_pass_channels_last(xs, acc, int(threads))
     with np.errstate(all="ignore"):
         total = np.add.accumulate(xs.astype(acc), axis=-1)[..., -1]  # strictly left to right
         mean = (total / acc.type(n)).astype(storage)
         dev = xs - mean[..., None]
         sq = (dev * dev).astype(storage)
-        m2 = np.add.accumulate(sq.astype(acc), axis=-1)[..., -1].astype(storage)
+        if storage == np.float64 and image_size % 2:
+            m2 = _sum_with_fused_block_ends(sq, dev, int(image_size))
+        else:
+            m2 = np.add.accumulate(sq.astype(acc), axis=-1)[..., -1].astype(storage)
     return Moments(np.full(mean.shape, n, dtype=np.int64), mean.astype(acc), m2.astype(acc))
 
 
-def _torch_cpu_two_pass_channels_last(xs: Array, acc: np.dtype[Any]) -> Moments:
-    # batch_norm_cpu_collect_stats_channels_last_impl with one thread (and the (N, C)
-    # inputs, image_size == 1, that take this path): the per-thread buffer sums in the
-    # storage format, sequentially over rows, with y + (x - mean)^2 contracted to an
-    # FMA; the one buffer row is then added in acc. Other thread counts split the rows.
+def _sum_with_fused_block_ends(sq: Array, dev: Array, block: int) -> Array:
+    # float64 `_var_sum += (x - mean) * (x - mean)`: GCC computes the squares two at a
+    # time and adds them in order; the odd element left at the end of each block of
+    # `block` values is the scalar epilogue, contracted to one FMA.
+    rows = sq.shape[:-1]
+    total = np.zeros(rows, sq.dtype)
+    for start in range(0, sq.shape[-1], block):
+        body = sq[..., start : start + block - 1]
+        if body.shape[-1]:
+            total = np.add.accumulate(np.concatenate([total[..., None], body], axis=-1), axis=-1)[
+                ..., -1
+            ]
+        last = dev[..., start + block - 1]
+        total = fma(last, last, total, sq.dtype)
+    return total
+
+
+def _two_pass_channels_last(xs: Array, acc: np.dtype[Any], threads: int) -> Moments:
+    # Per-thread buffer rows in the storage format: y + x, then y + (x - mean)^2
+    # contracted to an FMA; the buffer rows are then added in acc. Measured against
+    # torch 2.13: with n <= threads the whole row is one chunk.
     storage = xs.dtype
     n = xs.shape[-1]
+    chunk = -(-n // threads) if n > threads else n
+    bounds = [(a, min(n, a + chunk)) for a in range(0, n, chunk)]
     with np.errstate(all="ignore"):
-        total = np.add.accumulate(xs, axis=-1)[..., -1]
-        mean = (total.astype(acc) / acc.type(n)).astype(storage)
-        m2 = np.zeros(xs.shape[:-1], storage)
-        for i in range(n):
-            dev = xs[..., i] - mean
-            m2 = fma(dev, dev, m2, storage)
+        total = np.zeros(xs.shape[:-1], acc)
+        for a, b in bounds:
+            total = total + np.add.accumulate(xs[..., a:b], axis=-1)[..., -1].astype(acc)
+        mean = (total / acc.type(n)).astype(storage)
+        m2 = np.zeros(xs.shape[:-1], acc)
+        for a, b in bounds:
+            y = np.zeros(xs.shape[:-1], storage)
+            for i in range(a, b):
+                d = xs[..., i] - mean
+                y = fma(d, d, y, storage)
+            m2 = m2 + y.astype(acc)
+        m2 = m2.astype(storage)
+    return Moments(np.full(mean.shape, n, dtype=np.int64), mean.astype(acc), m2.astype(acc))
+
+
+def _two_pass_in_acc(xs: Array, acc: np.dtype[Any]) -> Moments:
+    n = xs.shape[-1]
+    with np.errstate(all="ignore"):
+        xa = xs.astype(acc)
+        mean = np.add.accumulate(xa, axis=-1)[..., -1] / acc.type(n)
+        dev = xa - mean[..., None]
+        m2 = np.add.accumulate(dev * dev, axis=-1)[..., -1]
     return Moments(np.full(mean.shape, n, dtype=np.int64), mean.astype(acc), m2.astype(acc))
