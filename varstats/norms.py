@@ -34,13 +34,14 @@ References
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Final, NamedTuple
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, Final, NamedTuple, ParamSpec, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
 
-from varstats.algorithms import Kernel, moments
+from varstats.algorithms import Kernel, get_algorithm, moments
 from varstats.conventions import Convention, get_convention
 from varstats.moments import Moments
 from varstats.precision import Precision, as_dtype, resolve_precision, round_to
@@ -97,8 +98,38 @@ class SyncBatchNormOutput(NamedTuple):
 # --------------------------------------------------------------------------- validation
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _quiet(layer: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run a public layer under ``np.errstate(all="ignore")``.
+
+    Overflow, underflow and NaN are results the layers return (and the study
+    measures), never accidents worth a warning; this covers every cast and sum.
+    """
+
+    @functools.wraps(layer)
+    def quiet(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with np.errstate(all="ignore"):
+            return layer(*args, **kwargs)
+
+    return quiet
+
+
+def _to_numpy(x: Any) -> Any:
+    # torch tensors (requires_grad=True included) are read as their values: the
+    # layers compute no gradients, and np.asarray refuses a tensor that needs one.
+    if type(x).__module__.split(".")[0] == "torch" and hasattr(x, "detach"):
+        t = x.detach().cpu()
+        if str(t.dtype) == "torch.bfloat16":  # NumPy has no bfloat16: exact via float32
+            return round_to(t.float().numpy(), "bfloat16")
+        return t.numpy()
+    return x
+
+
 def _float_input(x: Any, name: str, min_ndim: int = 0) -> Array:
-    a = np.asarray(x)
+    a = np.asarray(_to_numpy(x))
     if a.dtype.kind in "biuc" or a.dtype.kind == "O":
         raise TypeError(f"{name}: expected floating-point data, got {a.dtype}")
     try:
@@ -110,12 +141,21 @@ def _float_input(x: Any, name: str, min_ndim: int = 0) -> Array:
     return a
 
 
+def _show(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _check_eps(eps: Any, name: str = "eps") -> float:
     if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)):
         raise TypeError(f"{name}: expected a positive number, got {eps!r}")
-    if not (float(eps) > 0 and np.isfinite(eps)):
+    try:
+        value = float(eps)
+    except OverflowError:  # an int beyond the float range, e.g. 10**400
+        raise ValueError(f"{name}: must be a positive finite number, got {_show(eps)}") from None
+    if not (value > 0 and np.isfinite(value)):
         raise ValueError(f"{name}: must be a positive finite number, got {eps!r}")
-    return float(eps)
+    return value
 
 
 def _per_channel(p: Any, c: int, name: str) -> Array | None:
@@ -136,9 +176,44 @@ def _required(p: Any, c: int, name: str) -> Array:
 
 def _momentum(momentum: Any, conv: Convention) -> float:
     m = conv.momentum if momentum is None else momentum
-    if isinstance(m, bool) or not isinstance(m, (int, float, np.floating)) or not 0 <= m <= 1:
+    if isinstance(m, bool) or not isinstance(m, (int, float, np.floating, np.integer)):
+        raise TypeError(f"momentum: expected a number in [0, 1], got {momentum!r}")
+    if not 0 <= m <= 1:  # exact comparison: no float conversion of huge ints
         raise ValueError(f"momentum: expected a number in [0, 1], got {momentum!r}")
     return float(m)
+
+
+def _axes(axis: Any, ndim: int, name: str = "axis") -> tuple[int, ...]:
+    """Normalized, distinct axes of an ``ndim``-dimensional array; out of range raises."""
+    items = (axis,) if not isinstance(axis, (tuple, list)) else tuple(axis)
+    out = []
+    for ax in items:
+        if isinstance(ax, bool) or not isinstance(ax, (int, np.integer)):
+            raise TypeError(f"{name}: expected an int or a tuple of ints, got {axis!r}")
+        if not -ndim <= ax < ndim:
+            raise ValueError(f"{name}: {ax} is out of range for an array of {ndim} dimensions")
+        out.append(int(ax) % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name}: repeated axes in {axis!r}")
+    return tuple(out)
+
+
+def _positive_int(v: Any, name: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
+        raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+    return int(v)
+
+
+def _positive_float(v: Any, name: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name}: expected a positive number, got {v!r}")
+    try:
+        value = float(v)
+    except OverflowError:
+        raise ValueError(f"{name}: must be a positive finite number, got {_show(v)}") from None
+    if not (value > 0 and np.isfinite(value)):
+        raise ValueError(f"{name}: must be a positive finite number, got {v!r}")
+    return value
 
 
 def _resolve(
@@ -226,7 +301,7 @@ def _affine_output(
         t = centered * invstd
         if w is None and b is None:
             return np.asarray(t)
-        if w is None and fused:
+        if w is None and b is not None and fused:
             # layer_norm_kernel.cpp's scalar loop for a null gamma: `* 1` is folded
             # away and (x - mean) * rstd + beta contracts to one FMA (measured)
             return fma(centered, invstd, b, dtype)
@@ -332,6 +407,7 @@ def _batch_stats(
     return m, np.dtype(dtype)
 
 
+@_quiet
 def batch_norm(
     x: npt.ArrayLike,
     /,
@@ -406,11 +482,14 @@ def batch_norm(
     if not training:
         if rm is None or rv is None:
             raise ValueError("running_mean: evaluation (training=False) needs running statistics")
-        dtype = (
-            np.dtype(rv.dtype)
-            if conv.running_update == "torch_cpu"
-            else np.dtype(conv.precision("batch_norm", xa.dtype).accumulator_dtype)
-        )
+        if algorithm is not None:
+            get_algorithm(algorithm)  # validated, though evaluation computes no moments
+        if precision is not None:  # the arithmetic of the output runs in its accumulator
+            dtype = np.dtype(resolve_precision(precision, xa).accumulator_dtype)
+        elif conv.running_update == "torch_cpu":
+            dtype = np.dtype(rv.dtype)
+        else:
+            dtype = np.dtype(conv.precision("batch_norm", xa.dtype).accumulator_dtype)
         mean = rm.astype(dtype)
         inv = _invstd(rv.astype(dtype), eps_v, conv, dtype, in_f64=False)
         y = _affine_output(
@@ -476,6 +555,7 @@ def _normalize_from_moments(
 # --------------------------------------------------------------------------- LN, IN, GN
 
 
+@_quiet
 def layer_norm(
     x: npt.ArrayLike,
     /,
@@ -566,6 +646,7 @@ def _normalize_affine_trailing(
     return round_to(y, xa.dtype), mean_d, var_d
 
 
+@_quiet
 def group_norm(
     x: npt.ArrayLike,
     /,
@@ -608,6 +689,13 @@ def group_norm(
     w = _per_channel(weight, c, "weight")
     b = _per_channel(bias, c, "bias")
     g = int(num_groups)
+    if conv.single_value_behaviour == "raise" and (n * c // g) * int(np.prod(xa.shape[2:])) == 1:
+        # torch.nn.functional.group_norm's _verify_batch_size on [N*C/G, G, *spatial]
+        raise ValueError(
+            "x: expected more than 1 value per channel when training, got shape "
+            f"{xa.shape} with num_groups={g} (convention {conv.name!r} raises, as "
+            "torch.nn.functional.group_norm does)"
+        )
     rows = xa.reshape(n, g, -1)
     m, dtype = _batch_stats(rows, conv, "group_norm", algorithm, precision, options, xa)
     if conv.running_update == "torch_cpu":
@@ -626,28 +714,78 @@ def group_norm(
     return y
 
 
+@overload
 def instance_norm(
     x: npt.ArrayLike,
     /,
     *,
+    running_mean: None = None,
+    running_var: None = None,
     weight: npt.ArrayLike | None = None,
     bias: npt.ArrayLike | None = None,
+    use_input_stats: bool = True,
+    momentum: float | None = None,
     eps: float = 1e-5,
     convention: str | Convention = "pytorch",
     algorithm: str | Kernel | None = None,
     precision: Precision | str | None = None,
     **options: Any,
-) -> Array:
+) -> Array: ...
+
+
+@overload
+def instance_norm(
+    x: npt.ArrayLike,
+    /,
+    *,
+    running_mean: npt.ArrayLike,
+    running_var: npt.ArrayLike,
+    weight: npt.ArrayLike | None = None,
+    bias: npt.ArrayLike | None = None,
+    use_input_stats: bool = True,
+    momentum: float | None = None,
+    eps: float = 1e-5,
+    convention: str | Convention = "pytorch",
+    algorithm: str | Kernel | None = None,
+    precision: Precision | str | None = None,
+    **options: Any,
+) -> BatchNormOutput: ...
+
+
+@_quiet
+def instance_norm(
+    x: npt.ArrayLike,
+    /,
+    *,
+    running_mean: npt.ArrayLike | None = None,
+    running_var: npt.ArrayLike | None = None,
+    weight: npt.ArrayLike | None = None,
+    bias: npt.ArrayLike | None = None,
+    use_input_stats: bool = True,
+    momentum: float | None = None,
+    eps: float = 1e-5,
+    convention: str | Convention = "pytorch",
+    algorithm: str | Kernel | None = None,
+    precision: Precision | str | None = None,
+    **options: Any,
+) -> Array | BatchNormOutput:
     r"""Instance normalization (Ulyanov et al. 2016): moments per (sample, channel).
 
     .. math::
         y_{nc\ldots} = \frac{x_{nc\ldots} - \mu_{nc}}
                           {\sqrt{\sigma_{nc}^2 + \epsilon}}\,\gamma_c + \beta_c
 
-    PyTorch computes it as a training-mode BatchNorm of the input viewed as
-    ``(1, N*C, ...)`` (``Normalization.cpp``), so the PyTorch preset uses the
-    BatchNorm kernel (``torch_cpu_two_pass``) and output form. Running statistics
-    (``use_input_stats=False``) are not modelled.
+    PyTorch computes it as a BatchNorm of the input viewed as ``(1, N*C, ...)``
+    (``instance_norm`` in ``aten/src/ATen/native/Normalization.cpp``), so the PyTorch
+    preset uses the BatchNorm kernel (``torch_cpu_two_pass``) and output form.
+
+    Without running statistics the result is the normalized array. With
+    ``running_mean`` and ``running_var`` (shape (C,)) it is a :class:`BatchNormOutput`:
+    as in torch, each is repeated N times, BatchNorm of the view runs in training
+    (``use_input_stats=True``: the batch's moments normalize, the copies are updated
+    with ``momentum``) or evaluation (``use_input_stats=False``: the running statistics
+    normalize), and the new running statistics are the float mean over N of the
+    updated copies.
     """
     conv = get_convention(convention)
     xa = _float_input(x, "x", min_ndim=3)
@@ -655,10 +793,24 @@ def instance_norm(
     eps_v = _check_eps(eps)
     w = _per_channel(weight, c, "weight")
     b = _per_channel(bias, c, "bias")
+    rm = _per_channel(running_mean, c, "running_mean")
+    rv = _per_channel(running_var, c, "running_var")
+    if (rm is None) != (rv is None):
+        raise ValueError(
+            "running_mean: running_mean and running_var must both be given or both be None"
+        )
+    if rm is not None and rv is not None:
+        return _instance_norm_with_running_stats(
+            xa, rm, rv, w, b, use_input_stats, momentum, eps_v, conv, algorithm, precision, options
+        )
+    if not use_input_stats:
+        raise ValueError("use_input_stats: False needs running_mean and running_var")
     rows = xa.reshape(n, c, -1)
     if rows.shape[-1] == 1:
         _single_value(1, conv)
-    if (conv.algorithm("instance_norm") if algorithm is None else algorithm) == "torch_cpu_two_pass":
+    if (
+        conv.algorithm("instance_norm") if algorithm is None else algorithm
+    ) == "torch_cpu_two_pass":
         # the (1, N*C, ...) view: each row is one contiguous block of the spatial size
         options = {"image_size": rows.shape[-1], **options}
     m, dtype = _batch_stats(rows, conv, "instance_norm", algorithm, precision, options, xa)
@@ -674,9 +826,58 @@ def instance_norm(
     return y
 
 
+def _instance_norm_with_running_stats(
+    xa: Array,
+    rm: Array,
+    rv: Array,
+    w: Array | None,
+    b: Array | None,
+    use_input_stats: bool,
+    momentum: float | None,
+    eps: float,
+    conv: Convention,
+    algorithm: str | Kernel | None,
+    precision: Precision | str | None,
+    options: dict[str, Any],
+) -> BatchNormOutput:
+    # torch: batch_norm(input.view(1, N*C, ...), running_mean.repeat(N), ...,
+    # training=use_input_stats), then running_mean.copy_(view(N, C).mean(0))
+    n, c = xa.shape[0], xa.shape[1]
+    view = xa.reshape(1, n * c, *xa.shape[2:])
+    out = batch_norm(
+        view,
+        np.tile(rm, n),
+        np.tile(rv, n),
+        weight=None if w is None else np.tile(w, n),
+        bias=None if b is None else np.tile(b, n),
+        training=bool(use_input_stats),
+        momentum=momentum,
+        eps=eps,
+        convention=conv,
+        algorithm=algorithm,
+        precision=precision,
+        **options,
+    )
+    assert out.running_mean is not None
+    assert out.running_var is not None
+    return BatchNormOutput(
+        out.y.reshape(xa.shape),
+        _mean_over_samples(out.running_mean.reshape(n, c)),
+        _mean_over_samples(out.running_var.reshape(n, c)),
+    )
+
+
+def _mean_over_samples(a: Array) -> Array:
+    # at::mean over dim 0 of a contiguous (N, C) float tensor: a sequential sum over N in
+    # the tensor's own format (vectorized across C), then one division by N
+    total = np.add.accumulate(a, axis=0)[-1]
+    return np.asarray(total / a.dtype.type(a.shape[0]))
+
+
 # --------------------------------------------------------------------------- affine, folding
 
 
+@_quiet
 def affine_channel(
     x: npt.ArrayLike,
     /,
@@ -703,6 +904,7 @@ def affine_channel(
         return np.asarray(xa * wd + bd)
 
 
+@_quiet
 def fold_batch_norm(
     conv_weight: npt.ArrayLike,
     conv_bias: npt.ArrayLike | None,
@@ -742,6 +944,7 @@ def fold_batch_norm(
     return np.asarray(fw, dtype=dt), np.asarray(fb, dtype=dt)
 
 
+@_quiet
 def conv2d(
     x: npt.ArrayLike,
     weight: npt.ArrayLike,
@@ -764,6 +967,9 @@ def conv2d(
         raise ValueError("x: conv2d expects 4-D x (N, C, H, W) and weight (O, C, kH, kW)")
     if xa.shape[1] != wa.shape[1]:
         raise ValueError(f"weight: {wa.shape[1]} input channels, x has C={xa.shape[1]}")
+    stride = _positive_int(stride, "stride")
+    if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)) or padding < 0:
+        raise ValueError(f"padding: expected a non-negative integer, got {padding!r}")
     acc = as_dtype(accumulator, name="accumulator")
     xp = np.pad(xa.astype(acc), ((0, 0), (0, 0), (padding, padding), (padding, padding)))
     kh, kw = wa.shape[2], wa.shape[3]
@@ -784,6 +990,7 @@ def conv2d(
 # --------------------------------------------------------------------------- sync batch norm
 
 
+@_quiet
 def sync_batch_norm(
     shards: Sequence[npt.ArrayLike],
     /,
@@ -879,6 +1086,7 @@ def _gather_invstd(parts: list[Moments], eps: float, dtype: np.dtype[Any]) -> Mo
 # --------------------------------------------------------------------------- batch renorm
 
 
+@_quiet
 def batch_renorm(
     x: npt.ArrayLike,
     /,
@@ -920,9 +1128,8 @@ def batch_renorm(
     xa = _float_input(x, "x", min_ndim=2)
     c = xa.shape[1]
     eps_v = _check_eps(eps)
-    for name, v in (("rmax", rmax), ("dmax", dmax)):
-        if not (isinstance(v, (int, float)) and v > 0):
-            raise ValueError(f"{name}: must be positive, got {v!r}")
+    rmax = _positive_float(rmax, "rmax")
+    dmax = _positive_float(dmax, "dmax")
     if rmax < 1:
         raise ValueError(f"rmax: must be >= 1, got {rmax!r}")
     mom = _momentum(momentum, conv)
@@ -952,6 +1159,8 @@ def batch_renorm(
     with np.errstate(all="ignore"):
         mean_b = np.asarray(m.mean)
         var_b = m.var(0)
+        if "batch_norm" in conv.clamp_negative_variance:  # as batch_norm does
+            var_b = np.maximum(var_b, acc.type(0))
         sigma_b = np.sqrt(var_b + round_to(eps_v, acc))
         sigma = np.sqrt(rv.astype(acc) + round_to(eps_v, acc))
         r = np.clip(sigma_b / sigma, acc.type(1 / rmax), acc.type(rmax))
@@ -973,6 +1182,7 @@ def batch_renorm(
 # --------------------------------------------------------------------------- LRN
 
 
+@_quiet
 def local_response_norm(
     x: npt.ArrayLike,
     /,
@@ -1000,8 +1210,7 @@ def local_response_norm(
     more than 32768 elements.
     """
     xa = _float_input(x, "x", min_ndim=3)
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
-        raise ValueError(f"size: expected a positive integer, got {size!r}")
+    size = _positive_int(size, "size")
     dt = xa.dtype
     c = xa.shape[1]
     with np.errstate(all="ignore"):
@@ -1021,6 +1230,7 @@ def local_response_norm(
 # --------------------------------------------------------------------------- weight norm
 
 
+@_quiet
 def vector_norm(
     v: npt.ArrayLike, /, *, axis: int | tuple[int, ...] | None = None, algorithm: str = "pairwise"
 ) -> Array:
@@ -1039,12 +1249,7 @@ def vector_norm(
     a = _float_input(v, "v")
     if algorithm not in NORM_ALGORITHMS:
         raise ValueError(f"algorithm: expected one of {NORM_ALGORITHMS}, got {algorithm!r}")
-    axes = (
-        tuple(range(a.ndim))
-        if axis is None
-        else ((axis,) if isinstance(axis, int) else tuple(axis))
-    )
-    axes = tuple(ax % a.ndim for ax in axes)
+    axes = tuple(range(a.ndim)) if axis is None else _axes(axis, a.ndim)
     keep = tuple(i for i in range(a.ndim) if i not in axes)
     rows = np.transpose(a, keep + axes).reshape(*(a.shape[i] for i in keep), -1)
     dt = a.dtype
@@ -1078,6 +1283,7 @@ def vector_norm(
         return np.asarray(scale * np.sqrt(ssq))
 
 
+@_quiet
 def weight_norm(
     v: npt.ArrayLike, g: npt.ArrayLike, /, dim: int | None = 0, *, norm_algorithm: str = "pairwise"
 ) -> Array:
@@ -1093,7 +1299,7 @@ def weight_norm(
     if dim is None:
         norm = vector_norm(va, axis=None, algorithm=norm_algorithm).reshape((1,) * va.ndim)
     else:
-        d = dim % va.ndim
+        (d,) = _axes(dim, va.ndim, "dim")
         axes = tuple(i for i in range(va.ndim) if i != d)
         norm = vector_norm(va, axis=axes, algorithm=norm_algorithm) if axes else np.abs(va)
         shape = [1] * va.ndim
