@@ -17,7 +17,7 @@ References
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -65,6 +65,31 @@ def two_product(a: Array, b: Array) -> tuple[Array, Array]:
     return p, e
 
 
+_F32_LOW: Final = np.uint64((1 << 29) - 1)  # float64 significand bits below float32's
+_F32_HALF: Final = np.uint64(1 << 28)  # ... that make a float32 midpoint
+_F32_TINY: Final = float(np.finfo(np.float32).tiny)
+
+
+def _fma_float32(a64: Array, b64: Array, c64: Array) -> Array:
+    # The product of two float32 values is exact in float64, so s = fl64(ab + c) is
+    # one rounding away from the exact sum, and rounding s to float32 is correct
+    # unless s is a float32 midpoint (the one case where double rounding can go the
+    # wrong way) or lies in float32's subnormal range (a coarser grid). Only those
+    # few elements take the round-to-odd path; the result is the same bits.
+    p = a64 * b64
+    s = np.asarray(p + c64)
+    bits = s.view(np.uint64)
+    suspect = ((bits & _F32_LOW) == _F32_HALF) | (np.abs(s) < _F32_TINY)
+    out = s.astype(np.float32)
+    if suspect.any():
+        pb = np.broadcast_to(p, s.shape)[suspect]
+        cb = np.broadcast_to(c64, s.shape)[suspect]
+        fixed = _add_round_to_odd(pb, cb)
+        fixed = np.where(np.isfinite(fixed), fixed, pb + cb)
+        out[suspect] = fixed.astype(np.float32)
+    return np.asarray(out)
+
+
 def fma(a: npt.ArrayLike, b: npt.ArrayLike, c: npt.ArrayLike, /, dtype: Any) -> Array:
     r"""Fused multiply-add :math:`\operatorname{fl}(ab + c)`: one rounding to ``dtype``.
 
@@ -83,6 +108,8 @@ def fma(a: npt.ArrayLike, b: npt.ArrayLike, c: npt.ArrayLike, /, dtype: Any) -> 
     dt = as_dtype(dtype)
     a64, b64, c64 = (np.asarray(v).astype(np.float64) for v in (a, b, c))
     with np.errstate(all="ignore"):
+        if dt == np.float32:
+            return _fma_float32(a64, b64, c64)
         if dt != np.float64:
             # float32 * float32 is exact in float64 (24 + 24 <= 53 bits)
             out = _add_round_to_odd(a64 * b64, c64)

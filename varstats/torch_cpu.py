@@ -48,19 +48,69 @@ def _ceil_log2(m: int) -> int:
     return 1 if m <= 2 else int(m - 1).bit_length()
 
 
-def _add_moments_vec(
-    add: tuple[int, Array, Array], into: tuple[int, Array, Array], acc: np.dtype[Any]
-) -> tuple[int, Array, Array]:
-    # AddMomentsVec (moments_utils.h): the only FMA is the M2 update.
+_Stats = tuple[Array, Array, Array]  # (count, m1, m2): counts broadcast against m1
+
+
+def _add_moments_vec(add: _Stats, into: _Stats, acc: np.dtype[Any]) -> _Stats:
+    # AddMomentsVec (moments_utils.h): the only FMA is the M2 update. Vectorized over
+    # any leading axes: `add` and `into` are whole arrays of independent merges.
     m0_add, m1_add, m2_add = add
     m0, m1, m2 = into
     n = m0 + m0_add
-    c = acc.type(m0_add) / acc.type(n) if n else acc.type(0)
+    c = np.where(n > 0, m0_add.astype(acc) / np.maximum(n, 1).astype(acc), acc.type(0))
     delta = m1_add - m1
     m2_tmp = m2 + m2_add
     c_delta = c * delta
-    m0_delta = delta * acc.type(m0)
+    m0_delta = delta * m0.astype(acc)
     return n, m1 + c_delta, fma(m0_delta, c_delta, m2_tmp, acc)
+
+
+def _lift(item: _Stats, acc: np.dtype[Any]) -> _Stats:
+    """An item merged into an empty stack level (zeros), with the real arithmetic."""
+    zeros = np.zeros_like(item[1])
+    return _add_moments_vec(item, (np.zeros_like(item[0]), zeros, zeros), acc)
+
+
+def _take(item: _Stats, index: Any) -> _Stats:
+    return item[0][:, index], item[1][:, index], item[2][:, index]
+
+
+def _cascade(chunks: _Stats, acc: np.dtype[Any]) -> _Stats:
+    """The chunk stack of ``RowwiseMomentsImpl``, one tree level at a time.
+
+    torch pushes chunk i onto level 0 of a stack of depth ``ceil_log2(m)`` and, while
+    the low bits of ``i + 1`` are zero, merges level j - 1 into level j (below the top
+    level). Level j therefore holds ``(0 + L[2k]) + L[2k + 1]`` of the items L of the
+    level below, pairs merged left into right's slot; an odd item left over stays on
+    its level as ``0 + L[-1]``; the top level merges all its items in order. At the end
+    every level is merged into level 0, lowest first. Axis 1 indexes the items.
+    """
+    m = chunks[1].shape[1]
+    depth = _ceil_log2(m)
+    items = chunks
+    levels: list[_Stats] = []
+    for j in range(depth):
+        count = items[1].shape[1]
+        if j == depth - 1:  # top level: merged in order, never cascaded further
+            top = _lift(_take(items, slice(0, 1)), acc)
+            for k in range(1, count):
+                top = _add_moments_vec(_take(items, slice(k, k + 1)), top, acc)
+            levels.append(top)
+            break
+        pairs = count // 2
+        left = _lift(_take(items, slice(0, 2 * pairs, 2)), acc)
+        merged = _add_moments_vec(_take(items, slice(1, 2 * pairs, 2)), left, acc)
+        if count % 2:
+            levels.append(_lift(_take(items, slice(count - 1, count)), acc))
+        else:
+            empty = _take(items, slice(0, 1))
+            zeros = np.zeros_like(empty[1])
+            levels.append((np.zeros_like(empty[0]), zeros, zeros))
+        items = merged
+    total = levels[0]
+    for level in levels[1:]:
+        total = _add_moments_vec(level, total, acc)
+    return total
 
 
 def torch_cpu_welford(x: Array, /, *, acc: np.dtype[Any], lanes: int | None = None) -> Moments:
@@ -88,6 +138,10 @@ def torch_cpu_welford(x: Array, /, *, acc: np.dtype[Any], lanes: int | None = No
     Matches ``torch.native_layer_norm``'s mean and rstd bit for bit on float32
     and float64 rows. Float16/bfloat16 storage is accepted but torch's
     reduced-precision path (two float vectors per 16-lane load) is not modelled.
+
+    The arithmetic is torch's, operation for operation; only the order in which
+    independent operations run differs: every chunk of every row runs its Welford
+    steps at once, and the cascade runs one tree level at a time.
     """
     acc = np.dtype(acc)
     xa = np.asarray(x).astype(acc)
@@ -95,37 +149,16 @@ def torch_cpu_welford(x: Array, /, *, acc: np.dtype[Any], lanes: int | None = No
     flat = xa.reshape(-1, big_n)
     rows = flat.shape[0]
     v = lanes if lanes is not None else _avx2_lanes(acc)
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ValueError(f"lanes: expected a positive integer, got {lanes!r}")
     n = big_n // v
     m = -(-n // _CHUNK)
-    depth = _ceil_log2(m)
-    vec = flat[:, : n * v].reshape(rows, n, v)
-    c_vecs = [acc.type(1) / acc.type(j + 1) for j in range(_CHUNK)]
-
-    def zero() -> tuple[int, Array, Array]:
-        return 0, np.zeros((rows, v), acc), np.zeros((rows, v), acc)
-
-    stack = [zero() for _ in range(depth)]
     with np.errstate(all="ignore"):
-        for i in range(m):
-            m0 = min(_CHUNK, n - i * _CHUNK)
-            m1 = np.zeros((rows, v), acc)
-            m2 = np.zeros((rows, v), acc)
-            for j in range(m0):
-                xj = vec[:, i * _CHUNK + j, :]
-                delta = xj - m1
-                m1 = fma(c_vecs[j], delta, m1, acc)
-                m2 = fma(delta, xj - m1, m2, acc)
-            stack[0] = _add_moments_vec((m0, m1, m2), stack[0], acc)
-            mask, level = i + 1, 1
-            while level < depth and (mask & 1) == 0:
-                stack[level] = _add_moments_vec(stack[level - 1], stack[level], acc)
-                stack[level - 1] = zero()
-                mask >>= 1
-                level += 1
-        for level in range(1, depth):
-            stack[0] = _add_moments_vec(stack[level], stack[0], acc)
-        lane_m1, lane_m2 = stack[0][1], stack[0][2]
-
+        if m:
+            lane_count, lane_m1, lane_m2 = _lane_moments(flat[:, : n * v], n, m, v, acc)
+        else:
+            lane_count = 0
+            lane_m1 = lane_m2 = np.zeros((rows, v), acc)
         count = 0
         mean = np.zeros(rows, acc)
         m2s = np.zeros(rows, acc)
@@ -136,8 +169,8 @@ def torch_cpu_welford(x: Array, /, *, acc: np.dtype[Any], lanes: int | None = No
             mean = mean + delta / acc.type(count)
             m2s = m2s + delta * (xk - mean)
         for lane in range(v):  # AddMoments, lanes into the tail
-            total = count + n
-            c = acc.type(n) / acc.type(total) if total else acc.type(0)
+            total = count + lane_count
+            c = acc.type(lane_count) / acc.type(total) if total else acc.type(0)
             delta = lane_m1[:, lane] - mean
             mean = fma(c, delta, mean, acc)
             m2s = m2s + fma((delta * delta) * c, acc.type(count), lane_m2[:, lane], acc)
@@ -147,6 +180,33 @@ def torch_cpu_welford(x: Array, /, *, acc: np.dtype[Any], lanes: int | None = No
         mean.reshape(batch).astype(acc),
         m2s.reshape(batch).astype(acc),
     )
+
+
+def _lane_moments(
+    body: Array, n: int, m: int, v: int, acc: np.dtype[Any]
+) -> tuple[int, Array, Array]:
+    # Steps 1-2 for all rows: (count, m1, m2) per lane after the cascade.
+    rows = body.shape[0]
+    padded = np.zeros((rows, m * _CHUNK, v), acc)
+    padded[:, :n] = body.reshape(rows, n, v)
+    vec = padded.reshape(rows, m, _CHUNK, v)
+    last = n - (m - 1) * _CHUNK  # vectors in the last chunk (1..16)
+    m1 = np.zeros((rows, m, v), acc)
+    m2 = np.zeros((rows, m, v), acc)
+    for j in range(_CHUNK):
+        c_j = acc.type(1) / acc.type(j + 1)
+        xj = vec[:, :, j, :]
+        delta = xj - m1
+        new_m1 = fma(c_j, delta, m1, acc)
+        new_m2 = fma(delta, xj - new_m1, m2, acc)
+        if j < last:
+            m1, m2 = new_m1, new_m2
+        else:  # the last chunk has stopped: only the full chunks take step j
+            m1[:, :-1], m2[:, :-1] = new_m1[:, :-1], new_m2[:, :-1]
+    counts = np.full((1, m, 1), _CHUNK, dtype=np.int64)
+    counts[0, -1, 0] = last
+    total = _cascade((counts, m1, m2), acc)
+    return int(total[0].reshape(-1)[0]), total[1][:, 0, :], total[2][:, 0, :]
 
 
 def torch_cpu_two_pass(
