@@ -30,6 +30,10 @@ import numpy.typing as npt
 from varstats.moments import Moments
 from varstats.rounding import fma
 
+_F32_LOW: Final = np.uint64((1 << 29) - 1)  # float64 significand bits below float32's
+_F32_HALF: Final = np.uint64(1 << 28)  # ... that make a float32 midpoint
+_F32_TINY: Final = float(np.finfo(np.float32).tiny)
+
 __all__ = ["sleef_pow", "torch_cpu_pow", "torch_cpu_two_pass", "torch_cpu_welford"]
 
 Array = npt.NDArray[Any]
@@ -316,14 +320,38 @@ def _two_pass_channels_last(xs: Array, acc: np.dtype[Any], threads: int) -> Mome
             total = total + np.add.accumulate(xs[..., a:b], axis=-1)[..., -1].astype(acc)
         mean = (total / acc.type(n)).astype(storage)
         m2 = np.zeros(xs.shape[:-1], acc)
+        dev = xs - mean[..., None]
         for a, b in bounds:
-            y = np.zeros(xs.shape[:-1], storage)
-            for i in range(a, b):
-                d = xs[..., i] - mean
-                y = fma(d, d, y, storage)
-            m2 = m2 + y.astype(acc)
+            m2 = m2 + _fma_square_chain(dev[..., a:b]).astype(acc)
         m2 = m2.astype(storage)
     return Moments(np.full(mean.shape, n, dtype=np.int64), mean.astype(acc), m2.astype(acc))
+
+
+def _fma_square_chain(dev: Array) -> Array:
+    """``y = fma(d_i, d_i, y)`` over the last axis, in order, in ``dev.dtype``."""
+    dt = dev.dtype
+    y = np.zeros(dev.shape[:-1], dt)
+    if dt != np.float32:
+        for i in range(dev.shape[-1]):
+            y = fma(dev[..., i], dev[..., i], y, dt)
+        return y
+    # float32: d*d is exact in float64, so each step is one float64 addition and one
+    # rounding to float32, which is the FMA's single rounding unless the float64 sum
+    # is a float32 midpoint or tiny (see rounding.fma); from the first such step on,
+    # the chain is redone with the full emulation.
+    d64 = dev.astype(np.float64)
+    p = d64 * d64
+    y64 = np.zeros(dev.shape[:-1], np.float64)
+    for i in range(dev.shape[-1]):
+        s = p[..., i] + y64
+        bits = s.view(np.uint64)
+        if np.any(((bits & _F32_LOW) == _F32_HALF) | (np.abs(s) < _F32_TINY)):
+            y = y64.astype(np.float32)
+            for k in range(i, dev.shape[-1]):
+                y = fma(dev[..., k], dev[..., k], y, dt)
+            return y
+        y64 = s.astype(np.float32).astype(np.float64)
+    return y64.astype(np.float32)
 
 
 def _two_pass_in_acc(xs: Array, acc: np.dtype[Any]) -> Moments:
