@@ -350,7 +350,13 @@ def _update_running(running: Array, batch: Array, momentum: float, conv: Convent
 
 
 def _torch_running(
-    running_mean: Array, running_var: Array, mean: Array, m2: Array, n: int, momentum: float
+    running_mean: Array,
+    running_var: Array,
+    mean: Array,
+    m2: Array,
+    n: int,
+    momentum: float,
+    mean_float: Array,
 ) -> tuple[Array, Array]:
     # Normalization.cpp batch_norm_cpu_update_stats_template (no FMA in that file):
     #   momentum_ = static_cast<param_t>(momentum)
@@ -358,6 +364,16 @@ def _torch_running(
     #   unbiased_var = var_sum / (n - 1)          (param_t division, stored in accscalar_t)
     #   running_var  = momentum_ * unbiased_var + (1 - momentum_) * running_var
     dt = running_mean.dtype
+    if dt == np.float16:
+        # float16 (measured on 2.13): the batch mean and var_sum stay float (unrounded),
+        # momentum is a float, and both updates run in float before the store to half
+        f32 = np.dtype(np.float32)
+        with np.errstate(all="ignore"):
+            mf, one_minus_f = f32.type(momentum), f32.type(1) - f32.type(momentum)
+            rm = mf * np.asarray(mean_float, f32) + one_minus_f * running_mean.astype(f32)
+            unbiased = np.asarray(m2, f32) / f32.type(n - 1)
+            rv = mf * unbiased + one_minus_f * running_var.astype(f32)
+        return rm.astype(dt), rv.astype(dt)
     acc = np.dtype(np.float64)  # acc_type<float, false> and acc_type<double, false>
     with np.errstate(all="ignore"):
         m = dt.type(momentum)
@@ -382,7 +398,7 @@ def _running_stats(
     if rm is None or rv is None:
         return None, None
     if conv.running_update == "torch_cpu":
-        return _torch_running(rm, rv, batch_mean, np.asarray(m.m2), n, momentum)
+        return _torch_running(rm, rv, batch_mean, np.asarray(m.m2), n, momentum, np.asarray(m.mean))
     var64 = np.asarray(m.m2).astype(np.float64) / n
     return (
         _update_running(rm, batch_mean, momentum, conv),
@@ -487,7 +503,9 @@ def batch_norm(
         if precision is not None:  # the arithmetic of the output runs in its accumulator
             dtype = np.dtype(resolve_precision(precision, xa).accumulator_dtype)
         elif conv.running_update == "torch_cpu":
-            dtype = np.dtype(rv.dtype)
+            # batch_norm_cpu_collect_linear_and_constant_terms<param_t, opmath_t>: float
+            # arithmetic for float16/bfloat16 statistics, their own format otherwise
+            dtype = np.dtype(np.float32) if rv.dtype.itemsize < 4 else np.dtype(rv.dtype)
         else:
             dtype = np.dtype(conv.precision("batch_norm", xa.dtype).accumulator_dtype)
         mean = rm.astype(dtype)
@@ -532,6 +550,13 @@ def _normalize_from_moments(
     dtype: np.dtype[Any],
     shape: tuple[int, ...],
 ) -> tuple[Array, Array, Array]:
+    if (
+        conv.running_update == "torch_cpu"
+        and layer in ("batch_norm", "instance_norm")
+        and xa.dtype.itemsize < 4
+        and m.dtype == np.float32
+    ):
+        return _torch_reduced_normalize(xa, m, w, b, eps, shape)
     with np.errstate(all="ignore"):
         mean_d = np.asarray(m.mean).astype(dtype) if m.dtype == dtype else round_to(m.mean, dtype)
         var_acc = m.var(0)
@@ -550,6 +575,43 @@ def _normalize_from_moments(
         dtype,
     )
     return round_to(y, xa.dtype), mean_d, var_d
+
+
+def _torch_reduced_normalize(
+    xa: Array,
+    m: Moments,
+    w: Array | None,
+    b: Array | None,
+    eps: float,
+    shape: tuple[int, ...],
+) -> tuple[Array, Array, Array]:
+    """torch's float16/bfloat16 BatchNorm after the float statistics (measured on 2.13).
+
+    The mean is stored in the input's format; the variance is ``M2 / n`` in float for
+    float16 and ``bf16(bf16(M2) / n)`` for bfloat16 (its ``var_sum`` is a bfloat16
+    tensor); ``invstd = 1 / sqrt(var + eps)`` in double, rounded to float and stored
+    in the input's format; the output ``fma(x, a, fma(-mean, a, beta))`` with
+    ``a = invstd * gamma`` runs in float and is rounded once to the input's format.
+    """
+    storage = np.dtype(xa.dtype)
+    f32 = np.dtype(np.float32)
+    with np.errstate(all="ignore"):
+        count = np.asarray(m.count).astype(f32)
+        mean_s = round_to(m.mean, storage)
+        if storage == np.float16:
+            var = np.asarray(m.m2, f32) / count
+        else:
+            var_sum = round_to(m.m2, storage).astype(f32)
+            var = round_to(var_sum / round_to(count, storage).astype(f32), storage).astype(f32)
+        inv = round_to((1.0 / np.sqrt(var.astype(np.float64) + eps)).astype(f32), storage)
+        channel = _channel_shape(xa.ndim)
+        alpha = inv.astype(f32).reshape(shape)
+        if w is not None:
+            alpha = alpha * w.astype(f32).reshape(channel)
+        beta0 = np.zeros((), f32) if b is None else b.astype(f32).reshape(channel)
+        beta = fma(-mean_s.astype(f32).reshape(shape), alpha, beta0, f32)
+        y = fma(xa.astype(f32), alpha, beta, f32)
+    return round_to(y, storage), mean_s, round_to(var, storage)
 
 
 # --------------------------------------------------------------------------- LN, IN, GN

@@ -252,9 +252,13 @@ def torch_cpu_two_pass(
     ``n <= threads`` one sequential sum in ``acc``. The result depends on the thread
     count, which torch reports as ``torch.get_num_threads()``.
 
-    Float16/bfloat16 storage is accepted, but torch's reduced-precision kernels
-    (``..._internal`` with float vectors) are not modelled: the sums here run in
-    ``acc`` (float32), which bounds the result like torch's without matching its bits.
+    Float16/bfloat16 storage with a float32 accumulator models torch's
+    reduced-precision kernels (``batch_norm_cpu_collect_stats_contiguous_internal`` and
+    ``..._channels_last_internal``): values converted to float and summed in float,
+    the contiguous kernel in 16 float lanes (two lanes per 32-value load, merged by
+    ``vec_reduce_all``'s butterfly) with a scalar tail, the deviations squared with
+    FMA. The mean and :math:`M_2` are returned unrounded, in float32; the layer rounds
+    them as torch stores them.
     """
     acc = np.dtype(acc)
     xs = np.asarray(x)
@@ -272,9 +276,11 @@ def torch_cpu_two_pass(
     ):
         raise ValueError(f"image_size: expected a positive divisor of {n}, got {image_size!r}")
     if storage.itemsize < 4:
-        # float16/bfloat16: not torch's reduced-precision kernel; sum in acc (float32)
-        # so that the statistics stay finite where torch's are.
-        return _two_pass_in_acc(xs, acc)
+        if acc != np.float32:
+            return _two_pass_in_acc(xs, acc)
+        if channels_last:
+            return _two_pass_reduced_channels_last(xs, int(threads))
+        return _two_pass_reduced(xs, int(image_size))
     if channels_last:
         return _two_pass_channels_last(xs, acc, int(threads))
     with np.errstate(all="ignore"):
@@ -352,6 +358,64 @@ def _fma_square_chain(dev: Array) -> Array:
             return y
         y64 = s.astype(np.float32).astype(np.float64)
     return y64.astype(np.float32)
+
+
+_LANES_F32: Final = 16  # Vectorized<float>::size() in the AVX512 build
+
+
+def _butterfly(v: Array) -> Array:
+    """``vec_reduce_all`` of 16 float lanes (AVX512): lanes i and i + h added, h = 8, 4, 2, 1."""
+    h = v.shape[-1] // 2
+    while h:
+        v = v[..., :h] + v[..., h : 2 * h]
+        h //= 2
+    return np.asarray(v[..., 0])
+
+
+def _two_pass_reduced(xs: Array, image_size: int) -> Moments:
+    f32 = np.dtype(np.float32)
+    rows, n = xs.shape[0] if xs.ndim > 1 else 1, xs.shape[-1]
+    batch = xs.shape[:-1]
+    x = xs.reshape(-1, n // image_size, image_size).astype(f32)
+    rows = x.shape[0]
+    body = image_size - image_size % (2 * _LANES_F32)  # whole 32-value loads
+    # lane l adds values d + l and d + 16 + l of every load, in load order
+    vec = x[:, :, :body].reshape(rows, -1, _LANES_F32)
+    tail = x[:, :, body:].reshape(rows, -1)
+    with np.errstate(all="ignore"):
+        lanes = np.add.accumulate(vec, axis=1)[:, -1] if vec.shape[1] else np.zeros((rows, 16), f32)
+        scalar = np.add.accumulate(tail, axis=1)[:, -1] if tail.shape[1] else np.zeros(rows, f32)
+        total = scalar + _butterfly(lanes)
+        mean = total / f32.type(n)  # float / int64: the count converted to float
+        dv = (vec - mean[:, None, None]).transpose(0, 2, 1)
+        dt_ = tail - mean[:, None]
+        lane_m2 = _fma_square_chain(dv) if dv.shape[-1] else np.zeros((rows, 16), f32)
+        scalar_m2 = _fma_square_chain(dt_) if dt_.shape[-1] else np.zeros(rows, f32)
+        m2 = scalar_m2 + _butterfly(lane_m2)
+    return Moments(np.full(batch, n, dtype=np.int64), mean.reshape(batch), m2.reshape(batch))
+
+
+def _two_pass_reduced_channels_last(xs: Array, threads: int) -> Moments:
+    # Per-thread float buffers, chunk sums added in float.
+    f32 = np.dtype(np.float32)
+    storage = xs.dtype
+    n = xs.shape[-1]
+    x = xs.astype(f32)
+    chunk = -(-n // threads) if n > threads else n
+    bounds = [(a, min(n, a + chunk)) for a in range(0, n, chunk)]
+    with np.errstate(all="ignore"):
+        total = np.zeros(xs.shape[:-1], f32)
+        for a, b in bounds:
+            total = total + np.add.accumulate(x[..., a:b], axis=-1)[..., -1]
+        mean = total / f32.type(n)
+        # the mean read back for the deviations: float16 keeps it in a float tensor,
+        # bfloat16 in a bfloat16 one (measured on torch 2.13)
+        mean_read = mean if storage == np.float16 else mean.astype(storage).astype(f32)
+        dev = x - mean_read[..., None]
+        m2 = np.zeros(xs.shape[:-1], f32)
+        for a, b in bounds:
+            m2 = m2 + _fma_square_chain(dev[..., a:b])
+    return Moments(np.full(mean.shape, n, dtype=np.int64), mean, m2)
 
 
 def _two_pass_in_acc(xs: Array, acc: np.dtype[Any]) -> Moments:
