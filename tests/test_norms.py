@@ -283,17 +283,80 @@ def test_local_response_norm_square_root_beta_within_two_ulps(tf):
     assert _ulps32(vn.local_response_norm(x, 3, beta=0.5), ty) <= 2
 
 
-@pytest.mark.parametrize("shape", [(8, 3), (4, 3, 5), (2, 3, 1, 1)])
-def test_batch_norm_float16_is_finite_and_close_to_torch(tf, shape):
-    """Reduced precision: statistics accumulated in float32, as torch's opmath does."""
+REDUCED_DTYPES = ["float16", "bfloat16"]
+
+
+def _tr(a):
+    """A torch tensor of a float16/bfloat16 array (NumPy has no bfloat16 torch bridge)."""
+    import torch as t
+
+    if a is None:
+        return None
+    a = np.asarray(a)
+    if a.dtype.name == "bfloat16":
+        return t.from_numpy(a.astype(np.float32)).bfloat16()
+    return t.from_numpy(a.copy())
+
+
+def _same_reduced(ours, theirs):
+    return np.array_equal(
+        np.asarray(ours).astype(np.float32), theirs.float().numpy(), equal_nan=True
+    )
+
+
+@pytest.mark.parametrize("dtype", REDUCED_DTYPES)
+@pytest.mark.parametrize("affine", ["none", "weight", "bias", "both"])
+@pytest.mark.parametrize(
+    "shape", [(8, 3), (3, 70), (40, 3), (2, 3, 1, 1), (4, 6, 5, 7), (2, 3, 64), (3, 2, 100)]
+)
+def test_reduced_precision_batch_norm_bit_for_bit_with_torch(tf, threads, dtype, affine, shape):
+    """torch's float16/bfloat16 CPU kernels: three training steps, then evaluation."""
     _, F = tf
-    x = round_to(RNG.standard_normal(shape) * 4 + 2, "float16")
-    ty = F.batch_norm(_t(x), None, None, training=True).numpy()
-    y = vn.batch_norm(x, None, None, training=True).y
-    assert np.all(np.isfinite(y))
-    u = finfo("float16").unit_roundoff
-    # a few float16 roundings of the output (|y| <~ 3) separate the two
-    assert np.max(np.abs(y.astype(np.float64) - ty.astype(np.float64))) <= 16 * u * 4
+    c = shape[1]
+    w, b = _weights(c, dtype, affine)
+    rm, rv = _data(c, dtype), round_to(RNG.random(c) + 0.5, dtype)
+    trm, trv = _tr(rm), _tr(rv)
+    for step in range(3):
+        x = round_to(RNG.standard_normal(shape) * (1.0 + step) + 10.0 * (step - 1), dtype)
+        ty = F.batch_norm(_tr(x), trm, trv, _tr(w), _tr(b), training=True)
+        out = vn.batch_norm(x, rm, rv, weight=w, bias=b, training=True, threads=threads)
+        rm, rv = out.running_mean, out.running_var
+        assert _same_reduced(out.y, ty), f"training output, step {step}"
+        assert _same_reduced(rm, trm), f"running mean, step {step}"
+        assert _same_reduced(rv, trv), f"running variance, step {step}"
+    x = _data(shape, dtype)
+    ty = F.batch_norm(_tr(x), trm, trv, _tr(w), _tr(b), training=False)
+    assert _same_reduced(vn.batch_norm(x, rm, rv, weight=w, bias=b).y, ty), "evaluation"
+
+
+@pytest.mark.parametrize("dtype", REDUCED_DTYPES)
+@pytest.mark.parametrize("affine", ["none", "weight", "bias", "both"])
+@pytest.mark.parametrize(("shape", "k"), LN_CASES)
+def test_reduced_precision_layer_norm_bit_for_bit_with_torch(tf, dtype, affine, shape, k):
+    _, F = tf
+    ns = shape[-k:]
+    x = round_to(RNG.standard_normal(shape) * 2 + 3, dtype)
+    w = _data(ns, dtype) if affine in ("weight", "both") else None
+    b = _data(ns, dtype) if affine in ("bias", "both") else None
+    ty = F.layer_norm(_tr(x), ns, _tr(w), _tr(b))
+    assert _same_reduced(vn.layer_norm(x, ns, weight=w, bias=b), ty)
+
+
+@pytest.mark.parametrize("dtype", REDUCED_DTYPES)
+@pytest.mark.parametrize("affine", ["none", "both"])
+@pytest.mark.parametrize(
+    ("shape", "groups"), [((2, 6, 5, 7), 3), ((3, 8, 33), 2), ((2, 4, 10, 10), 4), ((2, 6, 40), 6)]
+)
+def test_reduced_precision_group_and_instance_norm_bit_for_bit_with_torch(
+    tf, dtype, affine, shape, groups
+):
+    _, F = tf
+    x = round_to(RNG.standard_normal(shape) * 2 + 1, dtype)
+    w, b = _weights(shape[1], dtype, affine)
+    ty = F.group_norm(_tr(x), groups, _tr(w), _tr(b))
+    assert _same_reduced(vn.group_norm(x, groups, weight=w, bias=b), ty), "group_norm"
+    ty = F.instance_norm(_tr(x), weight=_tr(w), bias=_tr(b))
+    assert _same_reduced(vn.instance_norm(x, weight=w, bias=b), ty), "instance_norm"
 
 
 def test_norm_layers_accept_tensors_that_require_grad(tf):

@@ -510,6 +510,15 @@ def batch_norm(
             dtype = np.dtype(conv.precision("batch_norm", xa.dtype).accumulator_dtype)
         mean = rm.astype(dtype)
         inv = _invstd(rv.astype(dtype), eps_v, conv, dtype, in_f64=False)
+        half_bias = b is not None and b.dtype == np.float16 and dtype == np.float32
+        if precision is None and conv.running_update == "torch_cpu" and half_bias:
+            # a c10::Half bias: bias - mean * alpha is not contracted (see
+            # _torch_reduced_normalize); the output is one FMA in float
+            assert b is not None
+            alpha = inv.reshape(shape) * (1 if w is None else w.astype(dtype).reshape(shape))
+            beta = b.astype(dtype).reshape(shape) - mean.reshape(shape) * alpha
+            y = fma(xa.astype(dtype), alpha, beta, dtype)
+            return BatchNormOutput(round_to(y, xa.dtype), rm.copy(), rv.copy())
         y = _affine_output(
             xa,
             mean.reshape(shape),
@@ -590,8 +599,9 @@ def _torch_reduced_normalize(
     The mean is stored in the input's format; the variance is ``M2 / n`` in float for
     float16 and ``bf16(bf16(M2) / n)`` for bfloat16 (its ``var_sum`` is a bfloat16
     tensor); ``invstd = 1 / sqrt(var + eps)`` in double, rounded to float and stored
-    in the input's format; the output ``fma(x, a, fma(-mean, a, beta))`` with
-    ``a = invstd * gamma`` runs in float and is rounded once to the input's format.
+    in the input's format; the output ``fma(x, a, b)`` with ``a = invstd * gamma`` and
+    ``b = beta - mean * a`` (one FMA for bfloat16, two roundings for float16) runs in
+    float and is rounded once to the input's format.
     """
     storage = np.dtype(xa.dtype)
     f32 = np.dtype(np.float32)
@@ -609,7 +619,13 @@ def _torch_reduced_normalize(
         if w is not None:
             alpha = alpha * w.astype(f32).reshape(channel)
         beta0 = np.zeros((), f32) if b is None else b.astype(f32).reshape(channel)
-        beta = fma(-mean_s.astype(f32).reshape(shape), alpha, beta0, f32)
+        mean_f = mean_s.astype(f32).reshape(shape)
+        if b is not None and b.dtype == np.float16:
+            # bias_v - mean * alpha with a c10::Half bias: the half-to-float conversion
+            # sits between the product and the subtraction, so no FMA (measured)
+            beta = beta0 - mean_f * alpha
+        else:
+            beta = fma(-mean_f, alpha, beta0, f32)
         y = fma(xa.astype(f32), alpha, beta, f32)
     return round_to(y, storage), mean_s, round_to(var, storage)
 
@@ -675,6 +691,8 @@ def layer_norm(
         dtype = np.dtype(m.dtype)  # opmath: float for float/half/bfloat16, double for double
     k = len(ns)
     stat_shape = (*lead,) + (1,) * k
+    if conv.running_update == "torch_cpu" and xa.dtype.itemsize < 4 and m.dtype == np.float32:
+        return _torch_reduced_layer_norm(xa, m, w, b, eps_v, stat_shape)
     y, _, _ = (
         _normalize_from_moments(
             xa, m, rows.shape[-1], w, b, eps_v, conv, "layer_norm", dtype, stat_shape
@@ -683,6 +701,25 @@ def layer_norm(
         else _normalize_affine_trailing(xa, m, w, b, eps_v, conv, dtype, stat_shape)
     )
     return y
+
+
+def _torch_reduced_layer_norm(
+    xa: Array, m: Moments, w: Array | None, b: Array | None, eps: float, stat_shape: tuple[int, ...]
+) -> Array:
+    # layer_norm_kernel.cpp for float16/bfloat16 input (measured on torch 2.13): float
+    # statistics, rstd = 1 / sqrt(var + float(eps)) in float, then
+    # y = fma(x, rstd, -mean * rstd), and with an affine map fma(y, gamma, beta).
+    f32 = np.dtype(np.float32)
+    with np.errstate(all="ignore"):
+        mean = np.asarray(m.mean, f32).reshape(stat_shape)
+        var = m.var(0).astype(f32).reshape(stat_shape)
+        rstd = f32.type(1) / np.sqrt(var + f32.type(eps))
+        y = fma(xa.astype(f32), rstd, -mean * rstd, f32)
+        if w is not None or b is not None:
+            g = np.ones((), f32) if w is None else w.astype(f32)
+            beta = np.zeros((), f32) if b is None else b.astype(f32)
+            y = fma(y, g, beta, f32)
+    return round_to(y, xa.dtype)
 
 
 def _normalize_affine_trailing(

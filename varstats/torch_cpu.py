@@ -79,7 +79,7 @@ def _take(item: _Stats, index: Any) -> _Stats:
     return item[0][:, index], item[1][:, index], item[2][:, index]
 
 
-def _cascade(chunks: _Stats, acc: np.dtype[Any]) -> _Stats:
+def _cascade(chunks: _Stats, acc: np.dtype[Any], per_chunk: int = 1) -> _Stats:
     """The chunk stack of ``RowwiseMomentsImpl``, one tree level at a time.
 
     torch pushes chunk i onto level 0 of a stack of depth ``ceil_log2(m)`` and, while
@@ -88,32 +88,47 @@ def _cascade(chunks: _Stats, acc: np.dtype[Any]) -> _Stats:
     level below, pairs merged left into right's slot; an odd item left over stays on
     its level as ``0 + L[-1]``; the top level merges all its items in order. At the end
     every level is merged into level 0, lowest first. Axis 1 indexes the items.
+
+    ``per_chunk = 2`` is the float16/bfloat16 kernel, which pushes each chunk as two
+    float vectors, one after the other: level 0 then folds 4 items per pair of chunks.
     """
-    m = chunks[1].shape[1]
+    count = chunks[1].shape[1]
+    m = count // per_chunk
     depth = _ceil_log2(m)
     items = chunks
+    group = per_chunk
     levels: list[_Stats] = []
     for j in range(depth):
-        count = items[1].shape[1]
         if j == depth - 1:  # top level: merged in order, never cascaded further
-            top = _lift(_take(items, slice(0, 1)), acc)
-            for k in range(1, count):
-                top = _add_moments_vec(_take(items, slice(k, k + 1)), top, acc)
-            levels.append(top)
+            levels.append(_fold_all(items, acc))
             break
-        pairs = count // 2
-        left = _lift(_take(items, slice(0, 2 * pairs, 2)), acc)
-        merged = _add_moments_vec(_take(items, slice(1, 2 * pairs, 2)), left, acc)
-        if count % 2:
-            levels.append(_lift(_take(items, slice(count - 1, count)), acc))
+        whole = (count // (2 * group)) * 2 * group
+        merged = _fold_groups(items, whole, 2 * group, acc)
+        if count > whole:
+            levels.append(_fold_all(_take(items, slice(whole, count)), acc))
         else:
             empty = _take(items, slice(0, 1))
             zeros = np.zeros_like(empty[1])
             levels.append((np.zeros_like(empty[0]), zeros, zeros))
-        items = merged
+        items, count, group = merged, whole // (2 * group), 1
     total = levels[0]
     for level in levels[1:]:
         total = _add_moments_vec(level, total, acc)
+    return total
+
+
+def _fold_all(items: _Stats, acc: np.dtype[Any]) -> _Stats:
+    total = _lift(_take(items, slice(0, 1)), acc)
+    for k in range(1, items[1].shape[1]):
+        total = _add_moments_vec(_take(items, slice(k, k + 1)), total, acc)
+    return total
+
+
+def _fold_groups(items: _Stats, whole: int, size: int, acc: np.dtype[Any]) -> _Stats:
+    # every group of `size` consecutive items folded in order, all groups at once
+    total = _lift(_take(items, slice(0, whole, size)), acc)
+    for k in range(1, size):
+        total = _add_moments_vec(_take(items, slice(k, whole, size)), total, acc)
     return total
 
 
@@ -140,14 +155,16 @@ def torch_cpu_welford(x: Array, /, *, acc: np.dtype[Any], lanes: int | None = No
        and :math:`M_2 = M_2 + \operatorname{fma}(\delta^2 c, m_0, M_{2,\text{add}})`).
 
     Matches ``torch.native_layer_norm``'s mean and rstd bit for bit on float32
-    and float64 rows. Float16/bfloat16 storage is accepted but torch's
-    reduced-precision path (two float vectors per 16-lane load) is not modelled.
+    and float64 rows. Float16/bfloat16 storage with a float32 accumulator takes the
+    reduced-precision ``UpdateMomentsVec``: each load of 16 values becomes two float
+    vectors, run side by side and pushed onto the stack one after the other.
 
     The arithmetic is torch's, operation for operation; only the order in which
     independent operations run differs: every chunk of every row runs its Welford
     steps at once, and the cascade runs one tree level at a time.
     """
     acc = np.dtype(acc)
+    storage = np.asarray(x).dtype
     xa = np.asarray(x).astype(acc)
     batch, big_n = xa.shape[:-1], xa.shape[-1]
     flat = xa.reshape(-1, big_n)
@@ -155,18 +172,21 @@ def torch_cpu_welford(x: Array, /, *, acc: np.dtype[Any], lanes: int | None = No
     v = lanes if lanes is not None else _avx2_lanes(acc)
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
         raise ValueError(f"lanes: expected a positive integer, got {lanes!r}")
-    n = big_n // v
+    # float16/bfloat16 into float: each load of 2v values is two float vectors
+    per_load = 2 if storage.itemsize < acc.itemsize and acc == np.float32 else 1
+    n = big_n // (v * per_load)
     m = -(-n // _CHUNK)
     with np.errstate(all="ignore"):
         if m:
-            lane_count, lane_m1, lane_m2 = _lane_moments(flat[:, : n * v], n, m, v, acc)
+            body = flat[:, : n * v * per_load]
+            lane_count, lane_m1, lane_m2 = _lane_moments(body, n, m, v, acc, per_load)
         else:
             lane_count = 0
             lane_m1 = lane_m2 = np.zeros((rows, v), acc)
         count = 0
         mean = np.zeros(rows, acc)
         m2s = np.zeros(rows, acc)
-        for k in range(n * v, big_n):  # scalar tail: plain Welford, no FMA
+        for k in range(n * v * per_load, big_n):  # scalar tail: plain Welford, no FMA
             xk = flat[:, k]
             delta = xk - mean
             count += 1
@@ -187,16 +207,18 @@ def torch_cpu_welford(x: Array, /, *, acc: np.dtype[Any], lanes: int | None = No
 
 
 def _lane_moments(
-    body: Array, n: int, m: int, v: int, acc: np.dtype[Any]
+    body: Array, n: int, m: int, v: int, acc: np.dtype[Any], per_load: int = 1
 ) -> tuple[int, Array, Array]:
-    # Steps 1-2 for all rows: (count, m1, m2) per lane after the cascade.
+    # Steps 1-2 for all rows: (count, m1, m2) per lane after the cascade. With
+    # per_load = 2 each load's two float vectors run side by side (axis 2 of the
+    # chunk statistics) and are pushed as two items, the first half first.
     rows = body.shape[0]
-    padded = np.zeros((rows, m * _CHUNK, v), acc)
-    padded[:, :n] = body.reshape(rows, n, v)
-    vec = padded.reshape(rows, m, _CHUNK, v)
+    padded = np.zeros((rows, m * _CHUNK, per_load * v), acc)
+    padded[:, :n] = body.reshape(rows, n, per_load * v)
+    vec = padded.reshape(rows, m, _CHUNK, per_load * v)
     last = n - (m - 1) * _CHUNK  # vectors in the last chunk (1..16)
-    m1 = np.zeros((rows, m, v), acc)
-    m2 = np.zeros((rows, m, v), acc)
+    m1 = np.zeros((rows, m, per_load * v), acc)
+    m2 = np.zeros((rows, m, per_load * v), acc)
     for j in range(_CHUNK):
         c_j = acc.type(1) / acc.type(j + 1)
         xj = vec[:, :, j, :]
@@ -207,9 +229,14 @@ def _lane_moments(
             m1, m2 = new_m1, new_m2
         else:  # the last chunk has stopped: only the full chunks take step j
             m1[:, :-1], m2[:, :-1] = new_m1[:, :-1], new_m2[:, :-1]
-    counts = np.full((1, m, 1), _CHUNK, dtype=np.int64)
-    counts[0, -1, 0] = last
-    total = _cascade((counts, m1, m2), acc)
+    counts = np.full((1, m, per_load, 1), _CHUNK, dtype=np.int64)
+    counts[0, -1] = last
+    items = (
+        counts.reshape(1, m * per_load, 1),
+        m1.reshape(rows, m * per_load, v),
+        m2.reshape(rows, m * per_load, v),
+    )
+    total = _cascade(items, acc, per_load)
     return int(total[0].reshape(-1)[0]), total[1][:, 0, :], total[2][:, 0, :]
 
 
