@@ -134,5 +134,17 @@ def test_torch_cpu_pow_differs_from_correct_rounding(torch):
     x = round_to(rng.random(3200) * 3 + 1, "float32")
     want = torch.from_numpy(x).pow(0.75).numpy()
     correct = round_to(np.array([math.pow(float(v), 0.75) for v in x]), "float32")
-    assert np.mean(want != correct) > 0.005
+    # README: "about 2% of float32 inputs at beta 0.75" (measured 1.7% here)
+    assert 0.01 <= np.mean(want != correct) <= 0.03
     np.testing.assert_array_equal(vt.torch_cpu_pow(x, 0.75), want)
+
+
+def test_torch_square_root_kernel_is_not_correctly_rounded(torch):
+    """Why LRN with beta = 0.5 is not modelled (docs/frameworks.md: about 18%)."""
+    rng = np.random.default_rng(0)
+    x = round_to(rng.random(3200) * 3 + 0.5, "float32")
+    want = torch.from_numpy(x).pow(0.5).numpy()
+    np.testing.assert_array_equal(want, torch.sqrt(torch.from_numpy(x)).numpy())
+    rate = np.mean(want != np.sqrt(x))  # NumPy's float32 sqrt is correctly rounded
+    assert 0.1 <= rate <= 0.3
+    assert np.all(_ulp_distance(want, np.sqrt(x)) <= 1)

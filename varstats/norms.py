@@ -7,8 +7,8 @@ see :mod:`varstats.algorithms`), ``precision=`` and ``convention=`` (a name in
 :data:`varstats.conventions.CONVENTIONS` or a :class:`~varstats.conventions.Convention`).
 ``algorithm=None`` and ``precision=None`` take the convention's CPU-kernel choice
 for the layer and the input's storage format; with the ``"pytorch"`` convention the
-outputs equal ``torch.nn.functional``'s CPU outputs bit for bit on benign float32
-inputs (see ``tests/test_norms.py``).
+outputs equal ``torch.nn.functional``'s CPU outputs bit for bit on float32, float64,
+float16 and bfloat16 inputs (torch 2.13; see ``tests/test_norms.py``).
 
 All of them are instances of the two steps Wu & He (2018) use to unify BN, LN, IN and
 GN: normalize by the moments of a set of axes, then apply a per-channel affine map
@@ -466,7 +466,9 @@ def batch_norm(
         ``None``: the convention's accumulator for ``x.dtype`` (PyTorch: float32 data
         accumulated in float64).
     **options
-        Passed to the moments kernel (e.g. ``summation``).
+        Passed to the moments kernel (e.g. ``summation``). ``threads`` (PyTorch preset):
+        torch's thread count, which decides how its channels-last kernel, taken for
+        (N, C) inputs and spatial size 1, splits the batch (default 1).
 
     Returns
     -------
