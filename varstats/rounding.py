@@ -70,14 +70,16 @@ _F32_HALF: Final = np.uint64(1 << 28)  # ... that make a float32 midpoint
 _F32_TINY: Final = float(np.finfo(np.float32).tiny)
 
 
-def _fma_float32(a64: Array, b64: Array, c64: Array) -> Array:
+def _fma_float32(a: npt.ArrayLike, b: npt.ArrayLike, c: npt.ArrayLike) -> Array:
     # The product of two float32 values is exact in float64, so s = fl64(ab + c) is
     # one rounding away from the exact sum, and rounding s to float32 is correct
     # unless s is a float32 midpoint (the one case where double rounding can go the
     # wrong way) or lies in float32's subnormal range (a coarser grid). Only those
-    # few elements take the round-to-odd path; the result is the same bits.
-    p = a64 * b64
-    s = np.asarray(p + c64)
+    # few elements take the round-to-odd path; the result is the same bits. The
+    # ufuncs cast the (float32 or narrower) operands to float64 as they go.
+    p = np.multiply(a, b, dtype=np.float64)
+    c64 = np.asarray(c, dtype=np.float64)
+    s = np.asarray(np.add(p, c64))
     bits = s.view(np.uint64)
     suspect = ((bits & _F32_LOW) == _F32_HALF) | (np.abs(s) < _F32_TINY)
     out = s.astype(np.float32)
@@ -106,10 +108,11 @@ def fma(a: npt.ArrayLike, b: npt.ArrayLike, c: npt.ArrayLike, /, dtype: Any) -> 
            proved algorithms using rounding to odd", IEEE Trans. Computers 57(4), 2008.
     """
     dt = as_dtype(dtype)
+    if dt == np.float32:
+        with np.errstate(all="ignore"):
+            return _fma_float32(a, b, c)
     a64, b64, c64 = (np.asarray(v).astype(np.float64) for v in (a, b, c))
     with np.errstate(all="ignore"):
-        if dt == np.float32:
-            return _fma_float32(a64, b64, c64)
         if dt != np.float64:
             # float32 * float32 is exact in float64 (24 + 24 <= 53 bits)
             out = _add_round_to_odd(a64 * b64, c64)

@@ -369,21 +369,22 @@ def _fma_square_chain(dev: Array) -> Array:
             y = fma(dev[..., i], dev[..., i], y, dt)
         return y
     # float32: d*d is exact in float64, so each step is one float64 addition and one
-    # rounding to float32, which is the FMA's single rounding unless the float64 sum
-    # is a float32 midpoint or tiny (see rounding.fma); from the first such step on,
-    # the chain is redone with the full emulation.
-    d64 = dev.astype(np.float64)
+    # rounding to float32, which is the FMA's single rounding except where the float64
+    # sum is a float32 midpoint or tiny (see rounding.fma): those elements alone are
+    # rounded again, exactly.
+    d64 = np.ascontiguousarray(np.moveaxis(dev.astype(np.float64), -1, 0))
     p = d64 * d64
     y64 = np.zeros(dev.shape[:-1], np.float64)
-    for i in range(dev.shape[-1]):
-        s = p[..., i] + y64
+    for i in range(p.shape[0]):
+        s = p[i] + y64
         bits = s.view(np.uint64)
-        if np.any(((bits & _F32_LOW) == _F32_HALF) | (np.abs(s) < _F32_TINY)):
-            y = y64.astype(np.float32)
-            for k in range(i, dev.shape[-1]):
-                y = fma(dev[..., k], dev[..., k], y, dt)
-            return y
-        y64 = s.astype(np.float32).astype(np.float64)
+        suspect = ((bits & _F32_LOW) == _F32_HALF) | (np.abs(s) < _F32_TINY)
+        rounded = s.astype(np.float32)
+        if suspect.any():
+            rounded[suspect] = fma(
+                dev[..., i][suspect], dev[..., i][suspect], y64[suspect].astype(np.float32), dt
+            )
+        y64 = rounded.astype(np.float64)
     return y64.astype(np.float32)
 
 
