@@ -359,6 +359,18 @@ def test_reduced_precision_group_and_instance_norm_bit_for_bit_with_torch(
     assert _same_reduced(vn.instance_norm(x, weight=w, bias=b), ty), "instance_norm"
 
 
+@pytest.mark.parametrize("dtype", REDUCED_DTYPES)
+def test_reduced_precision_local_response_norm_is_close_to_torch(tf, dtype):
+    """Not modelled bit for bit (NumPy's power in the format): within 2 ulps of the format."""
+    _, F = tf
+    x = round_to(RNG.standard_normal((2, 16, 40)) * 3, dtype)
+    y = vn.local_response_norm(x, 3)
+    assert y.dtype == x.dtype
+    ty = F.local_response_norm(_tr(x), 3).float().numpy()
+    eps = finfo(dtype).eps
+    assert np.all(np.abs(y.astype(np.float64) - ty) <= 2 * eps * np.abs(ty.astype(np.float64)))
+
+
 def test_norm_layers_accept_tensors_that_require_grad(tf):
     t, F = tf
     x = t.randn(4, 3, 5, requires_grad=True)

@@ -1308,7 +1308,8 @@ def local_response_norm(
     CPU ``pow`` (:func:`varstats.torch_cpu.torch_cpu_pow`: Sleef's vectorized ``pow``
     on whole blocks of 32 float32 or 16 float64 values, the C library's ``pow`` on the
     rest); which elements fall in whole blocks depends on ``threads`` once ``x`` has
-    more than 32768 elements.
+    more than 32768 elements. For float16/bfloat16 input the power is NumPy's, rounded
+    to the input's format (torch's reduced-precision ``pow`` is not modelled).
     """
     xa = _float_input(x, "x", min_ndim=3)
     size = _positive_int(size, "size")
@@ -1324,7 +1325,10 @@ def local_response_norm(
             acc = acc + np.take(sqp, np.arange(j, j + c), axis=1)
         div = acc / dt.type(size)
         div = div * dt.type(alpha) + dt.type(k)
-        div = torch_cpu_pow(div, float(beta), threads=threads)
+        if dt.itemsize >= 4:
+            div = torch_cpu_pow(div, float(beta), threads=threads)
+        else:  # torch's float16/bfloat16 pow is not modelled: NumPy's, in the format
+            div = np.power(div, dt.type(beta))
         return np.asarray(xa / div)
 
 
