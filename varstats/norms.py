@@ -276,7 +276,7 @@ def _affine_output(
 
     ``mean`` and ``invstd`` broadcast against ``x``; so do ``weight`` and ``bias``.
     """
-    xd = x.astype(dtype)
+    xd = x.astype(dtype, copy=False)
     w = None if weight is None else weight.astype(dtype)
     b = None if bias is None else bias.astype(dtype)
     if form == "folded_if_affine":

@@ -311,14 +311,15 @@ def torch_cpu_two_pass(
     if channels_last:
         return _two_pass_channels_last(xs, acc, int(threads))
     with np.errstate(all="ignore"):
-        total = np.add.accumulate(xs.astype(acc), axis=-1)[..., -1]  # strictly left to right
+        # strictly left to right; the ufunc casts to acc as it goes
+        total = np.add.accumulate(xs, axis=-1, dtype=acc)[..., -1]
         mean = (total / acc.type(n)).astype(storage)
         dev = xs - mean[..., None]
         sq = (dev * dev).astype(storage)
         if storage == np.float64 and image_size % 2:
             m2 = _sum_with_fused_block_ends(sq, dev, int(image_size))
         else:
-            m2 = np.add.accumulate(sq.astype(acc), axis=-1)[..., -1].astype(storage)
+            m2 = np.add.accumulate(sq, axis=-1, dtype=acc)[..., -1].astype(storage)
     return Moments(np.full(mean.shape, n, dtype=np.int64), mean.astype(acc), m2.astype(acc))
 
 
