@@ -13,10 +13,20 @@ by two kernels, registered in :mod:`varstats.algorithms` under their names:
     ``aten/src/ATen/native/cpu/batch_norm_kernel.cpp``: a sequential sum in
     ``acc_type`` (double for float), the mean rounded back to the storage
     format, squared deviations formed in the storage format and summed
-    sequentially in the accumulator. Used by BatchNorm and InstanceNorm.
+    sequentially in the accumulator (the channels-last kernel, split by thread
+    count, with ``channels_last=True``; torch's float16/bfloat16 kernels for those
+    formats). Used by BatchNorm and InstanceNorm.
+
+and, for LRN, torch's ``pow(tensor, scalar)``:
+
+:func:`torch_cpu_pow`
+    ``pow_tensor_scalar_kernel`` of ``aten/src/ATen/native/cpu/PowKernel.cpp``:
+    :func:`sleef_pow` (Sleef's vectorized u10 ``pow``, emulated operation for
+    operation) on whole vector blocks, the C library's ``pow`` on the rest.
 
 Fused multiply-add is emulated by :func:`fma`: one rounding of the exact
-:math:`ab + c`.
+:math:`ab + c`. Every emulation computes what torch computes, operation for
+operation; independent operations run in whatever order NumPy vectorizes best.
 """
 
 from __future__ import annotations
