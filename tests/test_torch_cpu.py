@@ -148,3 +148,25 @@ def test_torch_square_root_kernel_is_not_correctly_rounded(torch):
     rate = np.mean(want != np.sqrt(x))  # NumPy's float32 sqrt is correctly rounded
     assert 0.1 <= rate <= 0.3
     assert np.all(_ulp_distance(want, np.sqrt(x)) <= 1)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("c", [1, 2, 3, 4, 5, 7, 8, 9, 16, 31, 32, 33, 65, 130])
+@pytest.mark.parametrize("n", [1, 3, 7, 8, 17, 40, 69])
+def test_torch_cpu_sum_rows_bit_for_bit_with_torch(torch, dtype, c, n):
+    rng = np.random.default_rng(n * 1000 + c)
+    a = round_to(rng.standard_normal((n, c)) * 2 + 1, dtype)
+    np.testing.assert_array_equal(vt.torch_cpu_sum_rows(a), torch.from_numpy(a).sum(0).numpy())
+
+
+def test_torch_cpu_sum_rows_within_summation_bound():
+    """Against exact rationals: a cascade of n - 1 roundings, at most (n - 1) u |sum|."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(4)
+    a = round_to(rng.random((50, 10)) + 1, "float32")
+    got = vt.torch_cpu_sum_rows(a)
+    u = finfo("float32").unit_roundoff
+    for j in range(a.shape[1]):
+        exact = sum(Fraction(float(v)) for v in a[:, j])
+        assert abs(Fraction(float(got[j])) - exact) <= Fraction(49 * u) * exact

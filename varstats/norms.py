@@ -46,7 +46,7 @@ from varstats.conventions import Convention, get_convention
 from varstats.moments import Moments
 from varstats.precision import Precision, as_dtype, resolve_precision, round_to
 from varstats.rounding import fma
-from varstats.torch_cpu import torch_cpu_pow
+from varstats.torch_cpu import torch_cpu_pow, torch_cpu_sum_rows
 
 __all__ = [
     "NORM_ALGORITHMS",
@@ -885,9 +885,9 @@ def instance_norm(
     as in torch, each is repeated N times, BatchNorm of the view runs in training
     (``use_input_stats=True``: the batch's moments normalize, the copies are updated
     with ``momentum``) or evaluation (``use_input_stats=False``: the running statistics
-    normalize), and the new running statistics are the float mean over N of the
-    updated copies, summed in order (torch's ``at::mean`` sums in order for N <= 3 and
-    in a cascade beyond, which is not modelled: up to 16 float32 ulps apart there).
+    normalize, and are returned unchanged), and the new running statistics are the mean
+    over N of the updated copies as ``at::mean`` computes it
+    (:func:`varstats.torch_cpu.torch_cpu_sum_rows`, then a division by N).
     """
     conv = get_convention(convention)
     xa = _float_input(x, "x", min_ndim=3)
@@ -943,7 +943,7 @@ def _instance_norm_with_running_stats(
     options: dict[str, Any],
 ) -> BatchNormOutput:
     # torch: batch_norm(input.view(1, N*C, ...), running_mean.repeat(N), ...,
-    # training=use_input_stats), then running_mean.copy_(view(N, C).mean(0))
+    # training=use_input_stats), then (in training) running_mean.copy_(view(N, C).mean(0))
     n, c = xa.shape[0], xa.shape[1]
     view = xa.reshape(1, n * c, *xa.shape[2:])
     out = batch_norm(
@@ -962,6 +962,8 @@ def _instance_norm_with_running_stats(
     )
     assert out.running_mean is not None
     assert out.running_var is not None
+    if not use_input_stats:  # evaluation leaves the running statistics as they were
+        return BatchNormOutput(out.y.reshape(xa.shape), rm.copy(), rv.copy())
     return BatchNormOutput(
         out.y.reshape(xa.shape),
         _mean_over_samples(out.running_mean.reshape(n, c)),
@@ -970,9 +972,12 @@ def _instance_norm_with_running_stats(
 
 
 def _mean_over_samples(a: Array) -> Array:
-    # at::mean over dim 0 of a contiguous (N, C) float tensor: a sequential sum over N in
-    # the tensor's own format (vectorized across C), then one division by N
-    total = np.add.accumulate(a, axis=0)[-1]
+    # at::mean over dim 0 of a contiguous (N, C) tensor: at::sum (cascade_sum), then
+    # one division by N, in the tensor's own format
+    if a.dtype in (np.float32, np.float64):
+        total = torch_cpu_sum_rows(a)
+    else:
+        total = np.add.accumulate(a, axis=0)[-1]
     return np.asarray(total / a.dtype.type(a.shape[0]))
 
 

@@ -44,7 +44,13 @@ _F32_LOW: Final = np.uint64((1 << 29) - 1)  # float64 significand bits below flo
 _F32_HALF: Final = np.uint64(1 << 28)  # ... that make a float32 midpoint
 _F32_TINY: Final = float(np.finfo(np.float32).tiny)
 
-__all__ = ["sleef_pow", "torch_cpu_pow", "torch_cpu_two_pass", "torch_cpu_welford"]
+__all__ = [
+    "sleef_pow",
+    "torch_cpu_pow",
+    "torch_cpu_sum_rows",
+    "torch_cpu_two_pass",
+    "torch_cpu_welford",
+]
 
 Array = npt.NDArray[Any]
 
@@ -765,3 +771,92 @@ def torch_cpu_pow(x: npt.ArrayLike, exponent: float, /, *, threads: int = 1) -> 
         tail = flat[~vector].astype(np.float64)
         out[~vector] = np.array([_libm_pow(v, e) for v in tail.tolist()], np.float64).astype(dt)
     return out.reshape(xa.shape)
+
+
+# --------------------------------------------------------------------------- sum over dim 0
+
+
+def _multi_row_sum(rows: Array) -> Array:
+    # multi_row_sum (aten/src/ATen/native/cpu/SumKernel.cpp): rows added in order into
+    # level 0; every `step` rows level j - 1 is added into level j (4 levels, a
+    # cascade), the levels summed into level 0 at the end.
+    dt = rows.dtype
+    size = rows.shape[0]
+    power = max(4, _ceil_log2(size) // 4)
+    step = 1 << power
+    mask = step - 1
+    acc = [np.zeros(rows.shape[1:], dt) for _ in range(4)]
+    i = 0
+    while i + step <= size:
+        for _ in range(step):
+            acc[0] = acc[0] + rows[i]
+            i += 1
+        for j in range(1, 4):
+            acc[j] = acc[j] + acc[j - 1]
+            acc[j - 1] = np.zeros_like(acc[j - 1])
+            if i & (mask << (j * power)):
+                break
+    while i < size:
+        acc[0] = acc[0] + rows[i]
+        i += 1
+    for j in range(1, 4):
+        acc[0] = acc[0] + acc[j]
+    return acc[0]
+
+
+def _row_sum(rows: Array) -> Array:
+    # row_sum: the rows read as (-1, 4); four partial cascades, the left-over rows
+    # added to the first, then the partials added in order
+    n4 = rows.shape[0] // 4
+    parts = [
+        _multi_row_sum(rows[k : 4 * n4 : 4]) if n4 else np.zeros(rows.shape[1:], rows.dtype)
+        for k in range(4)
+    ]
+    total = parts[0]
+    for i in range(4 * n4, rows.shape[0]):
+        total = total + rows[i]
+    for k in range(1, 4):
+        total = total + parts[k]
+    return total
+
+
+def torch_cpu_sum_rows(a: npt.ArrayLike, /) -> Array:
+    """``torch.sum(a, 0)`` of a contiguous 2-D float32/float64 CPU tensor, emulated bit for bit.
+
+    Models ``cascade_sum`` (``aten/src/ATen/native/cpu/SumKernel.cpp``) with the
+    8-lane float (4-lane double) vectors torch 2.13 uses here: one column is a
+    contiguous inner reduction (8+ values: lanes summed by ``row_sum``, then the tail
+    and the lanes added in order); 8 or more columns a vectorized outer reduction
+    (blocks of 32 columns by ``multi_row_sum``, the rest by ``row_sum``); 2 to 7
+    columns a scalar outer reduction (groups of 4 by ``multi_row_sum``). Sums run in
+    the array's format. Single-threaded: torch splits reductions of more than 32768
+    elements across threads, which is not modelled.
+    """
+    x = np.asarray(a)
+    if x.ndim != 2 or x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"a: expected a 2-D float32 or float64 array, got {x.dtype}{x.shape}")
+    lanes = 32 // x.dtype.itemsize
+    n, c = x.shape
+    out = np.zeros(c, x.dtype)
+    with np.errstate(all="ignore"):
+        if c == 1:
+            if n >= lanes:
+                nv = n // lanes
+                partials = _row_sum(x[: nv * lanes, 0].reshape(nv, lanes))
+                total = x.dtype.type(0)
+                for v in x[nv * lanes :, 0]:
+                    total = total + v
+                for k in range(lanes):
+                    total = total + partials[k]
+                out[0] = total
+            else:
+                out[:] = _row_sum(x)
+            return out
+        block = 4 if c < lanes else 4 * lanes
+        j = 0
+        while j + block <= c:
+            out[j : j + block] = _multi_row_sum(x[:, j : j + block])
+            j += block
+        if j < c:
+            out[j:] = _row_sum(x[:, j:])
+    return out
