@@ -1,6 +1,7 @@
 """The PyTorch CPU kernel emulations: bounds against the oracle, bits against torch itself."""
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -34,10 +35,32 @@ def test_torch_welford_within_updating_bound(n, dtype):
     assert np.all(rel <= 4 * np.log2(n + 1) * kappa * u + 1e-300), "updating bound log2(n) kappa u"
 
 
-def test_torch_two_pass_rounds_deviations_in_storage():
-    x = np.array([[40000, 40001, 40002, 40003]], dtype=np.float32)
+def _f32(q: Fraction) -> Fraction:
+    return Fraction(float(np.float32(float(q)))) if q else Fraction(0)
+
+
+def test_torch_two_pass_rounds_mean_squares_and_m2_in_storage():
+    # batch_norm_cpu_collect_stats_contiguous_impl: mean and each squared deviation are
+    # float, the sums double. Emulated here with exact rationals, one rounding per step.
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((6, 7)) * 3 + 1000).astype(np.float32)
     m = vt.torch_cpu_two_pass(x, acc=np.dtype(np.float64))
-    assert float(m.var(0)[0]) == 1.25
+    rows_differ = 0
+    for row, got_mean, got_m2 in zip(x, m.mean, m.m2, strict=True):
+        vals = [Fraction(float(v)) for v in row]
+        total = Fraction(0)
+        for v in vals:  # sequential double sum: exact for 7 float32 values near 1000
+            total = Fraction(float(total + v))
+        mean = _f32(Fraction(float(total / len(vals))))
+        m2 = Fraction(0)
+        for v in vals:
+            dev = _f32(v - mean)
+            m2 = Fraction(float(m2 + _f32(dev * dev)))
+        assert Fraction(float(got_mean)) == mean
+        assert Fraction(float(got_m2)) == _f32(m2)
+        exact_m2 = sum((v - sum(vals) / len(vals)) ** 2 for v in vals)
+        rows_differ += Fraction(float(got_m2)) != Fraction(float(exact_m2))
+    assert rows_differ, "the storage roundings must be visible on this data"
     assert m.mean.dtype == np.float64
 
 
