@@ -367,8 +367,11 @@ def build_grid(
                     slow = tuple(v for v in unit_variants if VARIANTS[v].sequential_loop)
                     top = tuple(p for p in sprecs if p in spec.loop_top_precisions)
                     units.append(_replace(base, variants=fast))
-                    if slow and top:
-                        units.append(_replace(base, variants=slow, precisions=top))
+                    # one unit per (precision, loop): the loops are the grid's longest
+                    # units and run side by side this way; the rows keep their order
+                    units += [
+                        _replace(base, variants=(v,), precisions=(p,)) for p in top for v in slow
+                    ]
                 else:
                     units.append(base)
     if spec.public:
@@ -778,8 +781,7 @@ def _layer_unit(unit: Unit) -> list[dict[str, Any]]:
             err = np.abs(y64 - e64) / (rms if rms > 0 else 1.0)
             w = _worst(err)
             worst = float(np.where(np.isnan(err), np.inf, err)[w])
-            with np.errstate(divide="ignore"):
-                digits = np.clip(-np.log10(np.where(np.isnan(err), np.inf, err)), 0.0, fi.digits)
+            digits = metrics.correct_digits(err, unit.storage)  # NaN error: 0 digits
             nan = int(np.count_nonzero(np.isnan(y64)))
             inf = int(np.count_nonzero(np.isinf(y64)))
             out.append(
