@@ -952,10 +952,11 @@ def _compute_cluster(todo: Sequence[Unit], scheduler: str) -> Iterator[tuple[Uni
             client.submit(unit_text, u, key=f"varstats-unit-{u.key}", pure=False): u for u in todo
         }
         try:
-            for f in as_completed(futures):  # type: ignore[no-untyped-call]
+            for f in as_completed(futures, loop=client.loop):  # type: ignore[no-untyped-call]
                 yield futures[f], f.result()
-        finally:
-            client.cancel(list(futures), force=True)
+        except BaseException:
+            client.cancel(list(futures), force=True)  # Ctrl-C: the cluster stops too
+            raise
 
 
 def run(
