@@ -5,7 +5,7 @@ The sweep writes to ``--out`` (default ``results/``):
 
 ``errors.csv``
     One row per (case, algorithm variant, precision, correction); columns in
-    :data:`varstats.report.COLUMNS`. A *case* is one set of generator parameters
+    :data:`varstats.schema.COLUMNS`. A *case* is one set of generator parameters
     (storage, distribution, layout, n, offset, scale) drawn as ``rows`` independent
     rows; the CSV row reports the worst of them (``value``, ``exact``, ``rel_err``,
     ``ulps``, ``lre``, ``kappa`` and ``bound`` of that row, its index in ``row``) and
@@ -27,12 +27,42 @@ Determinism and resumption
 --------------------------
 Every case's seed is derived (SHA-256) from its parameters and ``--seed``, never from
 the order or the process it runs in; floats are written with ``repr`` (shortest
-round-trip); units are concatenated in grid order. Each finished unit is written
-atomically (temporary file, then :func:`os.replace`) to ``OUT/.partial/KEY.csv``, where
-``KEY`` hashes everything the unit computes. ``--resume`` skips every unit whose file
-exists, so a killed run restarted with ``--resume`` recomputes nothing already written
-and ends with the same bytes as an uninterrupted run; without ``--resume`` the partial
-store is cleared first. It is removed once the outputs are written.
+round-trip, :func:`varstats.schema.format_field`), and every derived column (``lre``,
+``kappa``, ``bound``) is computed from IEEE-754 operations only, never libm's
+logarithms, so the same command gives the same bytes on any machine; units are
+concatenated in grid order. Each finished unit is written atomically (temporary file,
+then :func:`os.replace`) to ``OUT/.partial/KEY.csv``, where ``KEY`` hashes everything the
+unit computes, under a first line holding its row count and SHA-256. ``--resume`` keeps
+every unit whose file passes that check and recomputes the rest (missing, emptied,
+truncated or altered files alike), so a killed run restarted with ``--resume`` ends with
+the same bytes as an uninterrupted run; without ``--resume`` the partial store is cleared
+first. It is removed after the last output is written.
+
+Faults
+------
+- Every output (``errors.csv``, ``summary.md``, each figure) is written to a temporary
+  file in its own directory and renamed: a kill at any instant leaves old or new files,
+  never a part of one, and ``--resume`` completes the set.
+- One writer per output directory: :func:`varstats.report.output_lock` (``flock`` on the
+  directory). A second sweep (or ``python -m varstats.report``) exits with
+  :data:`EXIT_BUSY` and a message.
+- The output directory (and ``figures/``) is checked by writing a file into it before
+  anything is computed; if it cannot be written the sweep exits with
+  :data:`EXIT_NOT_WRITABLE`.
+- Local workers die with the sweep (``PR_SET_PDEATHSIG`` on Linux, a watcher thread
+  elsewhere) and ignore SIGINT; on Ctrl-C the sweep kills them, keeps the finished
+  units, prints the command that resumes and exits with :data:`EXIT_INTERRUPTED`.
+- ``--jobs`` is capped at the number of tasks; above the core count it warns.
+- Only the full standard study writes to ``results/`` by default: a filtered or other
+  grid needs ``--out`` (or ``--force``).
+
+Where the work runs
+-------------------
+``--jobs J`` runs the units on ``J`` local processes, longest first, and then the
+report's summary and figures as tasks on the same processes. ``--scheduler ADDRESS``
+sends the units to an existing dask.distributed cluster instead
+(``distributed`` is needed only then); the workers send back the CSV rows, this process
+stores them and writes the report, so the bytes are the same as with ``--jobs``.
 
 Scale points
 ------------
