@@ -683,3 +683,26 @@ def test_the_written_lre_is_within_a_few_ulps_of_the_true_log() -> None:
     with mpmath.workdps(40):
         true = [min(vs.finfo("float64").digits, float(-mpmath.log10(mpmath.mpf(r)))) for r in rel]
     assert np.all(np.abs(got - true) <= 4 * np.spacing(np.abs(true))), "4 ulps of log10"
+
+
+def test_a_norm_layer_row_matches_the_layer_and_the_exact_output() -> None:
+    # the layer part of the sweep, checked against norms and the exact oracle directly
+    units = sweep.build_grid("tiny", precisions=[vs.Precision("float32")], layers=("layer_norm",))
+    unit = next(u for u in units if u.kind == "layer")
+    rows = sweep.compute_unit(unit)
+    assert {r["convention"] for r in rows} == set(vs.conventions.CONVENTIONS)
+    assert len(rows) == len(unit.conventions) * len(unit.offsets)
+    shape = tuple(int(s) for s in unit.case.split("x"))
+    for r in rows[:: max(1, len(rows) // 6)]:
+        x = vs.cases.generate(
+            unit.n, storage="float32", offset=r["offset"], scale=1.0, seed=r["seed"]
+        ).reshape(shape)
+        y = vs.norms.layer_norm(x, shape[1:], eps=sweep.LAYER_EPS, convention=r["convention"])
+        y64 = np.asarray(y).astype(np.float64).reshape(-1)
+        exact = vs.oracle.exact_normalize(x, axis=(1, 2, 3), eps=sweep.LAYER_EPS).reshape(-1)
+        err = np.abs(y64 - exact) / math.sqrt(float(np.mean(exact**2)))
+        assert r["value"] == y64[r["row"]]
+        assert r["exact"] == exact[r["row"]]
+        assert r["rel_err"] == err.max()
+        assert r["lre"] == vs.metrics.correct_digits(err.max(), "float32")
+        assert r["rows"] == unit.n
