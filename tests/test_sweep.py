@@ -706,3 +706,12 @@ def test_a_norm_layer_row_matches_the_layer_and_the_exact_output() -> None:
         assert r["rel_err"] == err.max()
         assert r["lre"] == vs.metrics.correct_digits(err.max(), "float32")
         assert r["rows"] == unit.n
+
+
+def test_an_unusable_scheduler_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("distributed")
+    argv = [*FAST, "--scheduler", "nonsense://nowhere", "--out", str(tmp_path / "out")]
+    assert sweep.main(argv) == sweep.EXIT_UNAVAILABLE
+    assert "cannot reach nonsense://nowhere" in capsys.readouterr().err

@@ -116,6 +116,7 @@ __all__ = [
     "EXIT_BUSY",
     "EXIT_INTERRUPTED",
     "EXIT_NOT_WRITABLE",
+    "EXIT_UNAVAILABLE",
     "GRIDS",
     "GRID_HELP",
     "MAX_JOBS",
@@ -123,6 +124,7 @@ __all__ = [
     "VARIANTS",
     "Grid",
     "RunStats",
+    "SchedulerError",
     "Unit",
     "Variant",
     "build_grid",
@@ -893,6 +895,10 @@ def _load_unit(partial: Path, unit: Unit) -> str | None:
     return body if header + "\n" == _unit_header(unit.key, body) else None
 
 
+class SchedulerError(RuntimeError):
+    """The dask.distributed scheduler given to ``--scheduler`` cannot be used."""
+
+
 @dataclass
 class RunStats:
     """What :func:`run` did: units in the grid, computed, taken from ``.partial``, ..."""
@@ -974,9 +980,22 @@ def _compute_local(
 
 def _compute_cluster(todo: Sequence[Unit], scheduler: str) -> Iterator[tuple[Unit, str]]:
     """Units computed on the dask.distributed cluster at ``scheduler``; rows come back."""
-    from distributed import Client, as_completed  # optional: the dask extra
+    try:
+        from distributed import Client, as_completed  # optional: the dask extra
+    except ImportError:
+        raise SchedulerError(
+            "--scheduler needs dask.distributed (pip install varstats[dask])"
+        ) from None
+    from distributed.comm.addressing import parse_address
+    from distributed.comm.registry import get_backend
 
-    with Client(scheduler, set_as_default=False) as client:  # type: ignore[no-untyped-call]
+    try:
+        # a malformed address fails here, before a half-made Client lingers on close
+        get_backend(parse_address(scheduler)[0])
+        client = Client(scheduler, set_as_default=False, timeout="10s")  # type: ignore[no-untyped-call]
+    except (OSError, ValueError) as exc:
+        raise SchedulerError(f"--scheduler: cannot reach {scheduler}: {exc}") from None
+    with client:
         # key: the unit's own hash, so a resubmitted unit is the same task
         futures = {
             client.submit(unit_text, u, key=f"varstats-unit-{u.key}", pure=False): u for u in todo
@@ -984,8 +1003,8 @@ def _compute_cluster(todo: Sequence[Unit], scheduler: str) -> Iterator[tuple[Uni
         try:
             for f in as_completed(futures, loop=client.loop):  # type: ignore[no-untyped-call]
                 yield futures[f], f.result()
-        except BaseException:
-            client.cancel(list(futures), force=True)  # Ctrl-C: the cluster stops too
+        except BaseException:  # Ctrl-C included: the cluster stops too
+            client.cancel(list(futures), force=True)  # type: ignore[no-untyped-call]
             raise
 
 
@@ -1021,7 +1040,8 @@ def run(
         if partial.exists() and not resume:
             shutil.rmtree(partial)
         partial.mkdir(exist_ok=True)
-        _report.clear_temporaries(partial)
+        for d in (out, partial):  # what a killed run was writing
+            _report.clear_temporaries(d)
         bodies: dict[str, str] = {}
         invalid = 0
         for u in units:
@@ -1081,6 +1101,8 @@ EXIT_INTERRUPTED: Final = 130
 EXIT_BUSY: Final = _report.EXIT_BUSY
 #: Exit status when the output directory cannot be written (``EX_CANTCREAT``).
 EXIT_NOT_WRITABLE: Final = _report.EXIT_NOT_WRITABLE
+#: Exit status when the ``--scheduler`` cannot be reached (``EX_UNAVAILABLE``).
+EXIT_UNAVAILABLE: Final = 69
 #: The largest ``--jobs`` accepted (the pool is capped at the number of units anyway).
 MAX_JOBS: Final = 1024
 
@@ -1154,7 +1176,8 @@ def make_parser() -> argparse.ArgumentParser:
         description="Measure every variance algorithm, precision and norm-layer convention "
         "against exact ground truth; write errors.csv, summary.md and figures/.",
         epilog=f"Exit status: 0 done, 2 usage, {EXIT_NOT_WRITABLE} output not writable, "
-        f"{EXIT_BUSY} another sweep is writing the same --out, {EXIT_INTERRUPTED} "
+        f"{EXIT_BUSY} another sweep is writing the same --out, {EXIT_UNAVAILABLE} "
+        f"--scheduler unreachable, {EXIT_INTERRUPTED} "
         "interrupted (rerun with --resume).",
     )
     p.add_argument(
@@ -1275,6 +1298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (_report.OutputNotWritableError, PermissionError) as exc:
         print(f"varstats-sweep: error: {exc}", file=sys.stderr)
         return EXIT_NOT_WRITABLE
+    except SchedulerError as exc:
+        print(f"varstats-sweep: error: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except KeyboardInterrupt:
         print(
             f"\nvarstats-sweep: interrupted; finished units are kept in {out / PARTIAL_DIR}. "
