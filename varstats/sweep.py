@@ -1106,12 +1106,13 @@ EXIT_UNAVAILABLE: Final = 69
 #: The largest ``--jobs`` accepted (the pool is capped at the number of units anyway).
 MAX_JOBS: Final = 1024
 
-#: What each ``--grid`` is for and about how long it takes with ``--jobs 2`` on two cores.
+#: What each ``--grid`` is for and about how long it takes with ``--jobs 2`` on two idle
+#: cores (``benchmarks/bench_sweep.py`` measures it; ``full`` is scaled from the cost model).
 GRID_HELP: Final = {
     "tiny": "a few seconds; a slice for the tests",
     "quick": "about 10 s; every axis at small n, for CI",
-    "standard": "about 30 s; the committed study (default)",
-    "full": "about 15 min; more rows, n = 3, extremes up to n = 10**6",
+    "standard": "about 1 min; the committed study (default)",
+    "full": "about 5-10 min; more rows, n = 3, the extremes up to n = 10**6",
 }
 
 
