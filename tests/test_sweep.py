@@ -715,3 +715,26 @@ def test_an_unusable_scheduler_is_a_clear_error(
     argv = [*FAST, "--scheduler", "nonsense://nowhere", "--out", str(tmp_path / "out")]
     assert sweep.main(argv) == sweep.EXIT_UNAVAILABLE
     assert "cannot reach nonsense://nowhere" in capsys.readouterr().err
+
+
+def test_the_report_replaces_stale_figures_and_leaves_no_temporary(
+    reference: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "stale"
+    shutil.copytree(reference, out)
+    (out / "figures" / "layer_gone.png").write_bytes(b"a figure of an earlier grid")
+    (out / "figures" / ".error_vs_n_x.123.tmp.png").write_bytes(b"half a figure")
+    (out / "summary.md").write_text("")  # what a kill mid-write used to leave
+    assert report.main([str(out)]) == 0
+    assert _outputs(out) == _outputs(reference)
+
+
+def test_the_report_refuses_a_directory_another_writer_holds(
+    reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "held"
+    shutil.copytree(reference, out)
+    with report.output_lock(out):
+        assert report.main([str(out)]) == report.EXIT_BUSY
+    assert "another sweep or report" in capsys.readouterr().err
+    assert _outputs(out) == _outputs(reference)

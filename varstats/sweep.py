@@ -102,6 +102,7 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+from tqdm import tqdm
 
 from varstats import cases as vcases
 from varstats import metrics, norms, oracle
@@ -1026,8 +1027,6 @@ def run(
     before anything is computed. ``scheduler`` is the address of a dask.distributed
     scheduler to compute the units on instead of ``jobs`` local processes.
     """
-    from tqdm import tqdm
-
     t0 = time.perf_counter()
     out = Path(out)
     keys = [u.key for u in units]
