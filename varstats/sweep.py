@@ -913,16 +913,17 @@ class RunStats:
     invalid: int = 0  # stored units that failed their check and were recomputed
 
 
+_PR_SET_PDEATHSIG: Final = 1  # from <linux/prctl.h>
+
+
 def _worker_init(parent: int) -> None:
     """Runs first in every local worker: die with the parent, leave Ctrl-C to it."""
     # a terminal's Ctrl-C reaches the whole process group; the parent stops the workers
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform.startswith("linux"):
-        # PR_SET_PDEATHSIG: the kernel kills this process when its parent dies, even by
-        # SIGKILL, which no handler in the parent can see
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    else:
+    # PR_SET_PDEATHSIG: the kernel kills this process when its parent dies, even by
+    # SIGKILL, which no handler in the parent can see; elsewhere a thread watches
+    linux = sys.platform.startswith("linux")
+    if not linux or ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
         threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     if os.getppid() != parent:  # the parent died before the line above took effect
         os._exit(1)
@@ -932,9 +933,6 @@ def _watch_parent(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(0.5)
     os._exit(1)
-
-
-_PR_SET_PDEATHSIG: Final = 1
 
 
 @contextlib.contextmanager
