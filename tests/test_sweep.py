@@ -631,8 +631,9 @@ def test_a_filtered_run_does_not_replace_results_unless_asked(
 def test_help_describes_every_grid_with_its_time() -> None:
     text = " ".join(sweep.make_parser().format_help().split())
     for grid in sweep.GRIDS:
-        assert f"{grid}: {sweep.GRID_HELP[grid]}" in text
-        assert re.search(r"\d+ (s|min)|seconds", sweep.GRID_HELP[grid]), grid
+        duration, purpose = sweep.GRID_HELP[grid]
+        assert f"{grid} ({duration}): {purpose}" in text
+        assert re.search(r"\d+ (s|min)$|seconds$", duration), grid
 
 
 def test_scheduler_gives_the_same_bytes_as_jobs(reference: Path, tmp_path: Path) -> None:
