@@ -3,6 +3,11 @@ r"""Tables and figures of the study, rebuilt from ``errors.csv`` without recompu
 ``python -m varstats.report results/`` reads ``results/errors.csv`` (written by
 :mod:`varstats.sweep`) and writes ``results/summary.md`` and ``results/figures/*.png``.
 Everything here is a pure function of the CSV, so the same CSV gives the same bytes.
+The report reads results, it never makes them: without ``errors.csv``,
+:func:`load_results` and ``main`` name the sweep command that writes it. Every file is
+written through a temporary file and a rename (:func:`write_atomic`), under the same
+directory lock as the sweep (:func:`output_lock`); the column names and orders come
+from :mod:`varstats.schema`, which the sweep shares.
 
 Definitions used in the summary
 -------------------------------
