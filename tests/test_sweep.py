@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import random
 import re
 import shutil
 import signal
@@ -738,4 +739,17 @@ def test_the_report_refuses_a_directory_another_writer_holds(
     with report.output_lock(out):
         assert report.main([str(out)]) == report.EXIT_BUSY
     assert "another sweep or report" in capsys.readouterr().err
+    assert _outputs(out) == _outputs(reference)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_kill_at_a_random_instant_then_resume_gives_the_same_bytes(
+    seed: int, reference: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "random"
+    proc = _start([*FAST, "--jobs", "2"], out)
+    time.sleep(random.Random(seed).uniform(0.5, 8.0))  # start-up, units or report
+    proc.kill()
+    proc.wait()
+    assert sweep.main([*FAST, "--jobs", "1", "--out", str(out), "--resume"]) == 0
     assert _outputs(out) == _outputs(reference)
