@@ -13,26 +13,28 @@ moves less with the load than the wall time.
 Targets (issue 15), with ``--jobs 2`` on a 2-core machine: standard <= 30 s wall.
 
 Measured 2026-11-29 with ``--before`` = the tree before issue 14's sweep work (commit
-e7e2381), ``--jobs 2``, one round, on 2 cores shared with seven other jobs (load average
-7.5 during quick, 12 during standard: the wall times are 5-6x what an idle machine gives
-and say nothing about the target; the CPU column is the comparable one):
+e7e2381), ``--jobs 2``, on 2 cores shared with seven other jobs. The load average is in
+the last column; at these loads the wall times are 2-6x what an idle machine gives and
+swing with the load more than with the code, so the CPU columns are the comparable ones:
 
-=========  =====  ==========  =========  ==========  =========
-grid       rows   before (s)  after (s)  before CPU  after CPU
-=========  =====  ==========  =========  ==========  =========
-quick      14112  32.1        29.0       12.5        12.2
-standard   66128  316.1       346.8      96.5        99.0
-=========  =====  ==========  =========  ==========  =========
+=========  =====  ======  =========  ==========  =========  ==========  ====
+grid       rows   round   before s   before CPU  after s    after CPU   load
+=========  =====  ======  =========  ==========  =========  ==========  ====
+quick      14112  1       32.1       12.5        29.0       12.2        7.5
+quick      14112  2       20.0       14.3        22.5       13.4        4.7
+standard   66128  1       316.1      96.5        346.8      99.0        12
+standard   66128  2       268.9      98.2        105.8      94.9        8.4/4.8
+standard   66128  3       135.0      93.6        147.1      94.3        5
+=========  =====  ======  =========  ==========  =========  ==========  ====
 
-The CPU work is the same (+2.5% for standard: each worker also imports the report and
-reads errors.csv once, and the sequential-loop units at n = 10**6, split per loop so
-they run side by side, run the oracle once each). What moved is the wall-clock
-schedule: the summary and the 18 figures (about 5 s serial) are tasks in the pool, and
-the longest units (Welford's and compensated/seq's Python loops at n = 10**6, about 7 s
-each on an idle core) no longer share one unit. On an idle 2-core machine the standard
-grid is bounded below by half its CPU, about 45 s: those two Python loops are 35% of
-it, and the <= 30 s target needs them vectorized (issue 15's welford and compensated/seq
-rows, the kernels' work, not the sweep's).
+The CPU work is the same within the noise. What changed is the schedule: the summary and
+the 18 figures (about 5 s serial) are tasks in the pool, and the two longest units
+(Welford's and compensated/seq's Python loops at n = 10**6) are split per loop. Replaying
+the per-unit times of one serial run (scaled to the 87.9 s an idle machine takes) on two
+workers, longest first, gives 49.1 s before (issue 15 measured 49.5 s) and 47.1 s after:
+the grid is bounded below by half its CPU, 44 s. Those Python loops are a third of the
+CPU, so the <= 30 s target needs them vectorized (issue 15's welford and compensated/seq
+rows: the kernels' work, not the sweep's).
 """
 
 from __future__ import annotations
