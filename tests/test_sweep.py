@@ -753,3 +753,12 @@ def test_a_kill_at_a_random_instant_then_resume_gives_the_same_bytes(
     proc.wait()
     assert sweep.main([*FAST, "--jobs", "1", "--out", str(out), "--resume"]) == 0
     assert _outputs(out) == _outputs(reference)
+
+
+def test_an_output_that_cannot_be_created_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert sweep.main([*FAST, "--out", str(blocker / "out")]) == sweep.EXIT_NOT_WRITABLE
+    assert "cannot create it" in capsys.readouterr().err

@@ -1030,7 +1030,12 @@ def run(
     keys = [u.key for u in units]
     if len(set(keys)) != len(keys):
         raise ValueError("units: the grid holds the same unit twice")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _report.OutputNotWritableError(
+            f"{out}: cannot create it ({exc.strerror or exc}); choose another --out"
+        ) from None
     with _report.output_lock(out):
         _report.check_writable(out, figures=finalize and report)
         partial = out / PARTIAL_DIR
