@@ -1,7 +1,9 @@
 """Speed of every variance algorithm as a ratio to ``np.var`` on the same array.
 
-Run: ``python benchmarks/bench_algorithms.py``. Both timings come from this run
-(best of several repeats), so the ratios do not depend on the machine's speed.
+Run: ``python benchmarks/bench_algorithms.py``. Both timings come from this run: each
+ratio is the median over rounds of time / np.var time, np.var timed in the same round,
+so the ratios do not depend on the machine's speed. Every configuration runs
+``--repeat`` rounds, or fewer once it has used ``--budget`` seconds (at least one).
 
 Targets (issue 3): two_pass and pairwise <= 2x np.var; welford and chan <= 10x.
 Welford's default is the classic one-lane recurrence: on a 1-D array that is a
@@ -58,6 +60,7 @@ def ratio_to_np_var(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--budget", type=float, default=20.0, help="seconds per configuration")
     parser.add_argument("--skip-slow", action="store_true", help="skip one-lane Welford on 1-D")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
@@ -76,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             ratio, t, _ = ratio_to_np_var(
                 lambda x=x, a=axis, alg=algorithm, o=options: vs.var(x, axis=a, algorithm=alg, **o),
                 lambda x=x, a=axis: np.var(x, axis=a),
-                1 if label in ("welford", "compensated") and axis is None else args.repeat,
+                args.repeat,
+                args.budget,
             )
             target = TARGETS.get(label)
             mark = "" if target is None else (" ok" if ratio <= target else " MISS")

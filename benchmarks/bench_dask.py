@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{label:30s} {t:9.3f} {t / base:6.2f} {peak:17.1f} {float(value):14.8g}")
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of the whole process: {rss_mb:.0f} MB (array: {size_mb:.0f} MB)")
-    print(f"varstats version: {getattr(vs, '__version__', 'dev')}")
+    print(f"varstats version: {vs.__version__}")
     return 0
 
 

@@ -34,14 +34,16 @@
 
 # %%
 import os
+import tempfile
 from fractions import Fraction
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 import varstats as vs
-from varstats import cases, metrics, oracle, report
+from varstats import cases, metrics, oracle, report, sweep
 
 QUICK = os.environ.get("VARSTATS_NOTEBOOK_QUICK") == "1"  # nothing here is expensive
 pd.set_option("display.width", 140)
@@ -49,8 +51,16 @@ pd.set_option("display.width", 140)
 
 def load_errors() -> pd.DataFrame:
     """The sweep's ``errors.csv``; without one, a small sweep into a temporary directory."""
-    frame, path = report.load_results(grid_if_missing="tiny" if QUICK else "quick")
-    print(f"{len(frame):,} sweep measurements from {path}")
+    results = report.results_dir()
+    shown = f"{results.name}/errors.csv"  # relative: the output must not name this machine
+    if not (results / "errors.csv").is_file():  # a checkout without results/
+        grid = "tiny" if QUICK else "quick"
+        results = Path(tempfile.gettempdir()) / f"varstats-sweep-{grid}"
+        if not (results / "errors.csv").is_file():
+            sweep.main(["--grid", grid, "--out", str(results), "--no-progress"])
+        shown = f"a {grid} sweep in a temporary directory"
+    frame, _ = report.load_results(results)
+    print(f"{len(frame):,} sweep measurements from {shown}")
     return frame
 
 
@@ -181,7 +191,9 @@ plt.show()
 # line is the median over the sweep's rows at one offset; dashed lines are the digits the
 # first-order bound guarantees, $\max(0, -\log_{10}\text{bound})$, drawn for the four
 # algorithms of Chan, Golub & LeVeque's table. A measured line below its own dashed line
-# would be a bound violation.
+# would be a bound violation. A point where most results are NaN or infinite (the sum of
+# squares overflows float16's range, which no rounding bound covers) is drawn as a cross
+# on the axis and breaks its line, so it is not mistaken for a result with 0 correct digits.
 
 # %%
 ALGOS = list(vs.ALGORITHMS)
@@ -220,11 +232,36 @@ def legend_panel(axes) -> None:  # type: ignore[no-untyped-def]
     handles, labels = axes[0].get_legend_handles_labels()
     axes[-1].axis("off")
     axes[-1].legend(
-        [*handles, plt.Line2D([], [], ls="--", color="k")],
-        [*labels, "bound (guaranteed digits)"],
+        [
+            *handles,
+            plt.Line2D([], [], ls="--", color="k"),
+            plt.Line2D([], [], ls="", marker="x", mew=2, color="k"),
+        ],
+        [*labels, "bound (guaranteed digits)", "most results NaN or inf (overflow)"],
         loc="center",
         title="algorithm",
     )
+
+
+def medians(g) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    """Median digits per point, and whether most of its results are NaN or infinite."""
+    med = g[["kappa", "lre_median", "guaranteed"]].median()
+    # lre scores NaN and inf as 0 digits; a point whose median comes from them is an
+    # overflow, not a loss of accuracy: flag it rather than plot it as 0
+    med["nonfinite"] = g["nonfinite"].sum() / g["rows"].sum() >= 0.5
+    return med
+
+
+def plot_digits(
+    ax: plt.Axes, x: np.ndarray, med: pd.DataFrame, algorithm: str, digits: float
+) -> None:
+    """One algorithm's measured line, its NaN/inf points as crosses, and its bound."""
+    bad = med["nonfinite"].to_numpy()
+    measured = np.where(bad, np.nan, med["lre_median"])  # NaN breaks the line there
+    ax.semilogx(x, measured, "o-", ms=3, color=COLORS[algorithm], label=algorithm)
+    ax.semilogx(x[bad], np.zeros(bad.sum()), "x", ms=7, mew=2, color=COLORS[algorithm])
+    if algorithm in BOUNDED:
+        ax.semilogx(x, np.minimum(med["guaranteed"], digits), "--", lw=1, color=COLORS[algorithm])
 
 
 N_FIXED = nearest(base["n"], 1000)
@@ -236,18 +273,8 @@ for ax, (storage, acc) in zip(axes, PRECISIONS, strict=False):
         g = sel[sel["algorithm"] == algorithm].groupby("ratio")
         if not len(g):
             continue
-        med = g[["kappa", "lre_median", "guaranteed"]].median()
-        ax.semilogx(
-            med["kappa"], med["lre_median"], "o-", ms=3, color=COLORS[algorithm], label=algorithm
-        )
-        if algorithm in BOUNDED:
-            ax.semilogx(
-                med["kappa"],
-                np.minimum(med["guaranteed"], digits),
-                "--",
-                lw=1,
-                color=COLORS[algorithm],
-            )
+        med = medians(g)
+        plot_digits(ax, med["kappa"].to_numpy(), med, algorithm, digits)
     ax.set_title(f"storage {storage}, accumulator {acc}")
     ax.set_xlabel(r"condition number $\kappa$")
     ax.set_ylabel("correct decimal digits (LRE)")
@@ -274,18 +301,8 @@ for ax, (storage, acc) in zip(axes, PRECISIONS, strict=False):
         g = sel[sel["algorithm"] == algorithm].groupby("n")
         if not len(g):
             continue
-        med = g[["lre_median", "guaranteed"]].median()
-        ax.semilogx(
-            med.index, med["lre_median"], "o-", ms=3, color=COLORS[algorithm], label=algorithm
-        )
-        if algorithm in BOUNDED:
-            ax.semilogx(
-                med.index,
-                np.minimum(med["guaranteed"], digits),
-                "--",
-                lw=1,
-                color=COLORS[algorithm],
-            )
+        med = medians(g)
+        plot_digits(ax, med.index.to_numpy(), med, algorithm, digits)
     ax.set_title(f"storage {storage}, accumulator {acc}")
     ax.set_xlabel("n (values per variance)")
     ax.set_ylabel("correct decimal digits (LRE)")
@@ -297,9 +314,10 @@ plt.show()
 # ## Where each algorithm breaks
 #
 # The smallest condition number at which an algorithm's median result keeps less than one
-# correct digit (normal data, $n \approx 1000$ as in the first figure); "-" means it never
-# breaks within the range the storage format can represent. The last column gives the
-# largest condition number swept (offset/std up to $\approx 1/u$ of the storage format).
+# correct digit, a NaN or infinite result included (normal data, $n \approx 1000$ as in the
+# first figure); "-" means it never breaks within the range the storage format can
+# represent. The last column gives the largest condition number swept (offset/std up to
+# $\approx 1/u$ of the storage format).
 
 # %%
 BREAK_DIGITS = 1.0

@@ -18,6 +18,7 @@ import varstats.cases as cases_module
 from varstats.cases import (
     DISTRIBUTIONS,
     LAYOUTS,
+    ORDERS,
     PUBLIC_CASES,
     generate,
     kappa,
@@ -296,6 +297,7 @@ def test_max_offset_ratio_is_where_the_grid_swallows_the_spread(storage: str) ->
         ({"storage": "float32", "batch": 0}, "batch"),
         ({"storage": "float32", "scale": -1.0}, "scale"),
         ({"storage": "float32", "offset": float("inf")}, "offset"),
+        ({"storage": "float32", "order": "random"}, "order"),
     ],
 )
 def test_generate_rejects_bad_arguments_by_name(kwargs: dict[str, Any], argument: str) -> None:
@@ -303,6 +305,49 @@ def test_generate_rejects_bad_arguments_by_name(kwargs: dict[str, Any], argument
         generate(10, **kwargs)
     with pytest.raises(ValueError, match="n"):
         generate(0, storage="float32")
+
+
+# ------------------------------------------------------------------------- orders
+
+
+@pytest.mark.parametrize("storage", DTYPES)
+@pytest.mark.parametrize("order", ORDERS)
+def test_every_order_holds_the_drawn_values(storage: str, order: str) -> None:
+    kw: dict[str, Any] = {"storage": storage, "offset": 10.0, "batch": 3, "seed": 11}
+    for distribution in ("normal", "one_outlier"):
+        drawn = generate(50, distribution=distribution, **kw)
+        x = generate(50, distribution=distribution, order=order, **kw)
+        assert x.dtype == drawn.dtype
+        assert x.flags.c_contiguous
+        # the same values, so the same exact variance: only the reduction order differs
+        np.testing.assert_array_equal(np.sort(x, axis=-1), np.sort(drawn, axis=-1))
+        np.testing.assert_array_equal(x, generate(50, distribution=distribution, order=order, **kw))
+        x64 = x.astype(np.float64)
+        if order == "ascending":
+            assert np.all(np.diff(x64, axis=-1) >= 0)
+        elif order == "descending":
+            assert np.all(np.diff(x64, axis=-1) <= 0)
+        elif order == "outlier_first":
+            rows = [[Fraction(float(v)) for v in row] for row in x64]
+            for row in rows:
+                mean = sum(row, Fraction(0)) / len(row)
+                assert abs(row[0] - mean) == max(abs(v - mean) for v in row)
+        elif order == "drawn":
+            np.testing.assert_array_equal(x, drawn)
+
+
+def test_outlier_first_puts_the_one_outlier_in_front() -> None:
+    x = generate(1000, storage="float32", distribution="one_outlier", offset=100.0, batch=4)
+    y = generate(
+        1000,
+        storage="float32",
+        distribution="one_outlier",
+        offset=100.0,
+        batch=4,
+        order="outlier_first",
+    )
+    assert np.all(y[:, 0] == x.max(axis=-1))
+    assert np.all(y[:, 1:] == y[:, 1:2])
 
 
 # ------------------------------------------------------------------------- kappa
@@ -332,3 +377,26 @@ def test_all_is_complete() -> None:
     }
     assert public <= set(cases_module.__all__)
     assert all(hasattr(cases_module, name) for name in cases_module.__all__)
+
+
+def _exp_rounded_to_float32(z: float) -> np.float32:
+    import mpmath
+
+    with mpmath.workprec(200):
+        e = mpmath.exp(mpmath.mpf(z))
+    with mpmath.workprec(24):
+        return np.float32(float(+e))
+
+
+def test_lognormal_exp_is_correctly_rounded_to_float32() -> None:
+    # the lognormal data must not depend on the CPU's SIMD exp: exp is rounded once to float32
+    from varstats.cases import _exp_float32
+
+    rng = np.random.default_rng(11)
+    z = rng.standard_normal(2000)
+    # plus arguments whose exp lies within float64 ulps of a float32 rounding boundary
+    mids = 1.0 + (2 * np.arange(1, 200) + 1) * 2.0**-24
+    z = np.concatenate([z, np.log(mids)])
+    got = _exp_float32(z)
+    want = np.array([_exp_rounded_to_float32(float(v)) for v in z], dtype=np.float32)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))

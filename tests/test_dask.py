@@ -8,6 +8,7 @@ the exact variance, so they are within the sum of the bounds of each other.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -161,10 +162,16 @@ def test_bad_input_names_the_argument() -> None:
     d = da.from_array(np.arange(10.0), chunks=3)
     with pytest.raises(TypeError, match="arr: "):
         vd.var(np.arange(10.0))  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="arr: unsupported dtype"):
+    with pytest.raises(TypeError, match="arr: int64 input"):
         vd.var(da.from_array(np.arange(10), chunks=3))
+    with pytest.raises(TypeError, match="arr: unsupported dtype complex128"):
+        vd.var(da.from_array(np.ones(3, dtype=complex), chunks=3))
     with pytest.raises(ValueError, match="correction"):
-        vd.var(d, correction=10)
+        vd.var(d, correction=-1)
+    with pytest.raises(TypeError, match="correction"):
+        vd.var(d, correction="1")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"varstats.dask.var\(\) got .*'ddof'; use correction="):
+        vd.var(d, ddof=1)
     with pytest.raises(ValueError, match="algorithm: unknown"):
         vd.var(d, algorithm="no_such")
     with pytest.raises(ValueError, match="axis"):
@@ -202,3 +209,20 @@ def test_rescale_matches_in_memory_where_m2_overflows_or_underflows(keepdims: bo
     np.testing.assert_allclose(variance.ravel(), in_memory, rtol=1e-14)
     np.testing.assert_allclose(mean.ravel(), vs.oracle.exact_mean(x, axis=1), rtol=1e-15)
     assert variance.shape == ((3, 1) if keepdims else (3,))
+
+
+@pytest.mark.parametrize(("shape", "correction"), [((3, 4), 4), ((3, 0), 0)])
+def test_no_degrees_of_freedom_is_nan_with_one_warning(
+    shape: tuple[int, int], correction: int
+) -> None:
+    d = da.from_array(np.ones(shape), chunks=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lazy = vd.mean_var(d, axis=1, correction=correction)
+        mean, variance = (a.compute() for a in lazy)
+    assert [w.category for w in caught] == [RuntimeWarning]
+    assert "correction" in str(caught[0].message)
+    assert variance.shape == (3,)
+    assert np.all(np.isnan(variance))
+    if shape[1] == 0:
+        assert np.all(np.isnan(mean))

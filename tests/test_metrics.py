@@ -12,7 +12,7 @@ import pytest
 
 import varstats.metrics as metrics_module
 from varstats.algorithms import PAIRWISE_BLOCK, get_algorithm
-from varstats.cases import generate, kappa
+from varstats.cases import generate, kappa, offset_ratios
 from varstats.metrics import (
     BOUND_ALGORITHMS,
     SUMMATIONS,
@@ -24,7 +24,9 @@ from varstats.metrics import (
     ulp,
     ulps,
 )
+from varstats.oracle import exact_mean, exact_var
 from varstats.precision import DTYPES, as_dtype, finfo
+from varstats.reductions import var
 
 _UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
 
@@ -166,7 +168,7 @@ U = 2.0**-24
         ("pairwise", "pairwise", 10 * K * U),
         ("pairwise", "sequential", 10 * K * U),
         # derived rows (see the module docstring)
-        ("chan", "sequential", N * K * U),  # block=1: one update per value, as Welford
+        ("chan", "sequential", (N - 1) * K * U),  # block=1: one update per value, as Welford
         ("shifted", "sequential", N * (1 + N) * U),
         ("shifted", "pairwise", 10 * (1 + N) * U),
         # Sum2 (Ogita, Rump & Oishi 2005): eps = 3u + (L u)^2
@@ -193,8 +195,25 @@ def test_bound_with_shift_block_and_lanes() -> None:
     assert bound("two_pass", 100, 1.0, U, "pairwise", block=128) == pytest.approx(
         99 * U + (99 * U) ** 2, rel=1e-14
     )
-    assert bound("pairwise", n, K, U, block=64) == pytest.approx((63 + 14) * K * U, rel=1e-14)
-    assert bound("chan", n, K, U, block=1024) == pytest.approx((1023 + 1024) * K * U, rel=1e-14)
+    # pairwise and chan: two-pass leaves (sequential sums of b - 1 additions, quadratic
+    # in kappa) plus one kappa u per merge level (pairwise) or per merge (chan)
+    assert bound("pairwise", n, K, U, block=64) == pytest.approx(
+        63 * U + (63 * K * U) ** 2 + 14 * K * U, rel=1e-14
+    )
+    assert bound("chan", n, K, U, block=1024) == pytest.approx(
+        1023 * U + (1023 * K * U) ** 2 + 1023 * K * U, rel=1e-14
+    )
+    # fewer values than one block: a single two-pass leaf of n values, no merge
+    assert bound("chan", 100, K, U, block=1024) == pytest.approx(
+        99 * U + (99 * K * U) ** 2, rel=1e-14
+    )
+    assert bound("pairwise", 20, K, U, block=32) == pytest.approx(
+        19 * U + (19 * K * U) ** 2, rel=1e-14
+    )
+    # dot2: 4 (L u)^2 (1 + (u kappa)^2), L = 31 + ceil(log2(ceil(n / 32)))
+    assert bound("dot2", n, K, U) == pytest.approx(
+        4 * ((31 + 15) * U) ** 2 * (1 + (U * K) ** 2), rel=1e-14
+    )
     assert bound("welford", n, K, U, lanes=8) == pytest.approx((n / 8 + 3) * K * U, rel=1e-14)
 
 
@@ -303,3 +322,24 @@ def test_all_is_complete() -> None:
     }
     assert public <= set(metrics_module.__all__)
     assert all(hasattr(metrics_module, name) for name in metrics_module.__all__)
+
+
+@pytest.mark.parametrize("algorithm", ["chan", "pairwise"])
+@pytest.mark.parametrize("precision", ["bfloat16:bfloat16", "float16:float16", "float32:float32"])
+def test_tree_and_blocked_bounds_cover_their_two_pass_leaves(
+    algorithm: str, precision: str
+) -> None:
+    # n < block (one two-pass leaf) and n > block: the leaf term is quadratic in kappa,
+    # which the linear bound missed by 4.6-6.5x in bfloat16
+    storage, acc = precision.split(":")
+    u = finfo(acc).unit_roundoff
+    for n in (100, 1000, 3000):
+        for ratio in offset_ratios(storage):
+            x = generate(n, storage=storage, offset=ratio, batch=8, seed=n)
+            exact = exact_var(x, axis=-1)
+            k = kappa(1, exact_mean(x, axis=-1).astype(np.float64), exact)
+            got = var(x, axis=-1, algorithm=algorithm, precision=precision)
+            err = rel_err(got, exact)
+            b = bound(algorithm, n, k, u)
+            finite = np.isfinite(got.astype(np.float64))
+            assert np.all(err[finite] <= b[finite] + 2 * u), (n, ratio, float(np.max(err / b)))

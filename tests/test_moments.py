@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import pytest
+from exact_arithmetic import exact_m2, rounded
 from hypothesis import given
 from hypothesis import strategies as st
 
 import varstats as vs
 from varstats.moments import chan_update, tree_reduce
 from varstats.precision import round_to
-
-
-def exact_m2(values: np.ndarray) -> Fraction:
-    q = [Fraction(float(v)) for v in values]
-    mean = sum(q, Fraction(0)) / len(q)
-    return sum(((v - mean) ** 2 for v in q), Fraction(0))
 
 
 @pytest.mark.parametrize("dtype", vs.DTYPES)
@@ -111,8 +107,8 @@ def test_var_correction(dtype: str) -> None:
     assert float(m.var(0)) == 3.5
     assert float(m.var(correction=1)) == float(round_to(14 / 3, dtype))
     assert float(m.var(0.5)) == float(round_to(14 / 3.5, dtype))
-    with pytest.raises(ValueError, match="correction"):
-        m.var(4)
+    with pytest.warns(RuntimeWarning, match="correction"):
+        assert np.isnan(m.var(4))
     with pytest.raises(ValueError, match="correction"):
         m.var(float("nan"))
     with pytest.raises(TypeError, match="correction"):
@@ -126,6 +122,8 @@ def test_state_validation() -> None:
         vs.Moments(np.array(1.0), np.array(1.0), np.array(1.0))
     with pytest.raises(ValueError, match="count"):
         vs.Moments(np.array(-1), np.array(1.0), np.array(1.0))
+    with pytest.raises(ValueError, match="count"):  # would wrap to -1 as int64
+        vs.Moments(np.array(2**64 - 1, dtype=np.uint64), np.array(1.0), np.array(1.0))
     with pytest.raises(ValueError, match="mean"):
         vs.Moments(np.array(1), np.array(1), np.array(1))
     with pytest.raises(TypeError, match="other"):
@@ -143,3 +141,69 @@ def test_chan_update_and_tree_reduce_building_blocks() -> None:
     assert (n, float(mean), float(m2)) == (4, 2.0, 4.0)
     (total,) = tree_reduce((np.arange(7.0),), lambda p, q: (p + q,))
     assert float(total) == 21.0
+
+
+def _scalar_merge(a: tuple[int, Any, Any], b: tuple[int, Any, Any], t: Any) -> tuple[int, Any, Any]:
+    # Chan, Golub & LeVeque eq. (2.1) on scalars of the accumulator type; an empty side
+    # contributes nothing. Count ratios: exact rationals rounded once.
+    (na, ma, sa), (nb, mb, sb) = a, b
+    if na == 0:
+        return b
+    if nb == 0:
+        return a
+    n = na + nb
+    delta = mb - ma
+    weight_b = rounded(Fraction(nb, n), t)
+    weight_ab = rounded(Fraction(na * nb, n), t)
+    return n, ma + delta * weight_b, (sa + sb) + (delta * delta) * weight_ab
+
+
+def _scalar_tree(parts: list[tuple[int, Any, Any]], t: Any) -> tuple[int, Any, Any]:
+    while len(parts) > 1:
+        nxt = [_scalar_merge(parts[i], parts[i + 1], t) for i in range(0, len(parts) - 1, 2)]
+        parts = nxt + parts[len(parts) - len(parts) % 2 :]
+    return parts[0]
+
+
+def _scalar_fold(parts: list[tuple[int, Any, Any]], t: Any) -> tuple[int, Any, Any]:
+    state = parts[0]
+    for part in parts[1:]:
+        state = _scalar_merge(state, part, t)
+    return state
+
+
+@pytest.mark.parametrize("empty", [0, 4, 8])
+def test_pairwise_merge_stays_pairwise_with_an_empty_part(empty: int) -> None:
+    # Regression (issue 11): merge_along(order="pairwise") fell back to a sequential
+    # merge as soon as one part was empty. Truth: a scalar tree, written independently.
+    rng = np.random.default_rng(11)
+    t = np.dtype(np.float32)
+    sizes = [0 if k == empty else int(rng.integers(3, 40)) for k in range(9)]
+    data = [round_to(rng.normal(1e3, 3.0, size=s), "float32") for s in sizes]
+    states = []
+    for part in data:
+        if part.size:
+            m = vs.moments(part)
+            states.append((int(m.count), m.mean[()], m.m2[()]))
+        else:  # whatever an empty state holds is ignored
+            states.append((0, t.type(123.0), t.type(456.0)))
+    stacked = vs.Moments(
+        np.array([s[0] for s in states]),
+        np.array([s[1] for s in states], dtype=t),
+        np.array([s[2] for s in states], dtype=t),
+    )
+    tree = _scalar_tree(states, t)
+    fold = _scalar_fold(states, t)
+    assert (tree[1], tree[2]) != (fold[1], fold[2]), "the data must tell the two orders apart"
+    for order, truth in (("pairwise", tree), ("sequential", fold)):
+        merged = vs.merge_along(stacked, axis=0, order=order)
+        assert int(merged.count) == sum(sizes)
+        assert merged.mean[()] == truth[1], f"{order}: mean"
+        assert merged.m2[()] == truth[2], f"{order}: m2"
+
+
+def test_merge_along_rejects_what_is_not_moments() -> None:
+    with pytest.raises(TypeError, match="m: expected Moments"):
+        vs.merge_along((1, 2, 3))  # type: ignore[arg-type]
+    with pytest.raises(np.exceptions.AxisError, match="axis"):
+        vs.merge_along(vs.moments(np.ones((2, 2)), axis=1), axis=1)

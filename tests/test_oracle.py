@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from typing import Any
 
@@ -613,3 +614,149 @@ def test_fast_equals_reference_across_blocks(dtype: str, shape: tuple[int, int],
             f"{dtype} {shape} {kind}",
         )
     assert_same_bits(exact_mean(x, axis=1), exact_mean(x, axis=1, method="reference"), kind)
+
+
+# ------------------------------------------------------------------------------------
+# the fast path's window limbs, bucket path and block boundaries
+# ------------------------------------------------------------------------------------
+
+
+@contextmanager
+def small_blocks(block: int, dot: int) -> Iterator[None]:
+    """Shrink the fast path's block and dot-product lengths, so small arrays cross them."""
+    saved = oracle._BLOCK, oracle._DOT
+    oracle._BLOCK, oracle._DOT = block, dot
+    try:
+        yield
+    finally:
+        oracle._BLOCK, oracle._DOT = saved
+
+
+def _clustered(rng: np.random.Generator, dtype: np.dtype[Any], size: int) -> Any:
+    """Values from a few magnitude clusters: narrow, far apart, or across the whole range."""
+    fi = finfo(dtype)
+    lo, hi = math.log2(fi.smallest_subnormal), math.log2(fi.max)
+    parts = []
+    for count in rng.multinomial(size, [0.6, 0.3, 0.1]):
+        centre = rng.uniform(lo, hi)
+        spread = 2.0 ** rng.integers(-3, 11)  # binades: a fraction of one to the whole range
+        e = np.clip(centre + spread * rng.standard_normal(count), lo, hi - 1)
+        parts.append(rng.choice([-1.0, 1.0], size=count) * 2.0**e)
+    x = round_to(np.concatenate(parts), dtype)
+    return np.asarray(rng.permutation(x), dtype=dtype)
+
+
+def _check_rows(x: Any) -> None:
+    for c in (0, 1):
+        assert_same_bits(
+            exact_var(x, axis=-1, correction=c),
+            exact_var(x, axis=-1, correction=c, method="reference"),
+            f"var correction={c} {x.dtype} {x.shape}",
+        )
+    assert_same_bits(
+        exact_mean(x, axis=-1), exact_mean(x, axis=-1, method="reference"), f"mean {x.shape}"
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**63 - 1),
+    shape=st.sampled_from([(1, 300), (1, 2000), (3, 150), (7, 37), (40, 9)]),
+    sizes=st.sampled_from([(256, 64), (128, 16), (1 << 16, 1 << 12)]),
+)
+def test_fast_equals_reference_on_clustered_magnitudes(
+    dtype: str, seed: int, shape: tuple[int, int], sizes: tuple[int, int]
+) -> None:
+    # clusters of magnitudes put values inside the window, below it (outliers), or spread
+    # over so many binades that whole blocks go to the bucket path; the small block and
+    # dot lengths make rows cross blocks and padded dot products
+    rng = np.random.default_rng(seed)
+    dt = as_dtype(dtype)
+    x = _clustered(rng, dt, math.prod(shape)).reshape(shape)
+    with small_blocks(*sizes):
+        _check_rows(x)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "kind", ["normal", "offset", "tiny outliers", "huge rows", "tiny rows", "all binades"]
+)
+def test_fast_equals_reference_on_each_path(dtype: str, kind: str) -> None:
+    fi = finfo(dtype)
+    rng = np.random.default_rng(11)
+    shape = (2, 4200)  # rows longer than a dot product, shorter than a block
+    if kind == "normal":  # the window captures everything
+        x = round_to(rng.standard_normal(shape), dtype)
+    elif kind == "offset":
+        x = round_to(rng.standard_normal(shape) + 3000, dtype)
+    elif kind == "tiny outliers":  # a few values far below the window
+        x = round_to(rng.standard_normal(shape), dtype)
+        x[:, ::997] = round_to(fi.smallest_subnormal * rng.integers(1, 4, x[:, ::997].shape), dtype)
+    elif kind == "huge rows":  # scaled down first; subnormals beside the largest values
+        x = round_to(rng.uniform(-1, 1, shape) * fi.max, dtype)
+        x[:, ::101] = round_to(fi.smallest_subnormal, dtype)
+    elif kind == "tiny rows":  # scaled up first
+        x = round_to(rng.integers(-50, 50, shape) * fi.smallest_subnormal, dtype)
+    else:  # every binade: the bucket path
+        x = _random_finite_bits(rng, as_dtype(dtype), shape)
+    x = np.asarray(x, dtype=as_dtype(dtype))
+    _check_rows(x)
+    with small_blocks(1024, 64):
+        _check_rows(x)
+
+
+def test_a_long_row_is_exact_against_fractions() -> None:
+    # one row over several blocks of the default size, against Fraction directly
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(oracle._BLOCK + 4099) * 1e3 + 1e6
+    x[::1999] = rng.standard_normal(x[::1999].size) * 1e-290  # outliers for the bucket path
+    assert exact_var(x, correction=1) == frac_float(fraction_var(x, 1))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_window_captures_values_down_to_2_to_the_p_minus_103_of_the_largest(dtype: str) -> None:
+    # the module docstring's claim: such a block never reaches the bucket path
+    fi = finfo(dtype)
+    rng = np.random.default_rng(3)
+    top = 2.0 ** min(20, math.floor(math.log2(fi.max)))
+    smallest = max(top * 2.0 ** (fi.mant - 103), fi.smallest_subnormal)
+    e = rng.uniform(math.log2(smallest), math.log2(top), size=(2, 3000))
+    x = np.asarray(round_to(rng.choice([-1.0, 1.0], size=e.shape) * 2.0**e, dtype))
+    x[:, 0], x[:, 1] = round_to(top, dtype), round_to(smallest, dtype)
+    block = x.astype(np.float64)
+    e_floor = round(math.log2(fi.smallest_subnormal)) + 1
+    fmt = oracle._Format(fi.mant, e_floor, want_squares=True)
+    total, squares = [0, 0], [0, 0]
+    workspace = oracle._Workspace.for_blocks(*block.shape)
+    top_of_rows = np.abs(block).max(axis=1)
+    assert oracle._window_sums(block, top_of_rows, 0, fmt, total, squares, workspace) is None
+    below = block.copy()
+    below[0, 1] = round_to(smallest / 2 ** (fi.mant + 1), dtype)  # grid of the last limb / 2
+    if below[0, 1] != 0:  # float16's whole range fits in the window
+        missed = oracle._window_sums(below, top_of_rows, 0, fmt, total, squares, workspace)
+        assert missed is not None
+        assert missed[0].tolist() == [below[0, 1]]
+    _check_rows(x)
+
+
+def test_lower_windows_capture_a_slice_spread_over_a_few_windows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the module docstring's claim: 120 binades of float64 (more than two windows of 50)
+    # in one slice never reach the bucket path
+    bucketed: list[int] = []
+    real = oracle._bucket_sums
+
+    def spy(values: Any, *args: Any) -> None:
+        bucketed.append(values.size)
+        real(values, *args)
+
+    monkeypatch.setattr(oracle, "_bucket_sums", spy)
+    rng = np.random.default_rng(8)
+    x = rng.choice([-1.0, 1.0], size=6000) * 2.0 ** rng.uniform(-60, 60, size=6000)
+    assert exact_var(x, correction=1) == frac_float(fraction_var(x, 1))
+    assert sum(bucketed) == 0
+    spread = _random_finite_bits(rng, as_dtype("float64"), (6000,))
+    _check_rows(spread[None, :])
+    assert sum(bucketed) > 0  # every binade: the bucket path

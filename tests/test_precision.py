@@ -113,6 +113,15 @@ def test_round_to_rejects_non_real() -> None:
         round_to(np.array([1j]), "float32")
 
 
+def test_none_is_not_a_format() -> None:
+    # np.dtype(None) is float64; a Precision must not silently become one
+    with pytest.raises(TypeError, match="storage"):
+        vs.Precision(None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="text"):
+        vs.Precision.parse(None)  # type: ignore[arg-type]
+    assert as_dtype(np.dtype(">f8")) == np.float64
+
+
 def test_resolve_precision_refuses_to_round_silently() -> None:
     x: Any = np.ones(3, dtype=np.float64)
     assert resolve_precision(None, x) == vs.Precision("float64")

@@ -253,3 +253,120 @@ def test_readme_headline_is_the_committed_summary() -> None:
     assert summary is not None
     assert readme is not None
     assert readme.group(0) == summary.group(0)
+
+
+# --------------------------------------------------------------------------- issue 16 tables
+
+
+def test_subnormal_results_are_judged_by_attainable_accuracy(tmp_path: Path) -> None:
+    q = vs.finfo("float64").smallest_subnormal
+    exact = 1234 * q  # a variance below the normal range (n = 2 at the low scale point)
+    rows = [
+        # within one quantum: full accuracy although lre (11 bits left) says 3.1
+        _row(
+            storage="float64",
+            accumulator="float64",
+            scale_point="low",
+            variant="two_pass",
+            exact=exact,
+            value=exact + q,
+            lre=3.1,
+        ),
+        # two quanta off: judged by its lre
+        _row(
+            storage="float64",
+            accumulator="float64",
+            scale_point="low",
+            variant="naive",
+            algorithm="naive",
+            exact=exact,
+            value=exact + 2 * q,
+            lre=2.8,
+        ),
+    ]
+    df = report.read_errors(_write(rows, tmp_path / "res") / "errors.csv")
+    judged = report.attainable_lre(df)
+    assert judged.iloc[0] == vs.finfo("float64").digits
+    assert judged.iloc[1] == 2.8
+
+
+def test_recommendation_table_has_a_one_pass_column(tmp_path: Path) -> None:
+    df = report.read_errors(_write(_small(), tmp_path / "res") / "errors.csv")
+    rec = report.recommendations(df).set_index(["n", "offset"])
+    high = rec.loc[("n ≤ 1000", "offset > 10")]
+    # welford is the only streaming variant here, and keeps 6.5 >= 6.2 digits
+    assert (high["one_pass_variant"], high["one_pass_accumulator"]) == ("welford", "float32")
+    assert bool(high["one_pass_full"])
+    assert "one pass (streaming)" in report.recommendation_table(df)
+    assert set(report.ONE_PASS_VARIANTS) <= set(report.COST_ORDER)
+    assert "two_pass" not in report.ONE_PASS_VARIANTS
+
+
+def test_bound_table_lists_each_case_once(tmp_path: Path) -> None:
+    # the same data under both corrections and both layouts: one line, rows = 4
+    flagged = [
+        _row(
+            variant="chan",
+            algorithm="chan",
+            correction=c,
+            layout=layout,
+            rel_err=2e-6 * (1 + c),
+            bound=1e-6,
+            exceeds_bound=True,
+        )
+        for c in (0, 1)
+        for layout in ("contiguous", "strided")
+    ]
+    df = report.read_errors(_write(flagged, tmp_path / "res") / "errors.csv")
+    section = report.bound_section(df)
+    lines = [line for line in section.splitlines() if line.startswith("| `chan`")]
+    assert len(lines) == 1
+    assert lines[0].endswith("| constant factor | 4 |")
+    assert "| 4 |" in lines[0]
+    assert "| 4e-06 |" in lines[0]
+
+
+def test_kernel_and_ordering_tables(tmp_path: Path) -> None:
+    rows = [
+        _row(variant="naive", algorithm="naive", distribution=d, lre=lre)
+        for d, lre in (("normal", 7.0), ("normal/ascending", 2.0))
+    ]
+    rows += [
+        _row(variant="welford/lanes8", algorithm="welford", distribution=d, lre=6.5)
+        for d in ("normal", "normal/ascending")
+    ]
+    df = report.read_errors(_write(rows, tmp_path / "res") / "errors.csv")
+    kernels = report.kernel_table(df)
+    assert "E[x²] − E[x]²" in kernels
+    assert "`naive`" in kernels
+    # worst over every order: 2.0 < 6.2 needed
+    naive_line = next(line for line in kernels.splitlines() if "`naive`" in line)
+    assert "2.0 ✗" in naive_line
+    order = report.ordering_table(df)
+    naive_row = next(line for line in order.splitlines() if line.startswith("| `naive`"))
+    assert "7.0 / 2.0 ✗" in naive_row
+    welford_row = next(line for line in order.splitlines() if line.startswith("| `welford"))
+    assert "✗" not in welford_row
+
+
+def test_recommended_ulps_table_counts_results_over_one_ulp(tmp_path: Path) -> None:
+    rows = [
+        _row(variant="dot2", algorithm="dot2", kappa=k, ulps=u)
+        for k, u in ((1.5, 0.3), (2e3, 0.5), (3e3, 1.5))
+    ]
+    rows.append(_row(variant="dot2", algorithm="dot2", accumulator="float64", ulps=9.0))
+    df = report.read_errors(_write(rows, tmp_path / "res") / "errors.csv")
+    table = report.recommended_ulps_table(df)
+    # float32 data: the recommended accumulator is float32, so the float64 row is not counted
+    assert "3 results" in table
+    assert "**1 over 1 ulp**" in table
+    assert "| 1e3 ≤ κ < 1e4 | 2: 1 / 1.5, 1 over 1 |" in table
+
+
+def test_summary_describes_the_default_summation_as_lanes(tmp_path: Path) -> None:
+    df = report.read_errors(_write(_small(), tmp_path / "res") / "errors.csv")
+    text = report.summary_markdown(df)
+    assert "pairwise tree over 32 lanes" not in text
+    assert "n/32 lane sums are added in a balanced tree" in text
+    for heading in ("## The recommended configuration", "## If you write a kernel"):
+        assert heading in text

@@ -121,11 +121,16 @@ def test_grid_covers_the_design_axes() -> None:
     var = [u for u in units if u.kind == "var"]
     assert {u.n for u in var} >= {2, 10**6}
     assert {p for u in var for p in u.precisions} == {str(p) for p in vs.PRECISIONS}
-    assert {u.distribution for u in var} == set(vs.cases.DISTRIBUTIONS)
+    # "distribution/order": the adversarial orders of cases.ORDERS beside the drawn one
+    assert {u.distribution.partition("/")[0] for u in var} == set(vs.cases.DISTRIBUTIONS)
+    orders = {u.distribution.partition("/")[2] or "drawn" for u in var}
+    assert orders == set(vs.cases.ORDERS)
     assert {u.layout for u in var} == set(vs.cases.LAYOUTS)
     assert {u.scale_point for u in var} == set(sweep.SCALE_POINTS)
     assert {v for u in var for v in u.variants} == set(sweep.VARIANTS)
-    assert {VARIANT.algorithm for VARIANT in sweep.VARIANTS.values()} == set(vs.ALGORITHMS)
+    # dot2, the recommended kernel, is registered by name but not one of ALGORITHMS
+    algorithms = {VARIANT.algorithm for VARIANT in sweep.VARIANTS.values()}
+    assert algorithms == {*vs.ALGORITHMS, vs.RECOMMENDED["algorithm"]}
     for u in var:  # offsets up to where the storage stops resolving the spread
         assert max(u.offsets) <= vs.cases.max_offset_ratio(u.storage)
         assert max(u.offsets) * 10 > vs.cases.max_offset_ratio(u.storage)

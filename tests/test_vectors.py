@@ -90,6 +90,29 @@ def test_files_are_deterministic_and_complete(vector_dir: Path, tmp_path: Path) 
         assert public <= names
 
 
+@pytest.mark.parametrize("where", ["out", "parent"])
+def test_cli_out_on_an_existing_file_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    existing = tmp_path / "float32.json"
+    existing.write_text("{}", encoding="ascii")
+    out = existing if where == "out" else existing / "sub"
+    with pytest.raises(SystemExit) as exit_info:
+        vectors.main(["--out", str(out)])
+    assert exit_info.value.code == 2, "argparse's usage-error status"
+    err = capsys.readouterr().err
+    assert f"--out: {existing} is a file, not a directory" in err
+    assert "Traceback" not in err
+    assert existing.read_text(encoding="ascii") == "{}", "the file must be left alone"
+
+
+def test_write_names_the_argument_when_out_is_a_file(tmp_path: Path) -> None:
+    existing = tmp_path / "f"
+    existing.write_text("", encoding="ascii")
+    with pytest.raises(NotADirectoryError, match=r"^out: .* is a file, not a directory"):
+        vectors.write(existing, ["float16"])
+
+
 def test_public_cases_round_trip_bit_for_bit(vector_dir: Path) -> None:
     for dtype in ("float32", "float64"):
         for case in _cases(vector_dir, dtype):
@@ -110,7 +133,7 @@ def test_subnormal_case_holds_subnormals(vector_dir: Path) -> None:
 
 
 def test_exact_values_spot_checked_against_published_numbers(vector_dir: Path) -> None:
-    # the reports' own exact answers (DESIGN.md table)
+    # the reports' own exact answers (the issues linked from cases.PUBLIC_CASES)
     by_name = {c["name"]: c for c in _cases(vector_dir, "float32")}
     assert _f64(by_name["ort_28463"]["var"]["0"]["bits"])[0] == 1.25
     assert _f64(by_name["ort_21935"]["var"]["0"]["bits"])[0] == 0.0
@@ -200,10 +223,10 @@ def _check_layer_norm(
 
 # --------------------------------------------------------------------------- torch
 
-# torch 2.13 CPU in float64 on these vectors: the failures DESIGN.md reports, measured.
+# torch 2.13 CPU in float64 on these vectors: the failures docs/conformance.md states, measured.
 # (dtype, case, op) -> why. The test asserts each still fails, so the list stays true.
 _SQ = "the sum of squared deviations overflows float64 although the variance is finite: inf"
-_NAN = "layer_norm returns NaN once |mean| exceeds sqrt(max float64) (DESIGN.md)"
+_NAN = "layer_norm returns NaN once |mean| exceeds sqrt(max float64)"
 TORCH_KNOWN_FAILURES: dict[tuple[str, str, str], str] = {
     ("float64", "overflow_sq", "var0"): _SQ,
     ("float64", "overflow_sq", "var1"): _SQ,

@@ -41,6 +41,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final
 
+import mpmath
 import numpy as np
 import numpy.typing as npt
 
@@ -49,6 +50,7 @@ from varstats.precision import as_dtype, dtype_name, finfo, round_to
 __all__ = [
     "DISTRIBUTIONS",
     "LAYOUTS",
+    "ORDERS",
     "PUBLIC_CASES",
     "PublicCase",
     "generate",
@@ -66,12 +68,46 @@ DISTRIBUTIONS: Final = ("normal", "uniform", "lognormal", "constant", "one_outli
 #: Memory layouts understood by :func:`generate`.
 LAYOUTS: Final = ("contiguous", "strided")
 
+#: Orders of the values within a row understood by :func:`generate` (``order=``):
+#: as drawn (i.i.d. draws are already in random order), the value farthest from the
+#: row's mean moved to the front (the outlier of ``"one_outlier"``), sorted ascending,
+#: sorted descending, or randomly permuted once more.
+ORDERS: Final = ("drawn", "outlier_first", "ascending", "descending", "shuffled")
+
 # Headroom below the format's max for the largest scale: 2**8 keeps every value of a
 # normal or lognormal(sigma=1) sample of up to 10**6 draws finite (|z| < 256).
 _OVERFLOW_HEADROOM: Final = 2.0**8
 
 
 # --------------------------------------------------------------------------- generators
+# e**0.5 correctly rounded to float64 (a literal: libm's exp is not the same everywhere)
+_SQRT_E: Final = 1.6487212707001282
+
+
+def _exp_float32(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+    """``exp(z)`` correctly rounded to float32: the same bits on every machine.
+
+    NumPy's vectorized ``exp`` differs between CPUs (SIMD paths) by an ulp of
+    float64, which changed the lognormal test data, and so the study's rows,
+    between machines. Rounding to float32 hides that difference except within a
+    few float64 ulps of a float32 rounding boundary; those rare values are
+    recomputed with mpmath and rounded once.
+    """
+    with np.errstate(all="ignore"):
+        y64 = np.exp(z)
+    y32 = y64.astype(np.float32)
+    center = y32.astype(np.float64)
+    up = np.nextafter(y32, np.float32(np.inf)).astype(np.float64)
+    down = np.nextafter(y32, np.float32(0)).astype(np.float64)
+    gap = np.minimum(np.abs(y64 - (center + up) / 2), np.abs(y64 - (center + down) / 2))
+    risky = np.flatnonzero(gap <= 64 * np.spacing(y64))
+    flat_z, flat_y = z.reshape(-1), y32.reshape(-1)
+    for i in risky:
+        with mpmath.workprec(200):
+            e = mpmath.exp(mpmath.mpf(float(flat_z[i])))
+        with mpmath.workprec(24):  # one rounding to float32's 24 bits
+            flat_y[i] = np.float32(float(+e))
+    return y32
 
 
 def _unit_spread(
@@ -86,8 +122,8 @@ def _unit_spread(
         return rng.uniform(-math.sqrt(3.0), math.sqrt(3.0), shape)
     if distribution == "lognormal":
         # exp(N(0, 1)) has mean e^(1/2) and variance (e - 1) e; standardize it
-        y = np.exp(rng.standard_normal(shape))
-        return (y - math.exp(0.5)) / math.sqrt((math.e - 1.0) * math.e)
+        y = _exp_float32(rng.standard_normal(shape)).astype(np.float64)
+        return (y - _SQRT_E) / math.sqrt((math.e - 1.0) * math.e)
     if distribution == "constant":
         # every value is offset + scale: zero variance, kappa infinite
         return np.ones(shape)
@@ -113,6 +149,7 @@ def generate(
     layout: str = "contiguous",
     batch: int = 1,
     seed: int = 0,
+    order: str = "drawn",
 ) -> Array:
     r"""Seeded test data stored in ``storage``: ``batch`` rows of ``n`` values.
 
@@ -151,6 +188,13 @@ def generate(
         Number of independent rows, at least 1.
     seed : int
         Seed of the generator; the same arguments give the same bytes.
+    order : {"drawn", "outlier_first", "ascending", "descending", "shuffled"}
+        Order of the values within each row (:data:`ORDERS`). Every order holds the
+        same values as ``"drawn"`` for the same seed, so the exact variance is the
+        same and only the reduction order changes: ``"outlier_first"`` moves the
+        value farthest from the row's mean (the first such, in float64) to position
+        0 and keeps the rest in drawn order; ``"shuffled"`` permutes with a
+        generator seeded from ``seed`` after the draws.
 
     Returns
     -------
@@ -182,6 +226,8 @@ def generate(
         raise ValueError(f"layout: unknown {layout!r}; expected one of {LAYOUTS}")
     if distribution not in DISTRIBUTIONS:
         raise ValueError(f"distribution: unknown {distribution!r}; expected one of {DISTRIBUTIONS}")
+    if order not in ORDERS:
+        raise ValueError(f"order: unknown {order!r}; expected one of {ORDERS}")
 
     rng = np.random.default_rng(seed)
     z = _unit_spread(rng, distribution, (int(batch), int(n)))
@@ -190,12 +236,30 @@ def generate(
         # float64 arithmetic may overflow only for float64 storage near its max;
         # clip saturates both that and values beyond a narrower format's range
         x64 = np.clip(offset + scale * z, -big, big)
-    x = round_to(x64, dt)
+    x = _reorder(round_to(x64, dt), order, seed)
     if layout == "contiguous":
         return np.ascontiguousarray(x)
     buf = np.full((int(n), 2 * int(batch)), np.nan, dtype=dt)
     buf[:, ::2] = x.T
     return buf[:, ::2].T
+
+
+def _reorder(x: Array, order: str, seed: int) -> Array:
+    """The rows of ``x`` (batch, n) in ``order``; ``"drawn"`` returns ``x`` itself."""
+    if order == "drawn":
+        return x
+    if order in ("ascending", "descending"):
+        s = np.sort(x, axis=-1)
+        return s if order == "ascending" else s[:, ::-1].copy()
+    if order == "shuffled":
+        # a generator of its own: the draws (and so the values) stay those of `seed`
+        return np.random.default_rng([seed, 1]).permuted(x, axis=-1)
+    x64 = x.astype(np.float64)
+    far = np.argmax(np.abs(x64 - x64.mean(axis=-1, keepdims=True)), axis=-1)
+    out = x.copy()
+    for b, k in enumerate(far):
+        out[b] = np.concatenate([x[b, k : k + 1], x[b, :k], x[b, k + 1 :]])
+    return out
 
 
 def scale_range(storage: Any, /) -> tuple[float, float]:

@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
+import numpy as np
+
 from varstats.precision import DTYPES, Precision, as_dtype, dtype_name
 
 __all__ = [
@@ -95,6 +97,9 @@ class Convention:
         ``torch_cpu`` reproduces the float/double mix of ``Normalization.cpp``.
     sources : tuple of str
         Where the values come from (see ``docs/frameworks.md``).
+    verified : str
+        How the preset is checked: the framework release it was run against (and
+        the test file that runs it), or that it is modelled from source only.
     """
 
     name: str
@@ -117,6 +122,7 @@ class Convention:
     norm_accumulators: tuple[tuple[str, str], ...]
     running_update: str = "generic"
     sources: tuple[str, ...] = ()
+    verified: str = "modelled from source"
 
     def __post_init__(self) -> None:
         choices = {
@@ -213,6 +219,7 @@ CONVENTIONS: Final[dict[str, Convention]] = {
             "aten/src/ATen/native/cpu/group_norm_kernel.cpp",
             "aten/src/ATen/native/cpu/moments_utils.h",
         ),
+        verified="torch 2.13.0 CPU, run (tests/test_norms.py, tests/test_torch_cpu.py)",
     ),
     "tensorflow": Convention(
         name="tensorflow",
@@ -235,13 +242,15 @@ CONVENTIONS: Final[dict[str, Convention]] = {
         fused_multiply_add=False,
         inv_sqrt="rsqrt",
         invstd_in_float64=(),
-        # FusedBatchNorm CPU: mean = sum * (1/n), variance = centered squares summed
-        # (Eigen reductions: tree-like, modelled as pairwise); tf.nn.moments: two-pass
+        # FusedBatchNorm CPU: per channel a left-to-right sum times fl(1/n), then the
+        # centered squares the same way (run: bit for bit with the Eigen kernels);
+        # the other layers are built from tf.nn.moments: column sums divided by n
+        # (LayerNorm's innermost-axis reduction is Eigen's tree reducer: not modelled)
         algorithms=(
-            ("batch_norm", "two_pass"),
-            ("instance_norm", "two_pass"),
-            ("layer_norm", "two_pass"),
-            ("group_norm", "two_pass"),
+            ("batch_norm", "eigen_cpu_fused_batch_norm"),
+            ("instance_norm", "eigen_cpu_moments"),
+            ("layer_norm", "eigen_cpu_moments"),
+            ("group_norm", "eigen_cpu_moments"),
         ),
         # U = float for half/bfloat16 (FusedBatchNorm<CPUDevice, T, U=float>);
         # tf.nn.moments casts float16 to float32
@@ -251,6 +260,8 @@ CONVENTIONS: Final[dict[str, Convention]] = {
             "tensorflow/core/kernels/fused_batch_norm_op.cc",
             "tensorflow/python/ops/nn_impl.py (moments, batch_normalization)",
         ),
+        verified="tensorflow-cpu 2.21.0, run with TF_ENABLE_ONEDNN_OPTS=0 "
+        "(tests/test_frameworks_tensorflow.py)",
     ),
     "keras": Convention(
         name="keras",
@@ -272,19 +283,22 @@ CONVENTIONS: Final[dict[str, Convention]] = {
         fused_multiply_add=False,
         inv_sqrt="rsqrt",
         invstd_in_float64=(),
-        # keras ops.moments (TF backend): mean, then mean of squared differences
+        # keras ops.moments (TF backend, keras/src/backend/tensorflow/nn.py) is
+        # tf.nn.moments: left-to-right sums divided by n, two passes
         algorithms=(
-            ("batch_norm", "two_pass"),
-            ("instance_norm", "two_pass"),
-            ("layer_norm", "two_pass"),
-            ("group_norm", "two_pass"),
+            ("batch_norm", "eigen_cpu_moments"),
+            ("instance_norm", "eigen_cpu_moments"),
+            ("layer_norm", "eigen_cpu_moments"),
+            ("group_norm", "eigen_cpu_moments"),
         ),
         batch_norm_accumulators=_AT_LEAST_F32,
         norm_accumulators=_AT_LEAST_F32,
         sources=(
             "keras/src/layers/normalization/batch_normalization.py",
             "keras/src/layers/normalization/group_normalization.py",
+            "keras/src/backend/tensorflow/nn.py (moments, batch_normalization)",
         ),
+        verified="keras 3.15.1, TensorFlow backend, run (tests/test_frameworks_keras.py)",
     ),
     "flax": Convention(
         name="flax",
@@ -306,17 +320,20 @@ CONVENTIONS: Final[dict[str, Convention]] = {
         fused_multiply_add=False,
         inv_sqrt="rsqrt",
         invstd_in_float64=(),
-        # use_fast_variance=True: E[x^2] - E[x]^2 (textbook one-pass), jnp.mean reductions
+        # use_fast_variance=True: E[x^2] - E[x]^2 (textbook one-pass) with XLA CPU's
+        # jnp.mean: sum * fl(1/n); one reduced axis (LayerNorm) is summed in windows of
+        # 32, several axes (BatchNorm over N, H, W; GroupNorm) in one loop
         algorithms=(
-            ("batch_norm", "naive"),
-            ("instance_norm", "naive"),
-            ("layer_norm", "naive"),
-            ("group_norm", "naive"),
+            ("batch_norm", "xla_cpu_naive_loop"),
+            ("instance_norm", "xla_cpu_naive_loop"),
+            ("layer_norm", "xla_cpu_naive"),
+            ("group_norm", "xla_cpu_naive_loop"),
         ),
         # force_float32_reductions=True: promote_types(dtype, float32)
         batch_norm_accumulators=_AT_LEAST_F32,
         norm_accumulators=_AT_LEAST_F32,
         sources=("flax/linen/normalization.py (_compute_stats, _normalize, BatchNorm)",),
+        verified="flax 0.12.8 on jax/jaxlib 0.10.2 CPU, run (tests/test_frameworks_flax.py)",
     ),
     "caffe2": Convention(
         name="caffe2",
@@ -352,12 +369,14 @@ CONVENTIONS: Final[dict[str, Convention]] = {
             "caffe2/operators/spatial_batch_norm_op.h",
             "caffe2/operators/spatial_batch_norm_op.cu",
         ),
+        verified="modelled from source (no installable Caffe2 CPU wheel)",
     ),
     "onnx": Convention(
         name="onnx",
-        # onnx/defs/nn/defs.cc BatchNormalization-15: epsilon=1e-5, momentum=0.9
-        eps=1e-5,
-        momentum=0.9,
+        # onnx/defs/nn/defs.cc BatchNormalization-15: epsilon=1e-5, momentum=0.9; the
+        # attribute is a float, so onnxruntime adds fl32(1e-5) also to double data (run)
+        eps=float(np.float32(1e-5)),
+        momentum=float(np.float32(0.9)),  # a float attribute too
         # running_mean = input_mean * momentum + current_mean * (1 - momentum)
         momentum_weights="old",
         # "ReduceVar refers to the population variance ... sum(sqrd(x_i - x_avg)) / N"
@@ -366,23 +385,44 @@ CONVENTIONS: Final[dict[str, Convention]] = {
         eps_placement="inside",
         clamp_negative_variance=(),
         single_value_behaviour="none",
-        batch_norm_output_form="centered",
-        layer_norm_output_form="centered",
-        group_norm_output_form="centered",
-        instance_norm_output_form="centered",
+        # onnxruntime batch_norm.h: new_scale = inv_std * scale;
+        # new_bias = bias - mean * new_scale; Y = X * new_scale + new_bias
+        batch_norm_output_form="folded",
+        # MLAS layernorm_kernel_avx2.cpp: fma((x - mean) * inv, scale, bias); the FMA is
+        # not modelled (fused_multiply_add is one switch, and BatchNorm does not fuse)
+        layer_norm_output_form="centered_then_affine",
+        # GroupNormalization-21: double data normalized in float32 (stash type float); the
+        # order of its reductions is not modelled (run: measured)
+        group_norm_output_form="centered_then_affine",
+        # instance_norm.cc: channel_scale = inv_stdev * scale;
+        # channel_shift = B - mean * channel_scale; Y = X * channel_scale + channel_shift
+        instance_norm_output_form="folded",
         fused_multiply_add=False,
         inv_sqrt="reciprocal_sqrt",
         invstd_in_float64=(),
-        # the spec's ReduceMean/ReduceVar: two-pass
+        # the spec's ReduceMean/ReduceVar is two-pass, but ORT's CPU LayerNormalization
+        # (layer_norm_impl.cc ComputeJob) is one pass, E[x^2] - E[x]^2, unclamped
+        # InstanceNormalization: Eigen SSE reductions (instance_norm.cc); LayerNormalization:
+        # MLAS AVX2 centered two-pass or Welford (layer_norm_impl.cc); BatchNormalization
+        # training: Eigen column sums per (n, c), and GroupNormalization: modelled as a
+        # two-pass
         algorithms=(
             ("batch_norm", "two_pass"),
-            ("instance_norm", "two_pass"),
-            ("layer_norm", "two_pass"),
+            ("instance_norm", "ort_cpu_instance_norm"),
+            ("layer_norm", "ort_cpu_layer_norm"),
             ("group_norm", "two_pass"),
         ),
         batch_norm_accumulators=_SAME,
         norm_accumulators=_SAME,
-        sources=("https://onnx.ai/onnx/operators/onnx__BatchNormalization.html",),
+        sources=(
+            "https://onnx.ai/onnx/operators/onnx__BatchNormalization.html",
+            "onnxruntime/core/providers/cpu/nn/batch_norm.h (BatchNorm::Compute)",
+            "onnxruntime/core/providers/cpu/nn/layer_norm_impl.cc (ComputeJob)",
+            "onnxruntime/core/providers/cpu/nn/instance_norm.cc (InstanceNorm<float>::Compute)",
+            "onnxruntime/core/mlas/lib/layernorm_kernel_avx2.cpp (MlasLayerNormKernelAvx2)",
+        ),
+        verified="onnxruntime 1.31.1 CPU execution provider, run "
+        "(tests/test_frameworks_onnxruntime.py)",
     ),
 }
 

@@ -39,10 +39,18 @@ import numpy as np
 import numpy.typing as npt
 from dask.delayed import delayed
 
-from varstats.algorithms import Kernel, get_algorithm, rescale_exponents
-from varstats.algorithms import moments as _moments
-from varstats.moments import Moments, _check_correction, merge_along
-from varstats.precision import Precision, as_dtype, resolve_precision, round_to
+from varstats.algorithms import Kernel, apply_kernel, get_algorithm
+from varstats.array_api import ldexp
+from varstats.moments import Moments, merge_along
+from varstats.precision import Precision, as_dtype, rescale_exponents, round_to
+from varstats.validation import (
+    check_correction,
+    check_options,
+    normalize_axes,
+    resolve_precision,
+    storage_name,
+    warn_no_degrees_of_freedom,
+)
 
 __all__ = ["mean_var", "moments", "state_dtype", "var"]
 
@@ -83,7 +91,7 @@ def _chunk(
     shape = _kept_shape(block.shape, axis, keepdims)
     if int(np.prod([block.shape[i] for i in axis], dtype=np.int64)) == 0:
         return _pack(Moments.empty(shape, acc), shape, acc)  # an empty chunk merges as identity
-    m = _moments(block, axis=axis, algorithm=algorithm, precision=precision, **options)
+    m = apply_kernel(get_algorithm(algorithm), block, axes=axis, acc=acc, **options)
     return _pack(m, shape, acc)
 
 
@@ -100,6 +108,7 @@ def _merge(state: Array, axis: tuple[int, ...], keepdims: bool) -> Array:
 
 
 def _reduce(
+    function: str,
     arr: da.Array,
     axis: int | Sequence[int] | None,
     algorithm: str | Kernel,
@@ -110,26 +119,12 @@ def _reduce(
 ) -> tuple[da.Array, Precision, int | None, tuple[int, ...]]:
     if not isinstance(arr, da.Array):
         raise TypeError(f"arr: expected a dask array, got {type(arr).__name__}")
-    try:
-        storage = as_dtype(arr.dtype, name="arr")
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"arr: unsupported dtype {arr.dtype}; expected float16, bfloat16, float32 or float64"
-        ) from None
-    prec = resolve_precision(precision, np.empty(0, dtype=storage))
-    get_algorithm(algorithm)  # fail now, not on a worker
+    prec = resolve_precision(precision, storage_name(np.empty(0, dtype=arr.dtype), name="arr"))
+    check_options(f"varstats.dask.{function}", get_algorithm(algorithm), options)  # not on a worker
     ndim = arr.ndim
-    axes = tuple(range(ndim)) if axis is None else axis
-    axes = (axes,) if isinstance(axes, int | np.integer) else tuple(axes)
-    if any(isinstance(a, bool) or not isinstance(a, int | np.integer) for a in axes):
-        raise TypeError(f"axis: expected None, an int or a tuple of ints, got {axis!r}")
-    if any(not -ndim <= a < ndim for a in axes):
-        raise ValueError(f"axis: {axis!r} is out of bounds for an array of dimension {ndim}")
-    norm = tuple(sorted({int(a) % ndim for a in axes})) if ndim else ()
+    norm = tuple(sorted(normalize_axes(axis, ndim)))
     sizes = [arr.shape[i] for i in norm]
     n = None if any(np.isnan(s) for s in sizes) else int(np.prod(sizes, dtype=np.int64))
-    if n == 0:
-        raise ValueError(f"arr: the reduction over axis={axis!r} is empty (shape {arr.shape})")
     state = state_dtype(prec.accumulator_dtype)
     out_ndim = ndim if keepdims else ndim - len(norm)
     reduction = cast(Any, da.reduction)  # untyped in dask
@@ -149,9 +144,69 @@ def _reduce(
     return reduced, prec, n, norm
 
 
-def _var_of_state(state: Array, correction: float) -> Array:
+def _var_of_state(state: Array, correction: float, undefined: bool) -> Array:
+    if undefined:  # n - c <= 0 for every slice: NaN, and the caller has warned once
+        return round_to(np.full(state.shape, np.nan), state.dtype["mean"])
     m = Moments(state["count"], state["mean"], state["m2"])
-    return m.var(correction)
+    return np.asarray(m.var(correction))
+
+
+def _mean_var(
+    function: str,
+    arr: da.Array,
+    /,
+    *,
+    axis: int | Sequence[int] | None,
+    correction: float,
+    algorithm: str | Kernel,
+    precision: Precision | str | None,
+    keepdims: bool,
+    split_every: int | None,
+    rescale: bool,
+    options: dict[str, Any],
+) -> tuple[da.Array, da.Array]:
+    state, prec, n, norm = _reduce(
+        function, arr, axis, algorithm, precision, keepdims, split_every, options
+    )
+    check_correction(correction)
+    # n - c <= 0: NaN with one warning, here rather than once per block on the workers
+    undefined = n is not None and warn_no_degrees_of_freedom(correction, n)
+    acc = prec.accumulator_dtype
+    if rescale and n != 0:
+        if n is None:
+            raise ValueError("rescale: needs the sizes of the reduced axes (compute_chunk_sizes)")
+        # First pass: each slice's largest finite magnitude gives its exponent k
+        # (the rule of varstats.var(rescale=True)); the scaling by 2**-k is exact.
+        x64: Any = cast(Any, arr).astype(np.float64)
+        mag = da.fabs(x64)
+        amax: Any = da.where(da.isfinite(mag), mag, 0.0).max(axis=norm, keepdims=True)
+        k = amax.map_blocks(rescale_exponents, n, acc, dtype=np.int64)
+        scaled = da.ldexp(x64, -k).map_blocks(round_to, acc, dtype=acc)
+        state = _reduce(
+            function,
+            scaled,
+            norm,
+            algorithm,
+            Precision(prec.accumulator),
+            keepdims,
+            split_every,
+            options,
+        )[0]
+        if not keepdims:
+            k = k.squeeze(axis=norm)
+    variance = cast(Any, state).map_blocks(
+        _var_of_state,
+        correction,
+        undefined,
+        dtype=acc,
+        meta=np.empty((0,) * state.ndim, dtype=acc),
+    )
+    mean: da.Array = state["mean"] if n != 0 else variance  # the mean of nothing is NaN
+    if rescale and n != 0:
+        blockwise = cast(Any, da.map_blocks)  # untyped in dask
+        mean = blockwise(_scale_back, mean, k, 1, acc, dtype=acc)
+        variance = blockwise(_scale_back, variance, k, 2, acc, dtype=acc)
+    return mean, variance
 
 
 def mean_var(
@@ -174,39 +229,22 @@ def mean_var(
     (mean, variance) : tuple of dask arrays
         In the accumulator dtype; the mean is the merged mean of the chunk moments.
     """
-    state, prec, n, norm = _reduce(arr, axis, algorithm, precision, keepdims, split_every, options)
-    if n is not None:
-        _check_correction(correction, np.asarray([n]))
-    acc = prec.accumulator_dtype
-    if rescale:
-        if n is None:
-            raise ValueError("rescale: needs the sizes of the reduced axes (compute_chunk_sizes)")
-        # First pass: each slice's largest finite magnitude gives its exponent k
-        # (the rule of varstats.var(rescale=True)); the scaling by 2**-k is exact.
-        x64: Any = cast(Any, arr).astype(np.float64)
-        mag = da.fabs(x64)
-        amax: Any = da.where(da.isfinite(mag), mag, 0.0).max(axis=norm, keepdims=True)
-        k = amax.map_blocks(rescale_exponents, n, acc, dtype=np.int64)
-        scaled = da.ldexp(x64, -k).map_blocks(round_to, acc, dtype=acc)
-        state = _reduce(
-            scaled, norm, algorithm, Precision(prec.accumulator), keepdims, split_every, options
-        )[0]
-        if not keepdims:
-            k = k.squeeze(axis=norm)
-    variance = cast(Any, state).map_blocks(
-        _var_of_state, correction, dtype=acc, meta=np.empty((0,) * state.ndim, dtype=acc)
+    return _mean_var(
+        "mean_var",
+        arr,
+        axis=axis,
+        correction=correction,
+        algorithm=algorithm,
+        precision=precision,
+        keepdims=keepdims,
+        split_every=split_every,
+        rescale=rescale,
+        options=options,
     )
-    mean: da.Array = state["mean"]
-    if rescale:
-        blockwise = cast(Any, da.map_blocks)  # untyped in dask
-        mean = blockwise(_scale_back, mean, k, 1, acc, dtype=acc)
-        variance = blockwise(_scale_back, variance, k, 2, acc, dtype=acc)
-    return mean, variance
 
 
 def _scale_back(value: Array, k: Array, power: int, acc: np.dtype[Any]) -> Array:
-    with np.errstate(all="ignore"):
-        return round_to(np.ldexp(value.astype(np.float64), power * k), acc)
+    return np.asarray(ldexp(value, power * k, dtype=acc))
 
 
 def var(
@@ -235,7 +273,8 @@ def var(
     axis : None, int or tuple of ints
         Axes to reduce; ``None`` reduces all.
     correction : float
-        :math:`c` (``ddof``); 1 is Bessel's correction. Must be smaller than :math:`n`.
+        :math:`c` (``ddof``); 1 is Bessel's correction. Where :math:`n - c \le 0` the
+        variance is NaN, with one ``RuntimeWarning``, as in :func:`varstats.var`.
     algorithm : str or callable
         The per-chunk kernel: one of :data:`varstats.ALGORITHMS` or a registered or
         callable kernel (it runs on the workers, so it must be importable there).
@@ -248,7 +287,7 @@ def var(
         states are combined in a balanced binary tree.
     rescale : bool
         As in :func:`varstats.var`: scale each slice by the power of two
-        :func:`varstats.algorithms.rescale_exponents` picks from its largest
+        :func:`varstats.precision.rescale_exponents` picks from its largest
         magnitude, so that squares neither overflow nor underflow, and scale the
         results back. Costs one more pass over the data (the slice maxima).
     **options
@@ -279,7 +318,8 @@ def var(
     >>> float(var(x).compute())
     1.25
     """
-    return mean_var(
+    return _mean_var(
+        "var",
         arr,
         axis=axis,
         correction=correction,
@@ -288,7 +328,7 @@ def var(
         keepdims=keepdims,
         split_every=split_every,
         rescale=rescale,
-        **options,
+        options=options,
     )[1]
 
 
@@ -314,5 +354,5 @@ def moments(
         ``.compute()`` gives a :class:`~varstats.Moments` (NumPy arrays), which merges
         with the moments of more data like any other.
     """
-    state = _reduce(arr, axis, algorithm, precision, False, split_every, options)[0]
+    state = _reduce("moments", arr, axis, algorithm, precision, False, split_every, options)[0]
     return delayed(_to_moments)(state)

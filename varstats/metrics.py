@@ -61,12 +61,22 @@ for the kernels of :mod:`varstats.algorithms`:
   :math:`n \gtrsim u^{-1/2}`) the :math:`(Lu)^2` term dominates: Higham 2002's
   :math:`2u + O(nu^2)` for Kahan's method hides exactly this constant.
 - ``pairwise`` (two-pass leaves of :math:`b` values merged in a binary tree with
-  the Chan update, CGL 1979): :math:`(b - 1 + \log_2(n/b))\,\kappa u`; with
-  :math:`b = 1` the paper's :math:`\kappa u \log_2 n`. Heuristic: each merge level
-  adds about :math:`\kappa u`, a leaf about :math:`b\kappa u`.
-- ``chan`` (two-pass blocks of :math:`b` values merged left to right):
-  :math:`(b - 1 + n/b)\,\kappa u`, the updating bound over :math:`n/b` merges
-  (Welford's :math:`n\kappa u` at :math:`b = 1`). Heuristic in the same way.
+  the Chan update, CGL 1979): with :math:`b' = \min(b, n)` and :math:`\ell = b' - 1`
+  the additions of a leaf's sequential sums, the leaf's two-pass bound
+  :math:`\ell u + (\ell\kappa u)^2` plus :math:`\log_2(n/b')\,\kappa u` for the
+  merge levels; with :math:`b = 1` the paper's :math:`\kappa u \log_2 n`.
+  Heuristic: each merge level adds about :math:`\kappa u`.
+- ``chan`` (two-pass blocks of :math:`b` values merged left to right): the same
+  leaf bound plus :math:`(n/b' - 1)\,\kappa u` for the sequential merges, the
+  updating bound over :math:`n/b'` blocks (Welford's :math:`(n - 1)\kappa u` at
+  :math:`b = 1`). A leaf is a two-pass, so its error is quadratic in
+  :math:`\kappa`; with :math:`n < b` there is one leaf of :math:`n` values and no
+  merge. Heuristic in the same way.
+- ``dot2`` (:mod:`varstats.dot2`: exact deviations and squares, Sum2 sums kept as
+  double words): :math:`4(Lu)^2(1 + (u\kappa)^2)` with :math:`L = \min(n, 32) - 1 +
+  \lceil\log_2\lceil n/32\rceil\rceil`, the length of its summation chains; the
+  summation argument is ignored. The variance adds one rounding, which the
+  ``+ 2u`` of the sweep's check covers.
 - ``welford`` with :math:`\ell` round-robin lanes merged pairwise:
   :math:`(n/\ell + \log_2\ell)\,\kappa u` (:math:`n\kappa u` for one lane).
 
@@ -80,17 +90,18 @@ that actually ran; pass ``block=1`` for the paper's pure tree.
 
 Notes
 -----
-These are first-order worst-case bounds with the constant factors dropped, as in
-the paper. Rigorous first-order constants are small: Higham (2002, section 1.9)
-gives :math:`(n+3)\kappa^2u` for the one-pass and :math:`(n+3)u` for the two-pass
-formula. A measured error a few times above :func:`bound` on adversarial data is
-therefore possible; an error orders of magnitude above it is a bug. The bounds
-are on :math:`S` in the accumulator: a variance :math:`S/(n-c)` written to a
-narrower output format carries one more rounding, so compare a measured error
-with ``bound(...) + u_out``. They also assume that nothing overflows or underflows
-(a float16 sum of 1000 values near 100 is ``inf``, whatever the bound says). Rounding
-errors usually partly cancel, so typical errors are far below the bound (about
-:math:`\sqrt n u` instead of :math:`nu` for sequential sums).
+These are first-order worst-case bounds with the constant factors dropped, as in the
+paper. Rigorous first-order constants are small: Higham (2002, section 1.9) bounds the
+textbook one-pass formula by :math:`\gamma_{n+3}\kappa^2 \approx (n+3)\kappa^2u`, and
+leaves the two-pass bound :math:`(n+3)u + O(u^2)` to problem 1.10, where the
+:math:`O(u^2)` hides CGL's :math:`n^2\kappa^2u^2`. A measured error a few times above
+:func:`bound` on adversarial data is therefore possible; an error orders of magnitude
+above it is a bug. The bounds are on :math:`S` in the accumulator: a variance
+:math:`S/(n-c)` written to a narrower output format carries one more rounding, so
+compare a measured error with ``bound(...) + u_out``. They also assume that nothing
+overflows or underflows (a float16 sum of 1000 values near 100 is ``inf``, whatever the
+bound says). Rounding errors usually partly cancel, so typical errors are far below the
+bound (about :math:`\sqrt n u` instead of :math:`nu` for sequential sums).
 
 References
 ----------
@@ -142,6 +153,7 @@ BOUND_ALGORITHMS: Final = (
     "pairwise",
     "chan",
     "compensated",
+    "dot2",
 )
 
 #: Summation orders :func:`bound` knows.
@@ -397,9 +409,13 @@ def bound(
         \text{compensated}        &: \varepsilon + \varepsilon^3\kappa^2,
                                       \quad \varepsilon = 3u + (Lu)^2 \\
         \text{welford}            &: (n/\ell + \log_2\ell)\,\kappa u \\
-        \text{pairwise}           &: (b - 1 + \log_2(n/b))\,\kappa u \\
-        \text{chan}               &: (b - 1 + n/b)\,\kappa u
+        \text{pairwise}           &: \ell u + (\ell\kappa u)^2 + \log_2(n/b')\,\kappa u \\
+        \text{chan}               &: \ell u + (\ell\kappa u)^2 + (n/b' - 1)\,\kappa u \\
+        \text{dot2}               &: 4(Lu)^2(1 + (u\kappa)^2)
         \end{aligned}
+
+    with :math:`b' = \min(b, n)` and :math:`\ell = b' - 1` for the two-pass leaves
+    of pairwise and chan, and :math:`L` the chain length of :mod:`varstats.dot2`.
 
     The first four rows (at :math:`b = \ell = 1`) are CGL's table 1; see the module
     docstring for how the others follow and which are heuristic.
@@ -478,10 +494,19 @@ def bound(
             out = eps + eps**3 * k**2
         elif algorithm == "welford":
             out = (n_ / ell + _log2(ell)) * k * u_
-        elif algorithm == "pairwise":
-            out = _summation_length(n_, "pairwise", b) * k * u_
-        else:  # chan: blocks merged left to right
-            out = (b - 1.0 + n_ / b) * k * u_
+        elif algorithm == "dot2":
+            chain = np.minimum(n_, 32.0) - 1.0 + np.ceil(_log2(np.ceil(n_ / 32.0)))
+            out = 4.0 * (chain * u_) ** 2 * (1.0 + (u_ * k) ** 2)
+        else:
+            # pairwise and chan: two-pass leaves of b' values (sequential sums, so
+            # quadratic in kappa), then merges that each add about kappa u
+            leaf_len = np.minimum(b, n_)
+            ell = leaf_len - 1.0
+            leaf = ell * u_ + (ell * k * u_) ** 2
+            # pairwise: one merge level per halving; chan: blocks merged left to right
+            merges = _log2(n_ / leaf_len) if algorithm == "pairwise" else n_ / leaf_len - 1.0
+            # no merge at all (n <= b) adds nothing, also at kappa = inf
+            out = leaf + np.where(merges > 0, merges * k * u_, 0.0)
     # every argument broadcasts, also those a row's formula does not use
     shape = np.broadcast_shapes(n_.shape, k.shape, u_.shape, b.shape, ell.shape, np.shape(out))
     return np.array(np.broadcast_to(out, shape), dtype=np.float64)

@@ -22,25 +22,37 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from varstats.array_api import (
+    array_namespace,
+    as_array,
+    device,
+    dtype_name,
+    from_host,
+    is_foreign_array,
+    round_host,
+    to_host,
+    unstack_last,
+)
 from varstats.precision import as_dtype, round_to
+from varstats.validation import check_correction, normalize_axes, warn_no_degrees_of_freedom
 
-__all__ = ["Moments", "chan_update", "merge_along", "tree_reduce"]
+__all__ = ["Moments", "chan_update", "empty_like", "merge_along", "tree_reduce"]
 
 Array = npt.NDArray[Any]
 
 
-def _weight(numerator: Any, denominator: Any, acc: np.dtype[Any]) -> Array:
+def _weight(numerator: Any, denominator: Any, like: Any) -> Any:
     # Count ratios are exact rationals; round them once into the accumulator.
     # float64 division of integers < 2**53 rounds once; the second rounding to a
     # narrower accumulator is innocuous (53 >= 2p + 2 for p <= 24).
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.divide(numerator, denominator, dtype=np.float64)
-    return ratio if acc == np.float64 else round_to(ratio, acc)
+    return round_host(ratio, like=like)
 
 
 def chan_update(
-    na: Any, mean_a: Array, m2_a: Array, nb: Any, mean_b: Array, m2_b: Array
-) -> tuple[Any, Array, Array]:
+    na: Any, mean_a: Any, m2_a: Any, nb: Any, mean_b: Any, m2_b: Any
+) -> tuple[Any, Any, Any]:
     r"""One Chan-Golub-LeVeque merge on raw arrays (both sides non-empty).
 
     .. math::
@@ -48,36 +60,55 @@ def chan_update(
         \bar x = \bar x_a + \delta\,\frac{n_b}{n},\quad
         M_2 = (M_{2,a} + M_{2,b}) + \delta^2\,\frac{n_a n_b}{n}
 
-    Every operation rounds in the dtype of ``mean_a``. This is the kernel behind
+    Every operation rounds in the dtype of ``mean_a`` (an array of any namespace);
+    the counts ``na`` and ``nb`` are host integers. This is the kernel behind
     :meth:`Moments.merge`, :func:`merge_along` and the blocked algorithms.
     """
-    acc = mean_a.dtype
     n = na + nb
     delta = mean_b - mean_a
-    mean = mean_a + delta * _weight(nb, n, acc)
-    m2 = (m2_a + m2_b) + (delta * delta) * _weight(np.multiply(na, nb, dtype=np.float64), n, acc)
+    mean = mean_a + delta * _weight(nb, n, mean_a)
+    m2 = (m2_a + m2_b) + (delta * delta) * _weight(np.multiply(na, nb, dtype=np.float64), n, mean_a)
     return n, mean, m2
 
 
-def tree_reduce(
-    parts: tuple[Array, ...], combine: Callable[..., tuple[Array, ...]]
-) -> tuple[Array, ...]:
+def _chan_update_skipping_empty(
+    na: Any, mean_a: Any, m2_a: Any, nb: Any, mean_b: Any, m2_b: Any
+) -> tuple[Any, Any, Any]:
+    """:func:`chan_update` where an empty side (count 0) contributes nothing.
+
+    An empty state's mean and m2 are ignored, whatever they hold.
+    """
+    xp = array_namespace(mean_a)
+    with np.errstate(all="ignore"):
+        n, mean, m2 = chan_update(na, mean_a, m2_a, nb, mean_b, m2_b)
+    a_empty = from_host(np.asarray(na) == 0, like=mean_a)
+    b_empty = from_host(np.asarray(nb) == 0, like=mean_a)
+    mean = xp.where(a_empty, mean_b, xp.where(b_empty, mean_a, mean))
+    m2 = xp.where(a_empty, m2_b, xp.where(b_empty, m2_a, m2))
+    return n, mean, m2
+
+
+def tree_reduce(parts: tuple[Any, ...], combine: Callable[..., tuple[Any, ...]]) -> tuple[Any, ...]:
     """Reduce the last axis of ``parts`` by a balanced tree of ``combine`` calls.
 
     ``combine(*left, *right)`` takes the left and right halves of every part.
     Neighbours are combined first; with an odd count the last element is carried
-    up one level unchanged.
+    up one level unchanged. Parts may belong to different namespaces (host counts
+    beside device means).
     """
+    spaces = [array_namespace(p) for p in parts]
     while parts[0].shape[-1] > 1:
         m = parts[0].shape[-1]
         even = m - m % 2
         merged = combine(*(p[..., 0:even:2] for p in parts), *(p[..., 1:even:2] for p in parts))
         if m % 2:
             merged = tuple(
-                np.concatenate([np.broadcast_to(c, p[..., 0:even:2].shape), p[..., -1:]], axis=-1)
-                for c, p in zip(merged, parts, strict=True)
+                xp.concat(
+                    [xp.broadcast_to(as_array(c), p[..., 0:even:2].shape), p[..., -1:]], axis=-1
+                )
+                for c, p, xp in zip(merged, parts, spaces, strict=True)
             )
-        parts = tuple(np.asarray(c) for c in merged)
+        parts = tuple(as_array(c) for c in merged)
     return tuple(p[..., 0] for p in parts)
 
 
@@ -88,11 +119,14 @@ class Moments:
     Parameters
     ----------
     count : array_like of int
-        Number of values in each slice (broadcastable against ``mean``).
-    mean : ndarray
-        Mean of each slice, in the accumulator dtype.
-    m2 : ndarray
-        :math:`M_2 = \sum (x_i - \bar x)^2` of each slice, same dtype and shape as ``mean``.
+        Number of values in each slice (broadcastable against ``mean``), a NumPy
+        array: counts are known from the shapes, whatever library holds the data.
+    mean : array
+        Mean of each slice, in the accumulator dtype: a NumPy array, or an array of
+        another Array API library (a ``torch.Tensor``, ...) on its own device.
+    m2 : array
+        :math:`M_2 = \sum (x_i - \bar x)^2` of each slice, same namespace, dtype and
+        shape as ``mean``.
 
     Notes
     -----
@@ -101,29 +135,37 @@ class Moments:
     """
 
     count: Array
-    mean: Array
-    m2: Array
+    mean: Any
+    m2: Any
 
     def __post_init__(self) -> None:
-        mean = np.asarray(self.mean)
-        m2 = np.asarray(self.m2)
-        as_dtype(mean.dtype, name="mean")
-        if m2.dtype != mean.dtype or m2.shape != mean.shape:
+        foreign = is_foreign_array(self.mean)
+        mean = self.mean if foreign else np.asarray(self.mean)
+        m2 = self.m2 if foreign else np.asarray(self.m2)
+        if foreign:
+            if dtype_name(array_namespace(mean), mean.dtype) is None:
+                raise ValueError(f"mean: unsupported dtype {mean.dtype}")
+        else:
+            as_dtype(mean.dtype, name="mean")
+        if m2.dtype != mean.dtype or tuple(m2.shape) != tuple(mean.shape):
             raise ValueError(
-                f"m2: dtype/shape {m2.dtype}{m2.shape} differ from mean's {mean.dtype}{mean.shape}"
+                f"m2: dtype/shape {m2.dtype}{tuple(m2.shape)} differ from mean's "
+                f"{mean.dtype}{tuple(mean.shape)}"
             )
         count = np.asarray(self.count)
         if count.dtype.kind not in "iu":
             raise TypeError(f"count: expected integers, got {count.dtype}")
-        if np.any(count < 0):
-            raise ValueError("count: must be non-negative")
-        object.__setattr__(self, "count", np.broadcast_to(count.astype(np.int64), mean.shape))
+        if np.any(count < 0) or (count.dtype.kind == "u" and np.any(count > 2**63 - 1)):
+            # (the upper check keeps a uint64 count from wrapping to a negative int64)
+            raise ValueError("count: must be non-negative and fit in int64")
+        shape = tuple(mean.shape)
+        object.__setattr__(self, "count", np.broadcast_to(count.astype(np.int64), shape))
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "m2", m2)
 
     @property
-    def dtype(self) -> np.dtype[Any]:
-        """The accumulator dtype ``mean`` and ``m2`` are rounded in."""
+    def dtype(self) -> Any:
+        """The accumulator dtype ``mean`` and ``m2`` are rounded in (the namespace's dtype)."""
         return self.mean.dtype
 
     @property
@@ -132,7 +174,7 @@ class Moments:
 
     @classmethod
     def empty(cls, shape: tuple[int, ...], dtype: Any) -> Moments:
-        """The identity of :meth:`merge`: ``count == 0`` everywhere."""
+        """The identity of :meth:`merge`: ``count == 0`` everywhere (NumPy arrays)."""
         dt = as_dtype(dtype)
         zeros = np.zeros(shape, dtype=dt)
         return cls(np.zeros(shape, dtype=np.int64), zeros, zeros.copy())
@@ -159,48 +201,62 @@ class Moments:
             raise TypeError(f"other: expected Moments, got {type(other).__name__}")
         if other.dtype != self.dtype:
             raise ValueError(f"other: accumulator {other.dtype} differs from {self.dtype}")
-        shape = np.broadcast_shapes(self.shape, other.shape)
-        na, nb = self.count, other.count
-        acc = self.dtype
-        with np.errstate(all="ignore"):
-            n, mean, m2 = chan_update(na, self.mean, self.m2, nb, other.mean, other.m2)
-        # An empty side contributes nothing, whatever its mean and m2 hold.
-        mean = np.where(na == 0, other.mean, np.where(nb == 0, self.mean, mean))
-        m2 = np.where(na == 0, other.m2, np.where(nb == 0, self.m2, m2))
+        xp = array_namespace(self.mean)
+        shape = tuple(np.broadcast_shapes(self.shape, other.shape))
+        n, mean, m2 = _chan_update_skipping_empty(
+            self.count, self.mean, self.m2, other.count, other.mean, other.m2
+        )
         return Moments(
             np.broadcast_to(n, shape),
-            np.broadcast_to(mean, shape).astype(acc),
-            np.broadcast_to(m2, shape).astype(acc),
+            xp.astype(xp.broadcast_to(mean, shape), self.dtype),
+            xp.astype(xp.broadcast_to(m2, shape), self.dtype),
         )
 
-    def var(self, correction: float = 0) -> Array:
+    def var(self, correction: float = 0) -> Any:
         r"""Variance :math:`M_2 / (n - c)`, rounded in the accumulator dtype.
 
         Parameters
         ----------
         correction : float
             Degrees-of-freedom correction :math:`c` (``ddof``); 1 is Bessel's.
-            Must be smaller than every ``count``.
+            Where :math:`n - c \le 0` (an empty state included) the variance is NaN,
+            with one ``RuntimeWarning``, as the Array API standard specifies.
+
+        Returns
+        -------
+        array
+            Of the namespace of ``m2``, on its device.
         """
-        c = _check_correction(correction, self.count)
-        with np.errstate(all="ignore"):
-            divisor = round_to(self.count.astype(np.float64) - c, self.dtype)
-            return np.asarray(self.m2 / divisor)
+        c = check_correction(correction)
+        undefined = warn_no_degrees_of_freedom(correction, self.count)
+        return _divide_m2(self, c, undefined)
+
+    def to_numpy(self) -> Moments:
+        """The same moments as NumPy arrays, bit for bit (bfloat16 via ``ml_dtypes``)."""
+        return Moments(self.count, to_host(self.mean), to_host(self.m2))
 
 
-def _check_correction(correction: Any, count: Array) -> float:
-    real = (int, float, np.integer, np.floating)
-    if isinstance(correction, bool) or not isinstance(correction, real):
-        raise TypeError(f"correction: expected a real number, got {type(correction).__name__}")
-    c = float(correction)
-    if not np.isfinite(c) or c < 0:
-        raise ValueError(f"correction: must be a finite number >= 0, got {correction!r}")
-    if np.size(count) and c >= np.min(count):
-        raise ValueError(
-            f"correction: {correction!r} >= the number of values reduced ({int(np.min(count))}); "
-            "the variance is undefined"
-        )
-    return c
+def _divide_m2(m: Moments, c: float, undefined: bool) -> Any:
+    # M2 / (n - c) with n - c rounded once into the accumulator; NaN where n - c <= 0
+    xp = array_namespace(m.m2)
+    name = dtype_name(xp, m.dtype)
+    with np.errstate(all="ignore"):
+        divisor = round_to(m.count.astype(np.float64) - c, name)
+        variance = as_array(m.m2 / from_host(divisor, like=m.m2))
+        if undefined:
+            nan = from_host(round_to(np.full(variance.shape, np.nan), name), like=variance)
+            variance = xp.where(from_host(m.count - c <= 0, like=variance), nan, variance)
+    return variance
+
+
+def empty_like(x: Any, shape: tuple[int, ...], dtype: Any, /) -> Moments:
+    """The identity of :meth:`Moments.merge` (``count == 0``) in ``x``'s namespace and device.
+
+    ``dtype`` is a dtype of that namespace. :meth:`Moments.var` of it is NaN.
+    """
+    xp = array_namespace(x)
+    zeros = xp.zeros(shape, dtype=dtype, device=device(x))
+    return Moments(np.zeros(shape, dtype=np.int64), zeros, xp.zeros_like(zeros))
 
 
 def merge_along(m: Moments, /, axis: int = -1, *, order: str = "pairwise") -> Moments:
@@ -208,35 +264,33 @@ def merge_along(m: Moments, /, axis: int = -1, *, order: str = "pairwise") -> Mo
 
     ``order="pairwise"`` merges neighbours in a balanced tree (an odd part is
     carried up a level unchanged); ``order="sequential"`` merges left to right,
-    like a streaming update over mini-batches.
+    like a streaming update over mini-batches. Empty parts (count 0) are skipped
+    without changing the order of the others.
     """
+    if not isinstance(m, Moments):
+        raise TypeError(f"m: expected Moments, got {type(m).__name__}")
     if order not in ("pairwise", "sequential"):
         raise ValueError(f"order: expected 'pairwise' or 'sequential', got {order!r}")
     if not m.shape:
         raise ValueError("m: needs at least one axis of parts to merge")
-    ax = axis % len(m.shape)
-    count, mean, m2 = (np.moveaxis(np.asarray(a), ax, -1) for a in (m.count, m.mean, m.m2))
+    (ax,) = normalize_axes(axis, len(m.shape))
+    xp = array_namespace(m.mean)
+    count = np.moveaxis(m.count, ax, -1)
+    mean, m2 = (xp.moveaxis(a, ax, -1) for a in (m.mean, m.m2))
     if count.shape[-1] == 0:
-        return Moments.empty(count.shape[:-1], m.dtype)
-    if np.any(count == 0):  # rare: let Moments.merge skip the empty parts
-        parts = [Moments(count[..., k], mean[..., k], m2[..., k]) for k in range(count.shape[-1])]
-        state = parts[0]
-        for part in parts[1:]:
-            state = state.merge(part)
-        return state
+        return empty_like(m.mean, tuple(count.shape[:-1]), m.dtype)
+    # rare: a part without values must be skipped, not merged (its mean is arbitrary)
+    update = chan_update if np.all(count) else _chan_update_skipping_empty
     with np.errstate(all="ignore"):
-        if order == "sequential":
+        if order == "pairwise":
+            n, mu, s = tree_reduce((count, mean, m2), update)
+        elif update is chan_update:
             # chan_update step by step, with every count ratio computed up front:
             # they depend on the counts alone, which leaves six flops a step
             total = np.cumsum(count, axis=-1)
-            w_b = _weight(count, total, m.dtype)
-            w_ab = _weight(np.multiply(total - count, count, dtype=np.float64), total, m.dtype)
-            steps: list[Any] = [np.moveaxis(a, -1, 0) for a in (mean, m2, w_b, w_ab)]
-            if count.ndim == 1 and m.dtype == np.float64:
-                # one slice: Python floats round exactly as binary64 does, and cost a
-                # tenth of a NumPy scalar operation
-                steps = [a.tolist() for a in steps]
-            means, m2s, wb, wab = steps
+            w_b = _weight(count, total, mean)
+            w_ab = _weight(np.multiply(total - count, count, dtype=np.float64), total, mean)
+            means, m2s, wb, wab = (unstack_last(a) for a in (mean, m2, w_b, w_ab))
             mu, s = means[0], m2s[0]
             for k in range(1, count.shape[-1]):
                 delta = means[k] - mu
@@ -244,5 +298,7 @@ def merge_along(m: Moments, /, axis: int = -1, *, order: str = "pairwise") -> Mo
                 s = (s + m2s[k]) + (delta * delta) * wab[k]
             n = total[..., -1]
         else:
-            n, mu, s = tree_reduce((count, mean, m2), chan_update)
-    return Moments(n, np.asarray(mu, dtype=m.dtype), np.asarray(s, dtype=m.dtype))
+            n, mu, s = count[..., 0], mean[..., 0], m2[..., 0]
+            for k in range(1, count.shape[-1]):
+                n, mu, s = update(n, mu, s, count[..., k], mean[..., k], m2[..., k])
+    return Moments(n, as_array(mu), as_array(s))

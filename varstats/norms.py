@@ -40,10 +40,11 @@ from typing import Any, Final, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from varstats.algorithms import Kernel, moments
+from varstats.algorithms import Kernel
 from varstats.conventions import Convention, get_convention
 from varstats.moments import Moments
 from varstats.precision import Precision, as_dtype, resolve_precision, round_to
+from varstats.reductions import moments
 from varstats.rounding import fma
 
 __all__ = [

@@ -16,21 +16,29 @@ variance of the three stored doubles nearest those decimals.
 Two paths compute the same numbers (``method=``):
 
 ``"fast"`` (default)
-    Vectorized exact integer arithmetic with no Python object per element. ``np.frexp``
-    splits each value into :math:`x = m\,2^{e-p}` with an integer significand
-    :math:`|m| < 2^p` (p = 11, 8, 24, 53; subnormals included). Blocks of at most
-    :math:`2^{14}` elements are then summed exactly in one of two ways. If the block
-    spans few binades (:math:`p + e_{\max} - e_{\min} \le 62`, the usual case for
-    real data), :math:`z = m\,2^{e - e_{\min}}` is an int64 and the row sums of its
-    limbs and of the limb products of :math:`z^2` are exact int64 sums. Otherwise
-    ``np.bincount`` adds the limbs into one bucket per (slice, exponent); its float64
-    accumulation is exact because every limb is an integer below :math:`2^{38}` and a
-    bucket receives at most :math:`2^{14}` of them. The few partial sums per slice are
-    combined in Python integers: :math:`\sum x = A\,2^{k}`,
-    :math:`\sum x^2 = B\,2^{2k}`, and the results are rounded by :func:`round_ratio`.
-    Memory is O(n); time is tens of nanoseconds per element plus one Python integer
-    operation per non-empty (slice, exponent) bucket, which is per element only for
-    pathological data whose every value has its own binade.
+    Vectorized exact integer arithmetic with no Python object per element. Each reduced
+    slice is cut into blocks of at most :math:`2^{16}` elements, and each block gets a
+    *window* of up to four 26-bit limbs below its largest magnitude :math:`2^{e}`.
+    Adding the magic constant :math:`\sigma_j = 1.5 \cdot 2^{t_j + 52}` rounds a value to
+    the grid :math:`2^{t_j}` (:math:`t_j = e - 25 - 26 j`), and the bit pattern of the
+    sum minus that of :math:`\sigma_j` is the integer limb :math:`l_j`; the residual
+    :math:`x - l_j 2^{t_j}` is exact (the extraction of Rump, Ogita & Oishi [4]_).
+    :math:`\sum x = \sum_j 2^{t_j} \sum_i l_{ij}` and
+    :math:`\sum x^2 = \sum_{j,j'} 2^{t_j + t_{j'}} \sum_i l_{ij} l_{ij'}` are then int64
+    sums and dot products (:math:`|l_{ij} l_{ij'}| \le 2^{50}`, :math:`2^{12}` terms per
+    dot), combined in Python integers and rounded once by :func:`round_ratio`. A block
+    is captured whole when no non-zero value is below :math:`2^{p - 103}` times its
+    largest magnitude, ``p`` the format's significand bits (float64 :math:`2^{-50}`,
+    float32 :math:`2^{-79}`, bfloat16 :math:`2^{-95}`, float16 always). The values
+    below the window get further windows below it when they all belong to one slice
+    (a slice spread over a few windows' worth of binades is captured in a few passes).
+    The rest take the *bucket path*: ``np.frexp`` splits them into :math:`m\,2^{e-p}`
+    and ``np.bincount`` adds float64 limbs of :math:`m` and :math:`m^2` (integers below
+    :math:`2^{38}`, at most :math:`2^{14}` per bucket: exact) into one bucket per
+    (slice, exponent). Memory is O(block) plus O(the values the window misses). Time is
+    a few nanoseconds per element on the window path and tens on the bucket path,
+    which only data spread over hundreds of binades (e.g. uniformly random bit
+    patterns) takes whole.
 ``"reference"``
     Obviously correct and slow: one :class:`fractions.Fraction` per element for the
     moments, :mod:`mpmath` interval arithmetic for the normalized output.
@@ -53,6 +61,8 @@ References
        Birkhäuser 2018, section 2.2 (rounding) and 10.5 (Ziv's strategy).
 .. [3] A. Ziv, "Fast evaluation of elementary mathematical functions with correctly
        rounded last bit", ACM TOMS 17(3), 1991.
+.. [4] S. M. Rump, T. Ogita, S. Oishi, "Accurate floating-point summation part I:
+       faithful rounding", SIAM J. Sci. Comput. 31(1), 2008 (ExtractScalar).
 """
 
 from __future__ import annotations
@@ -92,14 +102,36 @@ _METHODS: Final = ("fast", "reference")
 _P64: Final = 53  # significand bits incl. the implicit one
 _EMIN_Q: Final = -1074  # exponent of the smallest subnormal (the quantum of subnormals)
 
-# The fast path works on blocks of at most _CHUNK = 2**14 elements: every temporary is
-# small (cache- and allocator-friendly), np.bincount's float64 accumulation of integer
-# limbs below 2**38 stays exact (a bucket sum is < 2**14 * 2**38 = 2**52), and int64 row
-# sums of limbs below 2**44 cannot overflow.
+# The fast path works on blocks of at most _BLOCK elements (several short rows or a piece
+# of one long row), so that every temporary stays in cache.
+_BLOCK: Final = 1 << 16
+# Window limbs: a value captured by a row's window is sum_j l_j 2**t_j with integer limbs
+# |l_j| <= 2**(_LIMB - 1) and t_j = t_0 - _LIMB j. A product l_i l_j is at most 2**50, so
+# _DOT of them sum to at most 2**62: exact in int64.
+_LIMB: Final = 26
+_DOT: Final = 1 << 12
+_MAX_LIMBS: Final = 4  # a window of 104 bits below the row's largest magnitude
+# Values the window misses (residual non-zero) go to the bucket path; more limbs are
+# tried while they are more than this fraction of the block.
+_OUTLIER_FRACTION: Final = 1 / 64
+# A row whose largest magnitude lies outside 2**±_SAFE_EXPONENT is scaled by a power of
+# two first: the magic constants 1.5 * 2**(t_j + 52) must neither overflow nor fall below
+# the normal range.
+_SAFE_EXPONENT: Final = 960
+# Rows of one block whose largest magnitudes lie within this many binades share a window
+_SHARED_SPREAD: Final = 8
+# Values a slice's window missed get further windows below it while a pass captures at
+# least _LOWER_PROGRESS of them (at most _LOWER_PASSES passes); the rest, the bucket path.
+_LOWER_PROGRESS: Final = 1 / 16
+_LOWER_PASSES: Final = 8
+# The bucket path adds at most _CHUNK = 2**14 values per np.bincount: its float64 sums of
+# integer limbs below 2**38 stay below 2**52, exact.
 _CHUNK: Final = 1 << 14
-# A block whose (slice, exponent) key range exceeds this many keys per element has its
-# keys compressed with np.unique, so that work and memory stay O(block).
-_DENSE_KEYS_PER_ELEMENT: Final = 4
+# Up to this many (row, exponent) buckets the bucket path indexes them directly; beyond,
+# it compresses the keys with np.unique and sorts the values by bucket.
+_DENSE_KEYS: Final = 1 << 16
+# int64 bucket sums are flushed to Python integers every _FLUSH chunks (< 2**63)
+_FLUSH: Final = 1 << 10
 
 
 # ---------------------------------------------------------------------------------------
@@ -266,16 +298,32 @@ class _Sums:
     all_negzero: npt.NDArray[np.bool_]
 
 
-Weights = list[tuple[Array, int]]  # (integer-valued limbs, shift): value = sum(w * 2**shift)
+@dataclass(frozen=True)
+class _Format:
+    """What the sums need of the stored format: ``x = m 2**(e - p)``, ``e >= e_floor``."""
+
+    p: int
+    e_floor: int
+    want_squares: bool
+
+    @property
+    def k(self) -> int:
+        # the quantum of the format's subnormals: every stored value is a multiple of 2**k
+        return self.e_floor - self.p
 
 
-def _square_coefficients(parts: list[Array], width: int) -> Weights:
+def _shifted(value: int, shift: int) -> int:
+    # value * 2**shift; a negative shift only ever drops zero bits (see _window_sums)
+    return value << shift if shift >= 0 else value >> -shift
+
+
+def _square_coefficients(parts: list[Array], width: int) -> list[tuple[Array, int]]:
     """``m**2`` from the limbs of ``m = sum_i a_i 2**(i w)``: ``c_j = sum_{i+i'=j} a_i a_i'``.
 
     Each ``c_j`` is below ``len(parts) * 2**(2 w)``.
     """
     count = len(parts)
-    out: Weights = []
+    out: list[tuple[Array, int]] = []
     for j in range(2 * count - 1):
         c = None
         for i in range(max(0, j - count + 1), j // 2 + 1):
@@ -288,128 +336,326 @@ def _square_coefficients(parts: list[Array], width: int) -> Weights:
     return out
 
 
-def _bucket_weights(m: Float64Array, p: int) -> tuple[Weights, Weights]:
-    """Float64 limbs of ``m`` and ``m**2`` (``|m| < 2**p`` integer-valued), each < 2**38.
+def _bucket_limbs(m: Float64Array, p: int, *, squares: bool) -> list[tuple[Array, int, int]]:
+    """Float64 limbs ``(w, shift, power)`` of ``m`` (power 1) and, if asked, ``m**2`` (2).
 
-    Scaling by powers of two, ``floor`` and the small products are exact in float64.
+    ``|m| < 2**p`` is integer-valued; every limb is an integer below ``2**38`` and
+    ``m**power = sum w 2**shift``. Scaling by powers of two, ``floor`` and the small
+    products are exact in float64.
     """
-    if p <= 2 * 18:
-        sums: Weights = [(m, 0)]
-    else:  # m = hi 2**27 + lo with 0 <= lo < 2**27 (floor: also for negative m)
-        hi = np.floor(m * 2.0**-27)
-        sums = [(m - hi * 2.0**27, 0), (hi, 27)]
-    mag = np.abs(m)
-    count = -(-p // 18)
+    count = -(-p // 18)  # parts of |m| below 2**18: the squares' coefficients stay < 2**38
     width = -(-p // count)
+    if p > 36:  # m = hi 2**27 + lo with 0 <= lo < 2**27 (floor: also for negative m)
+        hi = np.floor(m * 2.0**-27)
+        out = [(m - hi * 2.0**27, 0, 1), (hi, 27, 1)]
+    else:
+        out = [(m, 0, 1)]
+    if not squares:
+        return out
+    rest = np.abs(m)
     parts: list[Array] = []
-    rest = mag
     for j in range(count - 1, 0, -1):
         top = np.floor(rest * 2.0 ** (-width * j))
         rest = rest - top * 2.0 ** (width * j)
         parts.append(top)
     parts.append(rest)
-    return sums, _square_coefficients(parts[::-1], width)
+    return out + [(c, shift, 2) for c, shift in _square_coefficients(parts[::-1], width)]
 
 
-def _narrow_weights(z: npt.NDArray[np.int64], bits: int) -> tuple[Weights, Weights]:
-    """int64 limbs of ``z`` and ``z**2`` (``|z| < 2**bits <= 2**62``) whose row sums over
-    at most ``_CHUNK = 2**14`` elements cannot overflow int64."""
-    if bits + 14 <= 62:
-        sums: Weights = [(z, 0)]
-    else:  # arithmetic shift: z = (z >> 31) 2**31 + (z & (2**31 - 1)) also for negative z
-        sums = [(z & ((1 << 31) - 1), 0), (z >> 31, 31)]
-    mag = np.abs(z)
-    if 2 * bits + 14 <= 62:
-        return sums, [(mag * mag, 0)]
-    count = -(-bits // 21)  # limbs < 2**21: c_j < 3 * 2**42, row sums < 2**58
-    width = -(-bits // count)
-    mask = (1 << width) - 1
-    parts = [(mag >> (width * j)) & mask for j in range(count)]
-    return sums, _square_coefficients(parts, width)
+def _bucket_sums(
+    values: Float64Array,
+    rows: npt.NDArray[np.intp],
+    fmt: _Format,
+    total: list[int],
+    squares: list[int],
+) -> None:
+    """Add the exact sums of ``values`` (finite, stored in ``fmt``) to their ``rows``.
+
+    Any exponent range: ``np.frexp`` splits each value into :math:`m\\,2^{e-p}`, and
+    ``np.bincount`` adds float64 limbs of :math:`m` and :math:`m^2` into one bucket per
+    (row, exponent), chunk by chunk; the chunks' bucket sums are added in int64 and each
+    non-empty bucket costs one Python integer operation at the end. This serves the
+    values the window path misses: pathological data spread over hundreds of binades.
+    """
+    if not values.size:
+        return
+    f, e = np.frexp(values)
+    m = f * 2.0**fmt.p  # |m| < 2**p, an integer: the format has p significant bits
+    zero = m == 0
+    if zero.any():  # frexp(0) has e = 0; keep zeros out of the exponent range
+        e = np.where(zero, e.max(where=~zero, initial=fmt.e_floor), e)
+    e_min = int(e.min())
+    n_exp = int(e.max()) - e_min + 1
+    r_min = int(rows.min())
+    key: Array = (rows - r_min) * n_exp + (e - e_min)
+    n_keys = (int(rows.max()) - r_min + 1) * n_exp
+    key_of: Array = np.arange(n_keys)
+    if n_keys > _DENSE_KEYS:
+        key_of, key = np.unique(key, return_inverse=True)
+        n_keys = key_of.size
+        if n_keys > _DENSE_KEYS:  # sorted, each chunk's keys are one short range
+            order = np.argsort(key, kind="stable")
+            key, m = key[order], m[order]
+    wanted = fmt.want_squares
+    kinds = [(shift, power) for _, shift, power in _bucket_limbs(m[:1], fmt.p, squares=wanted)]
+    acc = np.zeros((len(kinds), n_keys), dtype=np.int64)
+
+    def flush() -> None:
+        for (shift, power), sums in zip(kinds, acc, strict=True):
+            nz = np.flatnonzero(sums)
+            full = key_of[nz]
+            out = total if power == 1 else squares
+            for r, ex, v in zip(
+                (full // n_exp + r_min).tolist(),
+                (full % n_exp + e_min - fmt.e_floor).tolist(),
+                sums[nz].tolist(),
+                strict=True,
+            ):
+                out[r] += v << (power * ex + shift)
+        acc[:] = 0
+
+    for chunk, start in enumerate(range(0, m.size, _CHUNK)):
+        k = key[start : start + _CHUNK]
+        lo, hi = (int(k[0]), int(k[-1]) + 1) if n_keys > _DENSE_KEYS else (0, n_keys)
+        limbs = _bucket_limbs(m[start : start + _CHUNK], fmt.p, squares=wanted)
+        for i, (w, _, _) in enumerate(limbs):
+            # exact: float64 sums of <= 2**14 integers below 2**38 stay below 2**52
+            acc[i, lo:hi] += np.bincount(k - lo, weights=w, minlength=hi - lo).astype(np.int64)
+        if chunk % _FLUSH == _FLUSH - 1:  # int64 holds 2**11 chunks' bucket sums
+            flush()
+    flush()
 
 
-def _fast_sums(rows: Array) -> _Sums:
+@dataclass(frozen=True)
+class _Workspace:
+    """Buffers every block of one call reuses (fresh large arrays would page-fault)."""
+
+    converted: Float64Array
+    rounded: Float64Array
+    residual: Float64Array
+    missed: npt.NDArray[np.bool_]
+    limbs: npt.NDArray[np.int64]
+
+    @classmethod
+    def for_blocks(cls, rows: int, cols: int) -> _Workspace:
+        size = rows * cols
+        padded = cols if cols <= _DOT else -(-cols // _DOT) * _DOT
+        return cls(
+            np.empty(size),
+            np.empty(size),
+            np.empty(size),
+            np.empty(size, dtype=bool),
+            np.empty((_MAX_LIMBS, rows * padded), dtype=np.int64),
+        )
+
+
+def _row_dots(a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> list[int]:
+    """Exact ``sum(a * b)`` per row; ``|a b| <= 2**50`` elementwise."""
+    rows, cols = a.shape
+    if cols <= _DOT:
+        return np.einsum("rc,rc->r", a, b).tolist()  # type: ignore[no-any-return]
+    # rows padded to a multiple of _DOT: int64 dots of _DOT products cannot overflow
+    part = np.einsum("qc,qc->q", a.reshape(-1, _DOT), b.reshape(-1, _DOT)).reshape(rows, -1)
+    return [sum(r) for r in part.tolist()]
+
+
+def _window_sums(
+    x: Float64Array,
+    top: Float64Array,
+    r0: int,
+    fmt: _Format,
+    total: list[int],
+    squares: list[int],
+    ws: _Workspace,
+) -> tuple[Float64Array, npt.NDArray[np.intp]] | None:
+    r"""Add the exact sums of a block's rows (finite float64 ``x``) to ``total``/``squares``.
+
+    Every row gets a window of limbs below its largest magnitude ``top`` :math:`< 2^{e}`:
+    with :math:`t_0 = e - 25` and :math:`t_j = t_0 - 26 j`, the magic constant
+    :math:`\sigma_j = 1.5 \cdot 2^{t_j + 52}` rounds the residual :math:`r_j`
+    (:math:`|r_j| \le 2^{t_j + 25}`) to the grid :math:`2^{t_j}`:
+    :math:`\operatorname{fl}(r_j + \sigma_j)` lies in :math:`\sigma_j`'s binade, so its
+    bit pattern minus :math:`\sigma_j`'s is the integer limb
+    :math:`l_j = (\operatorname{fl}(r_j + \sigma_j) - \sigma_j) / 2^{t_j}`, and
+    :math:`r_{j+1} = r_j - l_j 2^{t_j}` is exact (the extraction of Rump, Ogita & Oishi).
+    The sums :math:`\sum l_j` and the dot products :math:`\sum l_i l_j` are exact int64
+    arithmetic. Values whose residual stays non-zero (far below the row's largest) are
+    taken out of the limbs and returned with their rows, for :func:`_bucket_sums`.
+    ``x`` is not written.
+    """
+    r, c = x.shape
+    size = r * c
+    e_top = np.frexp(top)[1].astype(np.int64)  # top < 2**e_top (0 for an all-zero row)
+    scale = np.zeros(r, dtype=np.int64)
+    original = x
+    far = np.abs(e_top) > _SAFE_EXPONENT
+    lost: npt.NDArray[np.bool_] | None = None
+    if far.any():
+        # exact, except that scaling down may round values far below the row's largest
+        # into the subnormals or to zero: those become outliers, summed unscaled
+        scale = np.where(far, -e_top, 0)
+        x = np.ldexp(x, scale[:, None])
+        e_top = np.where(far, 0, e_top)
+        if (scale < 0).any():
+            lost = (original != 0) & (x == 0)
+    if r > 1 and not far.any() and int(e_top.max()) - int(e_top.min()) <= _SHARED_SPREAD:
+        # one window for rows of similar size: a scalar constant takes NumPy's fast path,
+        # a column of them (one per row) runs about half as fast
+        e_top = np.full(r, e_top.max())
+    shared = bool((e_top == e_top[0]).all())
+    t0 = e_top - (_LIMB - 1)
+    padded = c if c <= _DOT else -(-c // _DOT) * _DOT
+    # the window first checked covers the format's significand and 8 binades below the top
+    first_check = -(-(fmt.p + 8) // _LIMB)
+    rounded = ws.rounded[:size].reshape(r, c)
+    residual = x
+    limbs: list[npt.NDArray[np.int64]] = []
+    # a boolean mask, not the float residual, for counting and indexing: several times faster
+    miss = ws.missed[:size].reshape(r, c)
+    misses = 0
+    for j in range(_MAX_LIMBS):
+        sigma: Any = np.ldexp(1.5, t0 - _LIMB * j + 52)[:, None]
+        if shared:
+            sigma = sigma[0, 0]  # a NumPy scalar
+        limb = ws.limbs[j, : r * padded].reshape(r, padded)
+        if padded > c:
+            limb[:, c:] = 0
+        np.add(residual, sigma, out=rounded)
+        np.subtract(rounded.view(np.int64), sigma.view(np.int64), out=limb[:, :c])
+        rounded -= sigma  # exact: both in [2**k, 2**(k+1)]
+        residual = np.subtract(residual, rounded, out=ws.residual[:size].reshape(r, c))
+        limbs.append(limb)
+        if j + 1 < first_check:
+            continue
+        np.not_equal(residual, 0, out=miss)
+        misses = int(np.count_nonzero(miss))
+        if misses <= _OUTLIER_FRACTION * size or j + 1 == _MAX_LIMBS:
+            break
+    if lost is not None and lost.any():
+        miss |= lost
+        misses = int(np.count_nonzero(miss))
+    missed = None
+    if misses:
+        outliers = np.flatnonzero(miss)
+        out_rows, out_cols = np.divmod(outliers, c)
+        if 8 * misses < size:
+            for limb in limbs:
+                limb[out_rows, out_cols] = 0
+        else:  # most of the block: one multiply per limb beats a scatter
+            keep = np.logical_not(miss, out=miss)
+            for limb in limbs:
+                limb[:, :c] *= keep
+        missed = (original.reshape(-1)[outliers], out_rows + r0)
+
+    count = len(limbs)
+    limb_sums = np.stack([limb.sum(axis=1) for limb in limbs], axis=1).tolist()
+    # x**2 = sum_d c_d 2**(2 t_0 - 26 d), c_d = sum over i + j = d of l_i l_j
+    coefficients: list[list[list[int]]] = []
+    if fmt.want_squares:
+        for d in range(2 * count - 1):
+            terms = []
+            for i in range(max(0, d - count + 1), d // 2 + 1):
+                dot = _row_dots(limbs[i], limbs[d - i])
+                terms.append(dot if 2 * i == d else [2 * v for v in dot])
+            coefficients.append(terms)
+    unit = (t0 - _LIMB * (count - 1) - scale).tolist()  # exponent of the last limb, unscaled
+    for row in range(r):
+        a = 0
+        for s in limb_sums[row]:
+            a = (a << _LIMB) + s
+        # a 2**unit is a sum of the format's values, so a multiple of 2**k: exact shift
+        total[r0 + row] += _shifted(a, unit[row] - fmt.k)
+        if fmt.want_squares:
+            b = 0
+            for terms in coefficients:
+                b = (b << _LIMB) + sum(t[row] for t in terms)
+            squares[r0 + row] += _shifted(b, 2 * (unit[row] - fmt.k))
+    return missed
+
+
+def _lower_windows(
+    values: Float64Array,
+    rows: npt.NDArray[np.intp],
+    fmt: _Format,
+    total: list[int],
+    squares: list[int],
+) -> tuple[Float64Array, npt.NDArray[np.intp]]:
+    """Window passes over the values one slice's windows missed, each below the last.
+
+    Data spread over a few windows' worth of binades (a broad log-normal, say) is
+    captured in a few passes; the values left when a pass captures less than
+    ``_LOWER_PROGRESS`` of its input go to the bucket path, and so does a set spanning
+    several slices.
+    """
+    for _ in range(_LOWER_PASSES):
+        if not values.size or rows[0] != rows[-1]:  # sorted: one slice iff first == last
+            break
+        ws = _Workspace.for_blocks(1, min(values.size, _BLOCK))
+        missed_values: list[Float64Array] = []
+        for c0 in range(0, values.size, _BLOCK):
+            block = values[None, c0 : c0 + _BLOCK]
+            top = np.abs(block).max(axis=1)
+            missed = _window_sums(block, top, int(rows[0]), fmt, total, squares, ws)
+            if missed is not None:
+                missed_values.append(missed[0])
+        left = np.concatenate(missed_values) if missed_values else values[:0]
+        progress = 1 - left.size / values.size
+        values, rows = left, rows[: left.size]
+        if progress < _LOWER_PROGRESS:
+            break
+    return values, rows
+
+
+def _fast_sums(rows: Array, *, want_squares: bool = True) -> _Sums:
     slices, n = rows.shape
     info = finfo(rows.dtype)
-    p = info.mant
-    # np.frexp: x = f * 2**e, 0.5 <= |f| < 1, so x = m * 2**(e - p) with the integer
-    # m = f * 2**p, |m| < 2**p, for every value stored in a p-bit format (subnormals of
-    # the format included: they have fewer than p significant bits). e >= e_floor.
-    e_floor = round(math.log2(info.smallest_subnormal)) + 1
-    k = e_floor - p  # sum x = total * 2**k, sum x**2 = squares * 2**(2k)
+    # x = m 2**(e - p) with an integer |m| < 2**p and e >= e_floor (subnormals included)
+    fmt = _Format(info.mant, round(math.log2(info.smallest_subnormal)) + 1, want_squares)
     total = [0] * slices
     squares = [0] * slices
     nan = np.zeros(slices, dtype=bool)
     posinf = np.zeros(slices, dtype=bool)
     neginf = np.zeros(slices, dtype=bool)
-
-    def add_rows(out: list[int], r0: int, row_sums: Array, shift: int) -> None:
-        for row, v in enumerate(row_sums.tolist()):
-            if v:
-                out[r0 + row] += v << shift
-
-    rows_per_block = max(1, _CHUNK // n)
-    cols_per_block = min(n, _CHUNK)
+    rows_per_block = max(1, _BLOCK // n)
+    cols_per_block = min(n, _BLOCK)
+    ws = _Workspace.for_blocks(min(rows_per_block, slices), cols_per_block)
+    missed_values: list[Float64Array] = []
+    missed_rows: list[npt.NDArray[np.intp]] = []
     for r0 in range(0, slices, rows_per_block):
         for c0 in range(0, n, cols_per_block):
             block = rows[r0 : r0 + rows_per_block, c0 : c0 + cols_per_block]
-            n_rows, n_cols = block.shape
-            f, e = np.frexp(block.astype(np.float64).reshape(-1))  # exact cast
-            finite = np.isfinite(f)
-            if not finite.all():
-                row_of = np.arange(f.size) // n_cols + r0
-                nan[row_of[np.isnan(f)]] = True
-                posinf[row_of[f == np.inf]] = True
-                neginf[row_of[f == -np.inf]] = True
-                f = np.where(finite, f, 0.0)
-            m = f * 2.0**p
-            zero = m == 0
-            if zero.any():  # frexp(0) has e = 0; keep zeros out of the exponent range
-                e = np.where(zero, e.max(where=~zero, initial=e_floor), e)
-            e_min = int(e.min())
-            spread = int(e.max()) - e_min
-            base = e_min - e_floor
-
-            if p + spread <= 62:
-                # few binades: z = m 2**(e - e_min) is an int64; exact integer row sums
-                z = m.astype(np.int64) << (e - e_min)
-                sums, sq = _narrow_weights(z, p + spread)
-                for out, weights, mult in ((total, sums, 1), (squares, sq, 2)):
-                    for w, shift in weights:
-                        row_sums = w.reshape(n_rows, n_cols).sum(axis=1, dtype=np.int64)
-                        add_rows(out, r0, row_sums, mult * base + shift)
-                continue
-
-            # many binades: one bucket per (row, exponent), summed by np.bincount
-            n_exp = spread + 1
-            row_base = (np.arange(n_rows, dtype=np.intp) * n_exp)[:, None]
-            key: Array = ((e - e_min).reshape(n_rows, n_cols) + row_base).reshape(-1)
-            key_of: npt.NDArray[np.intp] | None = None
-            n_keys = n_rows * n_exp
-            if n_keys > _DENSE_KEYS_PER_ELEMENT * key.size:
-                key_of, key = np.unique(key, return_inverse=True)
-                n_keys = key_of.size
-            sums, sq = _bucket_weights(m, p)
-            for out, weights, mult in ((total, sums, 1), (squares, sq, 2)):
-                for w, shift in weights:
-                    # exact: float64 sums of < 2**14 integers below 2**38 stay below 2**53
-                    acc = np.bincount(key, weights=w, minlength=n_keys)
-                    nz = np.flatnonzero(acc)
-                    full = nz if key_of is None else key_of[nz]
-                    for row, ex, v in zip(
-                        (full // n_exp + r0).tolist(),
-                        (full % n_exp + base).tolist(),
-                        acc[nz].astype(np.int64).tolist(),
-                        strict=True,
-                    ):
-                        out[row] += v << (mult * ex + shift)
+            if block.dtype != np.float64:
+                # float64 holds every value of DTYPES exactly
+                converted = ws.converted[: block.size].reshape(block.shape)
+                np.copyto(converted, block)
+                block = converted
+            # NaN propagates through max and min; inf shows as an infinite top
+            top = np.maximum(block.max(axis=1), -block.min(axis=1))
+            if not np.isfinite(top).all():
+                block = block.copy()
+                bad_rows, bad_cols = np.nonzero(~np.isfinite(block))
+                bad = block[bad_rows, bad_cols]
+                nan[r0 + bad_rows[np.isnan(bad)]] = True
+                posinf[r0 + bad_rows[bad == np.inf]] = True
+                neginf[r0 + bad_rows[bad == -np.inf]] = True
+                block[bad_rows, bad_cols] = 0.0
+                top = np.abs(block).max(axis=1)
+            missed = _window_sums(block, top, r0, fmt, total, squares, ws)
+            if missed is not None:
+                missed_values.append(missed[0])
+                missed_rows.append(missed[1])
+    if missed_values:
+        values, rows_of = np.concatenate(missed_values), np.concatenate(missed_rows)
+        if values.size < (1 - _LOWER_PROGRESS) * rows.size:  # else hopeless: every binade
+            values, rows_of = _lower_windows(values, rows_of, fmt, total, squares)
+        _bucket_sums(values, rows_of, fmt, total, squares)
 
     all_negzero = np.zeros(slices, dtype=bool)
-    zero_rows = [i for i in range(slices) if squares[i] == 0]
+    zero_rows = [i for i in range(slices) if total[i] == 0 and squares[i] == 0]
     if zero_rows:
         # only a slice of zeros (and non-finite values) can be all -0.0
         all_negzero[zero_rows] = np.signbit(rows[zero_rows].astype(np.float64)).all(axis=1)
-    return _Sums(n, total, squares, k, nan, posinf, neginf, all_negzero)
+    return _Sums(n, total, squares, fmt.k, nan, posinf, neginf, all_negzero)
 
 
 def _nonfinite_mean(nan: bool, posinf: bool, neginf: bool) -> float | None:
@@ -628,7 +874,7 @@ def exact_mean(x: npt.ArrayLike, /, *, axis: Axis = None, method: Method = "fast
     if method == "reference":
         values = [_reference_mean_value(_reference_slice(row)) for row in rows]
     else:
-        values = _fast_mean(_fast_sums(rows))
+        values = _fast_mean(_fast_sums(rows, want_squares=False))
     return _finish(values, shape)
 
 

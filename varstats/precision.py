@@ -33,9 +33,12 @@ __all__ = [
     "as_dtype",
     "dtype_name",
     "finfo",
+    "rescale_exponents",
     "resolve_precision",
     "round_to",
 ]
+
+Array = npt.NDArray[Any]
 
 #: The floating-point formats varstats emulates, narrowest first.
 DTYPES: Final = ("float16", "bfloat16", "float32", "float64")
@@ -66,8 +69,11 @@ def as_dtype(dtype: Any, /, *, name: str = "dtype") -> np.dtype[Any]:
         if dtype in _NP_DTYPES:
             return _NP_DTYPES[dtype]
         raise ValueError(f"{name}: unknown dtype {dtype!r}; expected one of {DTYPES}")
+    if dtype is None:  # np.dtype(None) would silently mean float64
+        raise TypeError(f"{name}: expected one of {DTYPES}, got None")
     try:
-        dt = np.dtype(dtype)
+        # the byte order is storage, not format: '>f8' is float64
+        dt = np.dtype(dtype).newbyteorder("=")
     except TypeError:
         raise TypeError(f"{name}: {dtype!r} is not a dtype") from None
     for candidate in _NP_DTYPES.values():
@@ -193,6 +199,8 @@ class Precision:
     @classmethod
     def parse(cls, text: str, /) -> Precision:
         """``"float16:float32"`` -> ``Precision("float16", "float32")``; ``"float32"`` alone too."""
+        if not isinstance(text, str):
+            raise TypeError(f"text: expected a string like 'float16:float32', got {text!r}")
         storage, _, accumulator = text.partition(":")
         return cls(storage, accumulator)
 
@@ -215,23 +223,25 @@ PRECISIONS: Final = tuple(
 )
 
 
-def resolve_precision(precision: Precision | str | None, x: np.ndarray[Any, Any], /) -> Precision:
-    """The :class:`Precision` to use for data ``x``.
+def resolve_precision(precision: Precision | str | None, x: Any, /) -> Precision:
+    """The :class:`Precision` to use for data ``x`` (a NumPy array or a storage format name).
 
-    ``None`` means storage = accumulator = ``x.dtype``. A string is parsed by
-    :meth:`Precision.parse`. Given a precision, ``x`` must already be stored in
-    its storage format: varstats does not silently round data.
+    ``None`` means storage = accumulator = the format of ``x``. A string is parsed by
+    :meth:`Precision.parse`. Given a precision, ``x`` must already be stored in its
+    storage format: varstats does not silently round data. For arrays of other
+    libraries, see :func:`varstats.validation.resolve_precision`.
     """
+    storage = x if isinstance(x, str) else dtype_name(np.asarray(x).dtype)
     if precision is None:
-        return Precision(dtype_name(x.dtype))
+        return Precision(storage)
     if isinstance(precision, str):
         precision = Precision.parse(precision)
     if not isinstance(precision, Precision):
         kind = type(precision).__name__
         raise TypeError(f"precision: expected Precision, str or None, got {kind}")
-    if x.dtype != precision.storage_dtype:
+    if precision.storage != storage:
         raise ValueError(
-            f"precision: x is stored as {dtype_name(x.dtype)} but precision.storage is "
+            f"precision: x is stored as {storage} but precision.storage is "
             f"{precision.storage}; cast it first with varstats.round_to(x, {precision.storage!r})"
         )
     return precision
@@ -270,3 +280,22 @@ def round_to(x: npt.ArrayLike, dtype: Any, /) -> npt.NDArray[Any]:
             return _f64_to_bf16(a)
     with np.errstate(over="ignore"):
         return np.asarray(a.astype(target))
+
+
+def rescale_exponents(amax: npt.ArrayLike, n: int, acc: Any) -> Array:
+    """Power-of-two exponents ``k`` for slices of ``n`` values with largest magnitude ``amax``.
+
+    Slices whose largest finite magnitude lies in ``[L, T]`` get ``k = 0`` (no
+    scaling at all), with ``T = sqrt(max / n) / 2`` (no sum of ``n`` squares can
+    overflow) and ``L = sqrt(tiny) / u`` (squared deviations at the rounding level
+    of the data stay normal). Others are scaled by ``2**-k`` so their magnitude
+    falls just below ``T``. Used by ``rescale=True`` in :func:`varstats.var` and
+    :mod:`varstats.dask`.
+    """
+    fi = finfo(acc)
+    a = np.asarray(amax, dtype=np.float64)
+    high = np.sqrt(fi.max / n) / 2
+    low = np.sqrt(fi.tiny) / fi.unit_roundoff
+    need = (a > 0) & ((a > high) | (a < low))
+    k = np.frexp(a)[1] - np.frexp(high)[1] + 1
+    return np.asarray(np.where(need, k, 0).astype(np.int64))

@@ -48,7 +48,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
+from varstats.cases import ORDERS
+from varstats.conventions import CONVENTIONS
 from varstats.precision import DTYPES, finfo
+from varstats.recommendation import RECOMMENDED_ACCUMULATOR
 from varstats.schema import COLUMNS, COST_ORDER
 from varstats.schema import PRECISION_ORDER as _PRECISION_ORDER
 
@@ -64,20 +67,26 @@ __all__ = [
     "EXIT_NOT_WRITABLE",
     "HEADLINE_END",
     "HEADLINE_START",
+    "KERNEL_SHAPES",
+    "ONE_PASS_VARIANTS",
     "FigureSpec",
     "OutputBusyError",
     "OutputNotWritableError",
+    "attainable_lre",
     "bound_explanations",
     "build_figures",
     "build_report",
     "check_writable",
     "clear_temporaries",
     "figure_plan",
+    "kernel_table",
     "load_results",
     "main",
+    "ordering_table",
     "output_lock",
     "read_errors",
     "recommendations",
+    "recommended_ulps_table",
     "results_dir",
     "summary_markdown",
     "sweep_command",
@@ -91,6 +100,19 @@ EXIT_NOT_WRITABLE: Final = 73
 
 HEADLINE_START: Final = "<!-- headline:start -->"
 HEADLINE_END: Final = "<!-- headline:end -->"
+
+#: Variants that read the data once, as a stream: the one-pass formulas, Welford's
+#: update, and ``chan`` (one pass over the stream; a two-pass inside each block of
+#: 1024 values it holds in memory).
+ONE_PASS_VARIANTS: Final = (
+    "naive",
+    "naive/seq",
+    "shifted",
+    "shifted/seq",
+    "welford/lanes8",
+    "welford",
+    "chan",
+)
 
 # the variants drawn in the figures: pairwise-summation panel and sequential panel
 _PANELS: Final = (
@@ -224,9 +246,37 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def attainable_lre(df: pd.DataFrame) -> pd.Series:
+    """``lre``, except that a result below the accumulator's normal range is judged by
+    the attainable accuracy there: within one subnormal quantum of the exact value
+    counts as full accuracy (the accumulator's digits), however few significant digits
+    a subnormal number carries. ``value`` and ``exact`` are those of the worst row (the
+    largest relative error), so a CSV row is judged by that row: where its other data
+    rows are normal numbers with fewer digits, this overstates them. At the ``low``
+    scale point every row of a case has the same magnitude, so this does not arise in
+    the sweep's grids; a per-row judgement needs a column from the sweep."""
+    out = df["lre"].astype(np.float64).copy()
+    for acc in set(df["accumulator"]) & set(DTYPES):
+        fi = finfo(acc)
+        exact, value = df["exact"], df["value"]
+        sub = (
+            (df["accumulator"] == acc)
+            & (exact.abs() < fi.tiny)
+            & ((value - exact).abs() <= fi.smallest_subnormal)
+        )
+        out[sub] = fi.digits
+    return out
+
+
+def _var_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Generated-data rows, their ``lre`` judged by :func:`attainable_lre`."""
+    v = df[df["kind"] == "var"]
+    return v.assign(lre=attainable_lre(v)) if len(v) else v
+
+
 def _accuracy_cases(df: pd.DataFrame) -> pd.DataFrame:
     """Generated data at unit scale with a nonzero variance: where 'accuracy' is defined."""
-    v = df[df["kind"] == "var"]
+    v = _var_rows(df)
     return v[(v["scale_point"] == "unit") & (v["distribution"] != "constant")]
 
 
@@ -350,7 +400,8 @@ def failure_by_regime(df: pd.DataFrame) -> str:
 
 
 def scale_table(df: pd.DataFrame) -> str:
-    v = df[(df["kind"] == "var") & (df["distribution"] != "constant")]
+    v = _var_rows(df)
+    v = v[v["distribution"] == "normal"]  # the only data swept at all three scale points
     v = v.assign(precision=_precision(v))
     points = [s for s in ("low", "unit", "high") if s in set(v["scale_point"])]
     if len(points) < 2:
@@ -441,26 +492,40 @@ def bound_section(df: pd.DataFrame) -> str:
     ratio = flagged["rel_err"] / flagged["bound"].where(flagged["bound"] > 0)
     worst = flagged.assign(reason=reasons, ratio=ratio)
     worst = worst[worst["reason"].isin(["constant factor", "unexplained"])]
+    # the data: a public case, or a distribution with its reorderings (the same values)
+    base = worst["distribution"].map(lambda d: d.partition("/")[0])
+    worst = worst.assign(data=np.where(worst["kind"] == "var", base, worst["case"]))
+    # one line per (algorithm, precision, data, n, offset): the corrections, layouts and
+    # orders of the same values are near-duplicates; keep the largest ratio, count them
+    key = ["variant", "storage", "accumulator", "data", "n", "offset"]
+    worst = worst.sort_values("ratio", ascending=False, kind="mergesort")
+    counts = worst.groupby(key, sort=False)["ratio"].transform("size")
+    worst = worst.assign(rows=counts).drop_duplicates(key)
     worst = worst.sort_values(
         ["ratio", "variant", "storage", "accumulator", "n", "offset"],
         ascending=[False, True, True, True, True, True],
         kind="mergesort",
     )
     if not worst.empty:
-        out.append("\nThe largest ratios among rows not explained by overflow or underflow:\n")
+        out.append(
+            "\nThe largest ratios among rows not explained by overflow or underflow, one line "
+            "per algorithm, precision, data, n and offset (`rows`: how many CSV rows, i.e. "
+            "corrections, layouts and orders of the same values, it stands for):\n"
+        )
         rows = [
             [
                 f"`{r['variant']}`",
                 f"`{r['storage']}:{r['accumulator']}`",
-                r["distribution"] if r["kind"] == "var" else r["case"],
+                str(r["data"]),
                 str(r["n"]),
                 _offset_label(r["offset"]),
                 f"{r['rel_err']:.3g}",
                 f"{r['bound']:.3g}",
                 f"{r['ratio']:.3g}",
                 r["reason"],
+                str(int(r["rows"])),
             ]
-            for _, r in worst.head(20).iterrows()
+            for _, r in worst.head(12).iterrows()
         ]
         out.append(
             _table(
@@ -474,6 +539,7 @@ def bound_section(df: pd.DataFrame) -> str:
                     "bound",
                     "ratio",
                     "reason",
+                    "rows",
                 ],
                 rows,
             )
@@ -490,6 +556,7 @@ _PUBLIC_VARIANTS: Final = (
     "corrected_two_pass",
     "compensated",
     "corrected_two_pass/rescale",
+    "dot2",
 )
 
 
@@ -505,6 +572,7 @@ def public_tables(df: pd.DataFrame) -> str:
     p = df[df["kind"] == "public"]
     if p.empty:
         return ""
+    p = p.assign(lre=attainable_lre(p))
     native = p[(p["storage"] == p["accumulator"]) & (p["convention"] == "-")]
     cases = list(dict.fromkeys(p["case"]))
     variants = [v for v in _PUBLIC_VARIANTS if v in set(native["variant"])]
@@ -575,12 +643,15 @@ def recommendations(df: pd.DataFrame) -> pd.DataFrame:
 
     Regimes: ``n <= 1000`` or ``n > 1000``, crossed with offset/std ``<= 10`` or
     ``> 10``, over generated data at unit scale with a nonzero variance, both
-    corrections and every layout and distribution. Returns one row per regime with the
-    pick, its worst correct digits, the digits needed, and whether it also keeps full
-    accuracy at the ``low`` and ``high`` scale points of the same regime.
+    corrections and every layout, distribution and order. Correct digits are
+    :func:`attainable_lre`. Returns one row per regime with the pick, its worst correct
+    digits, the digits needed, whether it also keeps full accuracy at the ``low`` and
+    ``high`` scale points of the same regime, and the cheapest (or else the best) of the
+    :data:`ONE_PASS_VARIANTS` (``one_pass_*`` columns).
     """
     acc = _accuracy_cases(df)
-    v = df[(df["kind"] == "var") & (df["distribution"] != "constant")]
+    v = _var_rows(df)
+    v = v[v["distribution"] != "constant"]
     rank = {name: i for i, name in enumerate(COST_ORDER)}
     acc_rank = {d: i for i, d in enumerate(DTYPES)}
     acc_rank["bfloat16"] = acc_rank["float16"]
@@ -607,6 +678,15 @@ def recommendations(df: pd.DataFrame) -> pd.DataFrame:
                 full = [k for k in cands if worst[k] >= need]
                 pick = full[0] if full else max(cands, key=lambda k: (worst[k], -cands.index(k)))
                 robust = [k for k in full if k in ext_worst.index and ext_worst[k] >= need]
+                streaming = [k for k in cands if k[0] in ONE_PASS_VARIANTS]
+                one = [k for k in streaming if worst[k] >= need]
+                one_pick = (
+                    one[0]
+                    if one
+                    else max(streaming, key=lambda k: (worst[k], -streaming.index(k)))
+                    if streaming
+                    else None
+                )
                 out.append(
                     {
                         "storage": storage,
@@ -621,6 +701,10 @@ def recommendations(df: pd.DataFrame) -> pd.DataFrame:
                             bool(ext_worst[pick] >= need) if pick in ext_worst.index else None
                         ),
                         "robust_variant": (f"{robust[0][0]} ({robust[0][1]})" if robust else "–"),
+                        "one_pass_variant": one_pick[0] if one_pick else "–",
+                        "one_pass_accumulator": one_pick[1] if one_pick else "–",
+                        "one_pass_lre": float(worst[one_pick]) if one_pick else math.nan,
+                        "one_pass_full": bool(one),
                     }
                 )
     return pd.DataFrame(out)
@@ -636,6 +720,12 @@ def recommendation_table(df: pd.DataFrame) -> str:
         if not r["full"]:
             pick += " (best available; none reaches full accuracy)"
         ext = {True: "yes", False: "no", None: "not measured"}[r["extremes_ok"]]
+        one = "–"
+        if r["one_pass_variant"] != "–":
+            one = f"`{r['one_pass_variant']}` in `{r['one_pass_accumulator']}`"
+            one += f" ({_fmt_digits(r['one_pass_lre'])})"
+            if not r["one_pass_full"]:
+                one += ", none full"
         rows.append(
             [
                 f"`{r['storage']}`",
@@ -645,6 +735,7 @@ def recommendation_table(df: pd.DataFrame) -> str:
                 f"{r['worst_lre']:.1f} (need {r['needed']:.1f})",
                 ext,
                 r["robust_variant"],
+                one,
             ]
         )
     return _table(
@@ -656,8 +747,214 @@ def recommendation_table(df: pd.DataFrame) -> str:
             "worst digits",
             "also at low/high scale?",
             "cheapest that also survives low/high scale",
+            "one pass (streaming): cheapest with full accuracy (worst digits)",
         ],
         rows,
+    )
+
+
+def _recommended_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of ``dot2`` in the accumulator :func:`varstats.recommended` picks for the storage."""
+    r = df[df["kind"].isin(["var", "public"]) & (df["variant"] == "dot2")]
+    return r[r["accumulator"] == r["storage"].map(dict(RECOMMENDED_ACCUMULATOR))]
+
+
+def _kappa_decade(kappa: pd.Series) -> pd.Series:
+    """``floor(log10(kappa))`` (inf for constant data, whose kappa is infinite)."""
+    k = np.maximum(kappa.to_numpy(dtype=np.float64), 1.0)
+    return pd.Series(np.floor(np.log10(k)), index=kappa.index)
+
+
+def _decade_label(d: float) -> str:
+    if math.isnan(d):
+        return "κ undefined (NaN data)"
+    return "constant data" if math.isinf(d) else f"1e{int(d)} ≤ κ < 1e{int(d) + 1}"
+
+
+def recommended_ulps_table(df: pd.DataFrame) -> str:
+    """Distribution of the recommended configuration's error in ulps, by condition number.
+
+    ulps are those of the ``ulps`` column: in the accumulator (the format of the
+    returned value), of the worst data row of each CSV row, against the exact variance
+    rounded to float64. Generated data at every scale point and the public cases.
+    """
+    r = _recommended_rows(df)
+    if r.empty:
+        return ""
+    r = r.assign(decade=_kappa_decade(r["kappa"]), ulp=r["ulps"].astype(np.float64))
+    storages = [d for d in DTYPES if d in set(r["storage"])]
+    decades = sorted(set(r["decade"]), key=lambda d: (math.isnan(d), d))
+    rows = []
+    for d in decades:
+        cells = [_decade_label(d)]
+        for st in storages:
+            g = r[(r["decade"] == d) & (r["storage"] == st)]["ulp"]
+            if g.empty:
+                cells.append("")
+                continue
+            over = int((~(g <= 1.0)).sum())
+            cells.append(
+                f"{len(g)}: {_fmt_ulps(float(g.median()))} / {_fmt_ulps(float(g.max()))}"
+                + (f", {over} over 1" if over else "")
+            )
+        rows.append(cells)
+    total = len(r)
+    over = int((~(r["ulp"] <= 1.0)).sum())
+    half = int((r["ulp"] > 0.5).sum())
+    old = df[
+        df["kind"].isin(["var", "public"])
+        & (df["variant"] == "corrected_two_pass/rescale")
+        & (df["accumulator"] == df["storage"].map(dict(RECOMMENDED_ACCUMULATOR)))
+    ]
+    old_over = int((~(old["ulps"].astype(np.float64) <= 1.0)).sum())
+    head = [
+        "condition number κ",
+        *[f"`{st}:{RECOMMENDED_ACCUMULATOR[st]}`" for st in storages],
+    ]
+    return (
+        f"{total} results (the worst data row of every generated case at every scale "
+        "point and order, both corrections, and the public cases) of "
+        "`vs.var(x, **vs.recommended(x.dtype))`, in ulps of the returned format (the "
+        f"accumulator): **{over} over 1 ulp**, {half} over 0.5 ulp (not correctly "
+        "rounded). The previous recommendation, corrected two-pass with pairwise sums and "
+        f"rescaling in the same accumulators, is over 1 ulp in {old_over} of {len(old)}. "
+        "Cells: results: median / max ulps.\n\n" + _table(head, rows)
+    )
+
+
+def _fmt_ulps(x: float) -> str:
+    return "NaN" if math.isnan(x) else ("inf" if math.isinf(x) else f"{x:.2g}")
+
+
+#: GPU/CPU reduction shapes a kernel writer chooses from: (shape, the study's variant,
+#: what the variant does, a real kernel of that shape).
+KERNEL_SHAPES: Final = (
+    (
+        "per-thread Welford, merged across threads with Chan's update (warp shuffles, then "
+        "a tree over warps)",
+        "welford/lanes8",
+        "8 interleaved Welford lanes merged pairwise; a lane is a thread",
+        "PyTorch CUDA LayerNorm, `compute_stats` in aten/src/ATen/native/cuda/"
+        "layer_norm_kernel.cu (`cuWelfordOnlineSum`, then `WARP_SHFL_DOWN` + "
+        "`cuWelfordCombine`)",
+    ),
+    (
+        "per-thread two-pass over a register tile, tree of Chan merges",
+        "pairwise",
+        "two-pass leaves of 32 strided values, Chan merges in a balanced tree",
+        "",
+    ),
+    (
+        "two-pass over shared memory: tree-reduced mean, then tree-reduced squared deviations",
+        "two_pass",
+        "pairwise sums (32 rows per lane, tree over the lanes)",
+        "InfiniTensor `blockLaynormKernel` (src/kernels/cuda/layer_norm.cu): "
+        "`cub::BlockReduce` of the sum, then of the squared deviations",
+    ),
+    (
+        "the same plus the correction term Σd (one more tree reduction)",
+        "corrected_two_pass",
+        "Björck's correction, pairwise sums",
+        "",
+    ),
+    (
+        "fused one sweep: Σx and Σx² in two accumulators, then E[x²] − E[x]²",
+        "naive",
+        "textbook one-pass, pairwise sums",
+        "TensorRT-LLM's layernorm plugin with `USE_DIFF_OF_SQUARES` (public case `trtllm_outlier`)",
+    ),
+    (
+        "fused one sweep on x − x₀ (shift by the first value)",
+        "shifted",
+        "one-pass on shifted data, pairwise sums",
+        "`tf.nn.sufficient_statistics` with a `shift`",
+    ),
+    (
+        "streaming chunks merged left to right (Chan)",
+        "chan",
+        "two-pass per 1024-value block, sequential Chan merges",
+        "`varstats.dask`; mini-batch and per-device merges",
+    ),
+    (
+        "error-free: TwoSum deviations, TwoProduct squares, compensated tree sums",
+        "dot2",
+        "the recommendation (varstats.recommended)",
+        "",
+    ),
+)
+
+_KERNEL_PRECISIONS: Final = (
+    "float16:float32",
+    "bfloat16:float32",
+    "float32:float32",
+    "float64:float64",
+)
+
+
+def kernel_table(df: pd.DataFrame) -> str:
+    """Worst correct digits of each reduction shape, per precision and offset regime."""
+    acc = _accuracy_cases(df).assign(precision=lambda d: _precision(d))
+    precs = [p for p in _KERNEL_PRECISIONS if p in set(acc["precision"])]
+    if acc.empty or not precs:
+        return ""
+    rows = [
+        ["*full accuracy needs*", "", *[f"*{_digits(p.split(':')[0]) - 1:.1f}*" for p in precs]]
+    ]
+    for shape, variant, note, example in KERNEL_SHAPES:
+        cells = [shape + (f" (e.g. {example})" if example else ""), f"`{variant}`: {note}"]
+        for p in precs:
+            need = _digits(p.split(":")[0]) - 1
+            parts = []
+            for _, sel in _OFFSET_REGIMES:
+                g = acc[(acc["variant"] == variant) & (acc["precision"] == p) & sel(acc["offset"])]
+                if g.empty:
+                    parts.append("")
+                    continue
+                w = float(g["lre"].min())
+                parts.append(_fmt_digits(w) + ("" if w >= need else " ✗"))
+            cells.append(" / ".join(parts))
+        rows.append(cells)
+    return (
+        "Worst correct digits at unit scale, offset/std ≤ 10 / > 10 (all n, distributions, "
+        "orders and both corrections); ✗: below full accuracy.\n\n"
+        + _table(["reduction shape", "study variant", *[f"`{p}`" for p in precs]], rows)
+    )
+
+
+def ordering_table(df: pd.DataFrame) -> str:
+    """Worst digits on data in drawn order vs the same data reordered adversarially."""
+    acc = _accuracy_cases(df)
+    dist = acc["distribution"]
+    acc = acc.assign(
+        base=dist.map(lambda d: d.partition("/")[0]),
+        order=dist.map(lambda d: d.partition("/")[2] or "drawn"),
+    )
+    reordered = acc[acc["order"] != "drawn"]
+    if reordered.empty:
+        return ""
+    key = ["base", "storage", "accumulator", "n", "offset", "variant"]
+    cells_of = reordered[key].drop_duplicates()
+    drawn = acc[acc["order"] == "drawn"].merge(cells_of, on=key)
+    acc_all = pd.concat([drawn, reordered]).assign(precision=lambda d: _precision(d))
+    precs = _ordered(acc_all["precision"].unique(), _PRECISION_ORDER)
+    variants = _ordered(acc_all["variant"].unique(), COST_ORDER)
+    orders = [o for o in ("drawn", *ORDERS[1:]) if o in set(acc_all["order"])]
+    worst = acc_all.groupby(["variant", "precision", "order"])["lre"].min()
+    rows = []
+    for v in variants:
+        cells = [f"`{v}`"]
+        for p in precs:
+            vals = [worst.get((v, p, o), math.nan) for o in orders]
+            need = _digits(p.split(":")[0]) - 1
+            drop = any(vals[0] >= need > w for w in vals[1:])
+            cells.append(" / ".join(_fmt_digits(w) for w in vals) + (" ✗" if drop else ""))
+        rows.append(cells)
+    legend = " / ".join(orders)
+    return (
+        f"Worst correct digits per order ({legend}) on the same values (unit scale; "
+        "`outlier_first` reorders `one_outlier` data, the others `normal` data; drawn "
+        "i.i.d. values are already in random order). ✗: full accuracy in drawn order "
+        "but not in some other order.\n\n" + _table(["algorithm", *[f"`{p}`" for p in precs]], rows)
     )
 
 
@@ -669,7 +966,14 @@ def layer_tables(df: pd.DataFrame) -> str:
         "Worst correct digits of the normalized output (normwise: max |y - exact| over "
         "the output's rms) per convention, each with its own moments algorithm, "
         "accumulator and output form; columns are the offset/std ratio of the input. "
-        "NaN outputs count as 0 digits.\n"
+        "NaN outputs count as 0 digits.\n",
+        "Where each preset's numbers come from (`Convention.verified`): a preset marked "
+        "*run* was checked against the installed framework by the tests named; the others "
+        "are modelled from the framework's source.\n",
+        _table(
+            ["convention", "verified"],
+            [[f"`{name}`", conv.verified] for name, conv in CONVENTIONS.items()],
+        ),
     ]
     for storage in [d for d in DTYPES if d in set(lay["storage"])]:
         sub = lay[lay["storage"] == storage]
@@ -745,27 +1049,60 @@ def summary_markdown(df: pd.DataFrame, figures: Sequence[str] = ()) -> str:
         f"({nrows} data rows), {df.loc[df['kind'] == 'public', 'case'].nunique()} public cases, "
         f"{len(df[df['kind'] == 'layer'])} norm-layer rows.\n",
         "**Correct digits** are the log relative error (LRE, McCullough 1998) of the "
-        "variance against the exact one, capped at the accumulator's digits. **Full "
-        "accuracy** means at least `digits(storage) - 1` correct digits (float16 3.3, "
-        "bfloat16 2.4, float32 7.2, float64 16.0, minus one). **Cost order** of the "
-        "algorithms, cheapest first: "
+        "variance against the exact one, capped at the digits of the accumulator (the "
+        "format the variance is returned in) everywhere in this summary. A result below the "
+        "accumulator's normal range is judged by the accuracy attainable there: within one "
+        "subnormal quantum of the exact value counts as full accuracy. **Full accuracy** "
+        "means at least `digits(storage) - 1` correct digits (float16 3.3, bfloat16 2.4, "
+        "float32 7.2, float64 16.0, minus one). **Cost order** of the algorithms, cheapest "
+        "first: "
         + ", ".join(f"`{c}`" for c in COST_ORDER)
-        + "; then the accumulator, narrowest first. Labels: `/seq` is a left-to-right "
-        "sum (the default is a pairwise tree over 32 lanes), `welford` is the classic "
-        "one-lane update, `welford/lanes8` eight interleaved updates merged (as vectorized "
-        "CPU kernels do), `/rescale` is `varstats.RECOMMENDED` (power-of-two rescaling "
-        "against overflow and underflow).\n",
+        + "; then the accumulator, narrowest first. Labels: without a suffix, the sums of "
+        "the sum-based algorithms are pairwise: the n values are viewed as 32 rows of n/32 "
+        "lanes, each lane (32 values n/32 apart) is summed sequentially and the n/32 lane "
+        "sums are added in a balanced tree; `/seq` is one left-to-right sum. `welford` is "
+        "the classic one-lane update, `welford/lanes8` eight interleaved updates merged (as "
+        "vectorized CPU kernels do), `corrected_two_pass/rescale` the previous "
+        "recommendation (power-of-two rescaling against overflow and underflow), `dot2` the "
+        "current one (`varstats.recommended`). Generated data are drawn i.i.d. (a random "
+        "order); a distribution label `name/order` holds the same values reordered "
+        "(`varstats.cases.ORDERS`).\n",
         "## Headline: correct digits per algorithm and precision\n",
         "Median / worst correct digits over every generated case at unit scale with a "
-        "nonzero variance (all n, offsets, distributions, layouts and both corrections).\n",
+        "nonzero variance (all n, offsets, distributions, orders, layouts and both "
+        "corrections).\n",
         HEADLINE_START,
         headline_table(df),
         HEADLINE_END + "\n",
+        "## The recommended configuration\n",
+        "`vs.var(x, **vs.recommended(x.dtype))`: the `dot2` kernel (two-pass with "
+        "TwoSum deviations, TwoProduct squares and Sum2 sums kept as double words, the "
+        "variance rounded once; Ogita, Rump & Oishi 2005) in float32 for float16, bfloat16 "
+        "and float32 data and in float64 for float64 data; it scales each slice by a power "
+        "of two itself. Argued (`varstats.dot2`): a faithful rounding, so within 1 ulp of "
+        "the correctly rounded variance, for n < 2^p of the accumulator and κ far beyond "
+        "the offset/std a storage format resolves. Measured:\n",
+        recommended_ulps_table(df),
         "## Recommendations\n",
         "For each storage format and regime, the cheapest algorithm and accumulator "
         "whose worst case keeps full accuracy (cost order and full accuracy as defined "
-        "above).\n",
+        "above), over every distribution and order, so a pick holds for any order of the "
+        "data. The last column is the cheapest algorithm that reads the data once as a "
+        "stream (`naive`, `shifted`, `welford`, or `chan`, which holds one 1024-value "
+        "block at a time).\n",
         recommendation_table(df),
+        "## If you write a kernel\n",
+        "The common GPU/CPU reduction shapes, the study variant that rounds the same way "
+        "(same formula, same accumulator; the order within a shape is the study's), and "
+        "what it keeps in its worst case. `float16:float32` is a half-precision LayerNorm "
+        "accumulating in float32. A GPU block runs more chains than the study's 8 Welford "
+        "lanes (256 threads: n/256 values each instead of n/8), so its Welford bound "
+        "(n/ℓ + log₂ℓ)κu is smaller; the merge tree and the accumulator are the same. "
+        "PyTorch's `compute_stats` also divides by the count as a multiplication by its "
+        "reciprocal, one more rounding per step than `welford`.\n",
+        kernel_table(df),
+        "## Adversarial orderings\n",
+        ordering_table(df),
         "## Correct digits by offset/std ratio\n",
         "Median / worst correct digits per algorithm, one table per "
         "`storage:accumulator` pair (unit scale, nonzero variance, all n).\n",

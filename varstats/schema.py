@@ -79,6 +79,7 @@ COST_ORDER: Final = (
     "corrected_two_pass/rescale",
     "compensated",
     "compensated/seq",
+    "dot2",
 )
 
 #: ``storage:accumulator`` pairs in table order: by storage, narrowest accumulator first.

@@ -107,10 +107,11 @@ from tqdm import tqdm
 from varstats import cases as vcases
 from varstats import metrics, norms, oracle
 from varstats import report as _report
-from varstats.algorithms import ALGORITHMS, mean_var
-from varstats.algorithms import moments as compute_moments
+from varstats.algorithms import ALGORITHMS
 from varstats.conventions import CONVENTIONS, LAYERS
 from varstats.precision import DTYPES, PRECISIONS, Precision, finfo
+from varstats.reductions import mean_var
+from varstats.reductions import moments as compute_moments
 from varstats.schema import COLUMNS, format_field
 
 __all__ = [
@@ -187,7 +188,7 @@ def _variants() -> dict[str, Variant]:
             out.append(Variant("welford/lanes8", "welford", (("lanes", 8),)))
         else:
             out.append(Variant(name, name))
-    # the configuration the project recommends (varstats.RECOMMENDED)
+    # corrected two-pass with power-of-two rescaling (the recommendation before dot2)
     out.append(
         Variant(
             "corrected_two_pass/rescale",
@@ -195,6 +196,8 @@ def _variants() -> dict[str, Variant]:
             (("summation", "pairwise"), ("rescale", True)),
         )
     )
+    # the recommended kernel (varstats.recommended); registered, not in ALGORITHMS
+    out.append(Variant("dot2", "dot2"))
     return {v.label: v for v in out}
 
 
@@ -260,6 +263,19 @@ class Grid:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _ordered_slices(max_n: int) -> tuple[tuple[str, str, str, int], ...]:
+    # adversarial orders (cases.ORDERS) of the same values: "distribution/order"
+    return tuple(
+        (label, "contiguous", "unit", max_n)
+        for label in (
+            "one_outlier/outlier_first",
+            "normal/ascending",
+            "normal/descending",
+            "normal/shuffled",
+        )
+    )
+
+
 def _grid_spec(name: str) -> Grid:
     core = ("normal", "contiguous", "unit")
     if name == "tiny":
@@ -291,6 +307,7 @@ def _grid_spec(name: str) -> Grid:
                 ("normal", "strided", "unit", 1000),
                 ("normal", "contiguous", "low", 1000),
                 ("normal", "contiguous", "high", 1000),
+                *_ordered_slices(1000),
             ),
             loop_max_n=1000,
             loop_top_precisions=(),
@@ -311,6 +328,7 @@ def _grid_spec(name: str) -> Grid:
                 ("normal", "contiguous", "low", big),
                 ("normal", "contiguous", "high", big),
                 ("normal", "strided", "unit", 10**4),
+                *_ordered_slices(big),
             ),
             loop_max_n=10**4,
             loop_top_precisions=("float32:float32", "float64:float64"),
@@ -326,6 +344,7 @@ def _grid_spec(name: str) -> Grid:
                 *(("normal", "contiguous", s, 10**6) for s in ("low", "high")),
                 *((d, "contiguous", s, 10**5) for d in dists[:3] for s in ("low", "high")),
                 ("normal", "strided", "unit", 10**5),
+                *_ordered_slices(10**5),
             ),
             loop_max_n=10**5,
             loop_top_precisions=tuple(str(p) for p in PRECISIONS),
@@ -638,18 +657,19 @@ def _var_unit(unit: Unit) -> list[dict[str, Any]]:
     for offset in unit.offsets:
         scale = scale_for(unit.storage, unit.scale_point, offset)
         # the layout is not part of the seed: strided data equal the contiguous data
-        seed = case_seed(
-            unit.seed, unit.storage, unit.distribution, unit.scale_point, unit.n, offset
-        )
+        # "one_outlier/outlier_first": the values of "one_outlier" (same seed), reordered
+        distribution, _, order = unit.distribution.partition("/")
+        seed = case_seed(unit.seed, unit.storage, distribution, unit.scale_point, unit.n, offset)
         blocks.append(
             vcases.generate(
                 unit.n,
                 storage=unit.storage,
-                distribution=unit.distribution,
+                distribution=distribution,
                 offset=offset * scale,
                 scale=scale,
                 batch=unit.rows,
                 seed=seed,
+                order=order or "drawn",
             )
         )
         scales.append(scale)

@@ -235,9 +235,22 @@ def _dumps(doc: dict[str, Any]) -> str:
     return "{\n" + "\n".join(head) + '\n "cases": [\n' + cases + "\n ]\n}\n"
 
 
+def _file_in_the_way(root: Path) -> Path | None:
+    """``root`` or the first of its parents that exists and is not a directory, if any."""
+    return next((p for p in (root, *root.parents) if p.exists() and not p.is_dir()), None)
+
+
 def write(out: Path | str, /, dtypes: Sequence[str] = DTYPES) -> list[Path]:
-    """Write ``<out>/<dtype>.json`` for each dtype; returns the paths."""
+    """Write ``<out>/<dtype>.json`` for each dtype; returns the paths.
+
+    ``out`` is created if missing. Raises :class:`NotADirectoryError` naming ``out`` when
+    it, or one of its parents, is an existing file.
+    """
     root = Path(out)
+    # mkdir's own FileExistsError says only "File exists"; say which argument is wrong
+    blocker = _file_in_the_way(root)
+    if blocker is not None:
+        raise NotADirectoryError(f"out: {blocker} is a file, not a directory")
     root.mkdir(parents=True, exist_ok=True)
     paths = []
     for dtype in dtypes:
@@ -262,7 +275,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="storage format (repeatable; default: all of varstats.DTYPES)",
     )
     args = parser.parse_args(argv)
-    for path in write(args.out, args.dtype or DTYPES):
+    blocker = _file_in_the_way(args.out)
+    if blocker is not None:
+        parser.error(f"--out: {blocker} is a file, not a directory")  # exits with status 2
+    try:
+        paths = write(args.out, args.dtype or DTYPES)
+    except OSError as exc:  # no permission, a full disk: a message, not a traceback
+        parser.error(f"--out: cannot write to {args.out}: {exc.strerror or exc}")
+    for path in paths:
         print(path)
     return 0
 
