@@ -79,5 +79,3 @@ def test_load_results_without_errors_csv_names_the_command(tmp_path: Path) -> No
     with pytest.raises(FileNotFoundError, match=r"python -m varstats\.sweep .*--out"):
         report.load_results(tmp_path)
     assert list(tmp_path.iterdir()) == [], "nothing was run or written"
-    with pytest.raises(FileNotFoundError, match=r"--grid quick"):
-        report.load_results(tmp_path, grid_if_missing="quick")

@@ -189,21 +189,17 @@ def sweep_command(out: str | Path | None = None, /, *, grid: str = "standard") -
     return cmd if out is None else f"{cmd} --out {out}"
 
 
-def load_results(
-    results: str | Path | None = None, /, *, grid_if_missing: str | None = None
-) -> tuple[pd.DataFrame, Path]:
+def load_results(results: str | Path | None = None, /) -> tuple[pd.DataFrame, Path]:
     """Read ``errors.csv`` of ``results`` (default :func:`results_dir`).
 
     Returns the typed frame (:func:`read_errors`) and the path it was read from. The
     report never runs the sweep: without the file this raises :class:`FileNotFoundError`
-    naming the command that writes it. ``grid_if_missing`` (kept for older notebooks)
-    only chooses the grid that command names.
+    naming the command that writes it.
     """
     out = Path(results) if results is not None else results_dir()
     path = out / "errors.csv"
     if not path.is_file():
-        default = results is None and grid_if_missing in (None, "standard")
-        cmd = sweep_command(None if default else out, grid=grid_if_missing or "standard")
+        cmd = sweep_command(None if results is None else out)
         raise FileNotFoundError(f"{path} not found; the sweep writes it: {cmd}")
     return read_errors(path), path
 
