@@ -1139,7 +1139,7 @@ MAX_JOBS: Final = 1024
 #: cores (``benchmarks/bench_sweep.py`` measures it; ``full`` is scaled from the cost model).
 GRID_HELP: Final = {
     "tiny": ("a few seconds", "a slice for the tests"),
-    "quick": ("about 10 s", "every axis at small n, for CI"),
+    "quick": ("about 15 s", "every axis at small n, for CI"),
     "standard": ("about 1 min", "the committed study, the default"),
     "full": ("about 5-10 min", "more rows, n = 3, the extremes up to n = 10**6"),
 }
