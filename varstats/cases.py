@@ -319,7 +319,8 @@ def kappa(n: npt.ArrayLike, mean: npt.ArrayLike, m2: npt.ArrayLike) -> npt.NDArr
     Notes
     -----
     :math:`\kappa` depends on :math:`S` only through :math:`S/n`, and is computed
-    as ``hypot(1, mean / sqrt(m2 / n))`` so that :math:`n\bar x^2` never overflows.
+    as ``sqrt(1 + r*r)``, ``r = abs(mean) / sqrt(m2 / n)``, so that :math:`n\bar x^2` never
+    overflows, from IEEE operations only (the same bits on every machine).
     When :math:`S` itself overflows float64 (``overflow_sq``), pass the
     population variance instead: ``kappa(1, mean, var)`` is the same number.
     """
@@ -329,7 +330,10 @@ def kappa(n: npt.ArrayLike, mean: npt.ArrayLike, m2: npt.ArrayLike) -> npt.NDArr
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         ratio = np.abs(mean_) / np.sqrt(m2_ / n_)
         ratio = np.where((mean_ == 0) & (m2_ == 0), 0.0, ratio)
-        return np.asarray(np.hypot(1.0, ratio), dtype=np.float64)
+        # sqrt(1 + r*r) from IEEE operations, which round the same on every machine
+        # (libm's hypot does not); r*r overflows only where kappa = r to the last bit
+        kappa = np.where(ratio > 2.0**500, ratio, np.sqrt(1.0 + ratio * ratio))
+        return np.asarray(kappa, dtype=np.float64)
 
 
 # --------------------------------------------------------------------- public cases
