@@ -767,3 +767,12 @@ def test_an_output_that_cannot_be_created_is_a_clear_error(
     blocker.write_text("")
     assert sweep.main([*FAST, "--out", str(blocker / "out")]) == sweep.EXIT_NOT_WRITABLE
     assert "cannot create it" in capsys.readouterr().err
+
+
+def test_unknown_algorithm_lists_each_name_once(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        sweep.main(["--algorithms", "bogus", "--out", "unused"])
+    assert info.value.code == 2
+    listed = capsys.readouterr().err.split("expected some of ")[1].strip().split(", ")
+    assert len(listed) == len(set(listed)), listed
+    assert "naive/seq" in listed and "two_pass" in listed  # noqa: PT018

@@ -1218,7 +1218,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--algorithms",
-        type=_csv_list("algorithm", (*ALGORITHMS, *VARIANTS)),
+        type=_csv_list("algorithm", tuple(dict.fromkeys((*ALGORITHMS, *VARIANTS)))),
         help="comma-separated algorithms or variant labels (default: all)",
     )
     p.add_argument(
