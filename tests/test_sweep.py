@@ -776,3 +776,13 @@ def test_unknown_algorithm_lists_each_name_once(capsys: pytest.CaptureFixture[st
     listed = capsys.readouterr().err.split("expected some of ")[1].strip().split(", ")
     assert len(listed) == len(set(listed)), listed
     assert "naive/seq" in listed and "two_pass" in listed  # noqa: PT018
+
+
+def test_the_report_keeps_figures_it_does_not_own(reference: Path, tmp_path: Path) -> None:
+    # results/figures/ also holds the batch-size experiment's figure
+    out = tmp_path / "shared_figures"
+    shutil.copytree(reference, out)
+    other = out / "figures" / "batch_size.png"
+    other.write_bytes(b"another module's figure")
+    assert report.main([str(out)]) == 0
+    assert other.read_bytes() == b"another module's figure"

@@ -1399,8 +1399,9 @@ def _summary_task(errors: str, names: list[str], path: str) -> None:
 def build_report(out: str | Path, /, *, executor: Executor | None = None) -> None:
     """Read ``out/errors.csv``; write ``out/summary.md`` and ``out/figures/``.
 
-    Every file is written atomically, figures left from an earlier run that this one
-    does not draw are removed last. With ``executor`` (the sweep's worker pool) the
+    Every file is written atomically; figures of the report's own kinds
+    (``error_vs_*``, ``layer_*``) left from an earlier run that this one does not draw
+    are removed last, and other files in ``figures/`` are left alone. With ``executor`` (the sweep's worker pool) the
     summary and each figure are separate tasks; the bytes are the same.
     """
     out = Path(out)
@@ -1424,9 +1425,12 @@ def build_report(out: str | Path, /, *, executor: Executor | None = None) -> Non
         ]
         for task in tasks:
             task.result()
-    for old in figdir.glob("*.png"):
-        if old.name not in names:
-            old.unlink()
+    # only the report's own kinds of figure: results/figures/ also holds other outputs
+    # (batch_size.png from python -m varstats.batch_size)
+    for pattern in ("error_vs_*.png", "layer_*.png"):
+        for old in figdir.glob(pattern):
+            if old.name not in names:
+                old.unlink()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
