@@ -1401,8 +1401,9 @@ def build_report(out: str | Path, /, *, executor: Executor | None = None) -> Non
 
     Every file is written atomically; figures of the report's own kinds
     (``error_vs_*``, ``layer_*``) left from an earlier run that this one does not draw
-    are removed last, and other files in ``figures/`` are left alone. With ``executor`` (the sweep's worker pool) the
-    summary and each figure are separate tasks; the bytes are the same.
+    are removed last, and other files in ``figures/`` are left alone. With ``executor``
+    (the sweep's worker pool) the summary and each figure are separate tasks; the bytes
+    are the same.
     """
     out = Path(out)
     errors = out / "errors.csv"
