@@ -32,6 +32,8 @@ from __future__ import annotations
 
 from typing import Any, Final, NamedTuple
 
+import numpy as np
+
 from varstats.array_api import (
     array_namespace,
     as_array,
@@ -79,11 +81,30 @@ def lane_matrix(a: Any, rows: int, /) -> tuple[Any, Any | None]:
 
 def row_sum(head: Any, /) -> Any:
     """Sequential sum down the rows of ``(..., rows, m)``: one sum per lane."""
+    if _rows_reducible(head):
+        return np.add.reduce(head, axis=-2)
     add = binary_op(array_namespace(head), "add")
     s = own(head[..., 0, :])
     for k in range(1, head.shape[-2]):
         s = add(s, head[..., k, :], out=s)  # in place where possible, rounded in s.dtype
     return s
+
+
+def _rows_reducible(head: Any) -> bool:
+    """Whether ``np.add.reduce(head, axis=-2)`` adds each lane row by row, as the loop does.
+
+    It does when every row is contiguous and longer than one SIMD register: NumPy's
+    iterator then keeps the lanes as its inner loop and adds whole rows, rounding each
+    sum in the array's dtype. With one lane, or rows that are not contiguous, the
+    reduced axis can become the inner loop, which NumPy sums pairwise (float16 in
+    float32): a different order. ``tests/test_algorithms.py`` pins the two against
+    each other.
+    """
+    if not isinstance(head, np.ndarray) or head.ndim < 2:
+        return False
+    item = head.dtype.itemsize
+    m = head.shape[-1]
+    return m >= 8 and head.strides[-1] == item and head.strides[-2] == m * item
 
 
 class Split(NamedTuple):
