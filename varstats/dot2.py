@@ -62,12 +62,14 @@ References
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
+from varstats import summation
 from varstats.moments import Moments, tree_reduce
 from varstats.precision import finfo, round_to
 from varstats.rounding import two_sum
@@ -99,33 +101,48 @@ def two_product(a: Array, b: Array) -> tuple[Array, Array]:
     return p, e
 
 
-def _sum2(hi: Array, lo: Array | None = None) -> tuple[Array, Array]:
-    """Unevaluated ``s + c`` of ``sum(hi) + sum(lo)`` over the last axis (Sum2).
+def _lane_sum2(head: Array, low: Array | None, s: Array, c: Array) -> None:
+    """Sum2 of each lane of ``(..., DOT2_ROWS, w)`` blocks into ``s + c`` (written in place).
 
-    Lane layout: zero-padded to ``DOT2_ROWS * m`` and viewed as ``DOT2_ROWS x m``; each
-    lane is summed down its rows with TwoSum, the exact errors (and ``lo``) go to
-    ``c`` in plain arithmetic, and the lanes meet in a balanced tree that does the
-    same.
+    Each lane is summed down its rows with TwoSum (:func:`varstats.rounding.two_sum`),
+    the exact errors are added to ``c`` in plain arithmetic, left to right from 0, and
+    then the rows of ``low`` (if any). The running sums are one ``np.add.accumulate``
+    (sequential by definition), so every TwoSum error follows from whole-block
+    operations, and the errors and ``low`` are added by one row-by-row reduction.
     """
-    n = hi.shape[-1]
-    m = -(-n // DOT2_ROWS)
-    pad = [(0, 0)] * (hi.ndim - 1) + [(0, DOT2_ROWS * m - n)]
-
-    def rows(a: Array) -> Array:
-        a = np.pad(a, pad) if DOT2_ROWS * m > n else a  # zeros add exactly
-        return a.reshape(*a.shape[:-1], DOT2_ROWS, m)
-
-    head = rows(hi)
-    s = head[..., 0, :].copy()
-    c = np.zeros_like(s)
-    low = None if lo is None else rows(lo)
-    for k in range(1, DOT2_ROWS):
-        s, e = two_sum(s, head[..., k, :])
-        c += e
+    rows = head.shape[-2]
+    partial = np.empty_like(head)  # s_k = s_{k-1} + x_k, rounded
+    np.copyto(partial[..., 0, :], head[..., 0, :])
+    for k in range(1, rows):  # (np.add.accumulate along rows is 20x slower)
+        np.add(partial[..., k - 1, :], head[..., k, :], out=partial[..., k, :])
+    prev, t, xk = partial[..., :-1, :], partial[..., 1:, :], head[..., 1:, :]
+    extra = 0 if low is None else low.shape[-2]
+    errors = np.empty((*head.shape[:-2], rows - 1 + extra, head.shape[-1]), dtype=head.dtype)
+    e = errors[..., : rows - 1, :]
+    z = t - prev  # z = t - s
+    np.subtract(t, z, out=e)
+    np.subtract(prev, e, out=e)  # s - (t - z)
+    np.subtract(xk, z, out=z)  # x - z
+    e += z
     if low is not None:
         # the low parts are second order: one plain sum per lane suffices
-        for k in range(DOT2_ROWS):
-            c += low[..., k, :]
+        errors[..., rows - 1 :, :] = low
+    np.copyto(s, partial[..., -1, :])
+    np.copyto(c, _sum_rows_from_zero(errors))
+
+
+def _sum_rows_from_zero(a: Array) -> Array:
+    """``((0 + a_0) + a_1) + ...`` down the rows of ``(..., rows, w)``, each sum rounded."""
+    if summation.rows_reducible(a):
+        return np.asarray(np.add.reduce(a, axis=-2, initial=0))
+    c = np.zeros_like(a[..., 0, :])
+    for k in range(a.shape[-2]):
+        c += a[..., k, :]
+    return c
+
+
+def _lane_tree(s: Array, c: Array) -> tuple[Array, Array]:
+    """The lanes' ``s + c`` added in a balanced tree, TwoSum on ``s``, plainly on ``c``."""
 
     def combine(s1: Array, c1: Array, s2: Array, c2: Array) -> tuple[Array, Array]:
         t, e = two_sum(s1, s2)
@@ -133,6 +150,55 @@ def _sum2(hi: Array, lo: Array | None = None) -> tuple[Array, Array]:
 
     s, c = tree_reduce((s, c), combine)
     return s, c
+
+
+class _Lanes:
+    """The data laid out as ``DOT2_ROWS x m`` lanes (zero-padded), read in blocks of lanes.
+
+    Lane ``j`` holds elements ``j, j + m, j + 2m, ...``; the padding zeros add exactly.
+    :meth:`block` copies lanes ``j0:j1`` into a ``(..., DOT2_ROWS, w)`` buffer in the
+    accumulator, scaled by ``2**-k`` where ``k`` is nonzero: every value goes through
+    the same operations as in a whole-array computation, only a cache-sized block at a
+    time, so the extra memory is the lane sums (``6 / DOT2_ROWS`` of the input) and
+    the block buffers.
+    """
+
+    def __init__(self, x: Array, acc: np.dtype[Any], k: Array) -> None:
+        self.x, self.acc, self.k = x, acc, k
+        n = x.shape[-1]
+        self.m = m = -(-n // DOT2_ROWS)
+        self.full = n // m  # rows wholly inside the data
+        self.rest = n - self.full * m  # elements of the one partial row
+        self.head = x[..., : self.full * m].reshape(*x.shape[:-1], self.full, m)
+        batch = math.prod(x.shape[:-1])
+        self.width = max(8, _BLOCK // (DOT2_ROWS * max(batch, 1)))
+
+    def spans(self) -> list[tuple[int, int]]:
+        return [(j, min(j + self.width, self.m)) for j in range(0, self.m, self.width)]
+
+    def block(self, j0: int, j1: int) -> Array:
+        out = np.zeros((*self.x.shape[:-1], DOT2_ROWS, j1 - j0), dtype=self.acc)
+        out[..., : self.full, :] = self.head[..., j0:j1]  # exact: acc holds every value
+        if j0 < self.rest:
+            stop = min(j1, self.rest)
+            start = self.full * self.m
+            out[..., self.full, : stop - j0] = self.x[..., start + j0 : start + stop]
+        if np.any(self.k):
+            # a power of two: exact, except for values pushed below the normal range
+            # when the largest one is scaled down (they are then negligible against it)
+            scaled = np.ldexp(out.astype(np.float64), -self.k[..., None, None])
+            out = round_to(scaled, self.acc)
+        return out
+
+    def clear_padding(self, a: Array, j0: int, j1: int) -> None:
+        """Zero the padded positions of block ``j0:j1`` of ``a``."""
+        if self.full < DOT2_ROWS:
+            a[..., self.full + 1 :, :] = 0
+            a[..., self.full, max(self.rest - j0, 0) :] = 0
+
+
+#: Elements per block of lanes: the block and its temporaries stay in cache.
+_BLOCK: Final = 2**16
 
 
 def _dw_div(h: Array, lo: Array, d: Array) -> tuple[Array, Array]:
@@ -192,18 +258,17 @@ def _split_factor(dtype: Any) -> float:
     return float(2.0 ** ((finfo(dtype).mant + 1) // 2) + 1.0)
 
 
-def _scale_exponents(xa: Array, n: int) -> Array:
+def _scale_exponents(amax: Array, n: int, acc: np.dtype[Any]) -> Array:
     """Per-slice k: 0 when ``max|x|`` lies in ``[L, T]``, else ``max|x| * 2**-k`` in ``[T/2, T)``.
 
     ``T <= sqrt(max / (8 n f))`` with ``f`` the TwoProduct split factor: no sum of
     ``n`` squared deviations (each at most ``4 max|x|**2``), and no split of one,
     overflows. ``L = sqrt(tiny) / u**2``: the error terms of the squares of deviations
     down to ``u max|x|`` (offset/std up to ``1/u``) stay in the normal range.
+    ``amax`` is the largest magnitude of each slice, in float64.
     """
-    with np.errstate(invalid="ignore"):
-        amax = np.max(np.abs(xa), axis=-1).astype(np.float64)
-    fi = finfo(xa.dtype)
-    high = np.sqrt(fi.max / (8.0 * n * _split_factor(xa.dtype)))
+    fi = finfo(acc)
+    high = np.sqrt(fi.max / (8.0 * n * _split_factor(acc)))
     low = np.sqrt(fi.tiny) / fi.unit_roundoff**2
     top = np.frexp(high)[1] - 1
     scale = np.isfinite(amax) & (amax > 0) & ((amax > high) | (amax < low))
@@ -265,24 +330,38 @@ def dot2_two_pass(x: Array, /, *, acc: np.dtype[Any]) -> DoubleWordMoments:
            Sci. Comput. 26(6), 2005.
     """
     n = x.shape[-1]
-    xa = x.astype(acc, copy=False)  # exact: acc holds every storage value
-    k = _scale_exponents(xa, n)
-    # a power of two: exact, except for values pushed below the normal range when
-    # the largest one is scaled down (they are then negligible against it)
-    xs = round_to(np.ldexp(xa.astype(np.float64), -k[..., None]), acc) if np.any(k) else xa
+    batch = x.shape[:-1]
+    with np.errstate(invalid="ignore"):
+        top = np.max(x, axis=-1)
+        bottom = np.min(x, axis=-1)
+        amax = np.maximum(top.astype(np.float64), -bottom.astype(np.float64))
+    k = _scale_exponents(amax, n, acc)
+    lanes = _Lanes(x, acc, k)
     count = round_to(np.float64(n), acc)
-    s, c = _sum2(xs)
+    sums = [np.empty((*batch, lanes.m), dtype=acc) for _ in range(6)]
+    first = None
+    for j0, j1 in lanes.spans():
+        xs = lanes.block(j0, j1)
+        first = xs[..., 0, 0] if first is None else first
+        _lane_sum2(xs, None, sums[0][..., j0:j1], sums[1][..., j0:j1])
+    s, c = _lane_tree(sums[0], sums[1])
     mu = (s + c) / count
-    dh, dl = _deviations(xs, mu)  # x - mu exactly
-    t, tc = _sum2(dh, dl)
-    ph, pl = _two_square(dh)
-    # the low part of d**2 = (dh + dl)**2: pl + 2 dh dl + dl**2, second order
-    cross = dl + dl
-    cross *= dh
-    pl += cross
-    np.multiply(dl, dl, out=cross)
-    pl += cross
-    q, qc = _sum2(ph, pl)
+    for j0, j1 in lanes.spans():
+        xs = lanes.block(j0, j1)
+        dh, dl = _deviations(xs, mu[..., None])  # x - mu exactly
+        lanes.clear_padding(dh, j0, j1)
+        lanes.clear_padding(dl, j0, j1)
+        _lane_sum2(dh, dl, sums[2][..., j0:j1], sums[3][..., j0:j1])
+        ph, pl = _two_square(dh)
+        # the low part of d**2 = (dh + dl)**2: pl + 2 dh dl + dl**2, second order
+        cross = dl + dl
+        cross *= dh
+        pl += cross
+        np.multiply(dl, dl, out=cross)
+        pl += cross
+        _lane_sum2(ph, pl, sums[4][..., j0:j1], sums[5][..., j0:j1])
+    t, tc = _lane_tree(sums[2], sums[3])
+    q, qc = _lane_tree(sums[4], sums[5])
     # C = T^2 / n in double word, with T = t + tc
     a, ae = _two_square(t)
     ch, cl = _dw_div(a, ae + t * (tc + tc) + tc * tc, count)
@@ -290,10 +369,11 @@ def dot2_two_pass(x: Array, /, *, acc: np.dtype[Any]) -> DoubleWordMoments:
     h, lo = two_sum(h, (qc - cl) + e)
     mean = mu + (t + tc) / count
     # all values equal (max == min): the variance is exactly 0 and the mean the value
-    const = np.max(xs, axis=-1) == np.min(xs, axis=-1)
+    # (scaling by a power of two keeps the largest value exact, so it keeps equality)
+    const = top == bottom
     h = np.where(const, np.zeros_like(h), h)
     lo = np.where(const, np.zeros_like(lo), lo)
-    mean = np.where(const, xs[..., 0], mean)
+    mean = np.asarray(np.where(const, first, mean))
     with np.errstate(all="ignore"):
         m2 = round_to(np.ldexp(h.astype(np.float64), 2 * k), acc)
         mean = round_to(np.ldexp(mean.astype(np.float64), k), acc)

@@ -53,6 +53,7 @@ __all__ = [
     "deviations",
     "lane_matrix",
     "row_sum",
+    "rows_reducible",
     "split",
     "squares",
     "total",
@@ -81,7 +82,7 @@ def lane_matrix(a: Any, rows: int, /) -> tuple[Any, Any | None]:
 
 def row_sum(head: Any, /) -> Any:
     """Sequential sum down the rows of ``(..., rows, m)``: one sum per lane."""
-    if _rows_reducible(head):
+    if rows_reducible(head):
         return np.add.reduce(head, axis=-2)
     add = binary_op(array_namespace(head), "add")
     s = own(head[..., 0, :])
@@ -90,7 +91,7 @@ def row_sum(head: Any, /) -> Any:
     return s
 
 
-def _rows_reducible(head: Any) -> bool:
+def rows_reducible(head: Any) -> bool:
     """Whether ``np.add.reduce(head, axis=-2)`` adds each lane row by row, as the loop does.
 
     It does when every row is contiguous and longer than one SIMD register: NumPy's
@@ -104,7 +105,7 @@ def _rows_reducible(head: Any) -> bool:
         return False
     item = head.dtype.itemsize
     m = head.shape[-1]
-    return m >= 8 and head.strides[-1] == item and head.strides[-2] == m * item
+    return bool(m >= 8 and head.strides[-1] == item and head.strides[-2] == m * item)
 
 
 class Split(NamedTuple):
