@@ -310,35 +310,126 @@ def _deviations(xs: Array, mu: Array) -> tuple[Array, Array]:
     return dh, dl
 
 
-def dot2_two_pass(x: Array, /, *, acc: np.dtype[Any]) -> DoubleWordMoments:
-    r"""Corrected two-pass with exact deviations and squares, in double-word arithmetic.
+# --- the same operations, compiled -------------------------------------------------
+# With numba (the "jit" extra), the two passes over the lanes run as one compiled loop
+# per pass: the data are read once per pass and every double-word step stays in
+# registers. Every scalar operation is the NumPy one, in the same order and dtype, with
+# no fast-math (no contraction to FMA, no reassociation), so the bits are the same;
+# tests/test_recommendation.py compares the two paths. The NumPy path is kept for
+# float16/bfloat16 storage (converted block by block), scaled slices, and without numba.
+def _load_numba() -> Any:
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - the jit extra is optional
+        return None
+    return numba
 
-    .. math::
-        \mu \approx \bar x,\quad d_i = x_i - \mu \text{ (exact)},\quad
-        M_2 = \sum d_i^2 - \frac1n\Big(\sum d_i\Big)^2,\quad
-        \bar x = \mu + \frac1n\sum d_i
 
-    with every sum an unevaluated Sum2 pair and :math:`d_i^2` split exactly by
-    TwoProduct. The returned :class:`DoubleWordMoments` divides :math:`M_2` by
-    :math:`n - c` without rounding it first. See the module docstring for the bound
-    (faithful for :math:`n < 2^p` and :math:`\kappa \lesssim u^{-3/2}/L`) and
-    :func:`varstats.recommendation.recommended` for the accumulator to use.
+_numba = _load_numba()
+# Whether dot2_two_pass may use the compiled passes (tests switch it off).
+_USE_JIT = _numba is not None
 
-    References
-    ----------
-    .. [1] T. Ogita, S. M. Rump, S. Oishi, "Accurate sum and dot product", SIAM J.
-           Sci. Comput. 26(6), 2005.
-    """
-    n = x.shape[-1]
-    batch = x.shape[:-1]
-    with np.errstate(invalid="ignore"):
-        top = np.max(x, axis=-1)
-        bottom = np.min(x, axis=-1)
-        amax = np.maximum(top.astype(np.float64), -bottom.astype(np.float64))
-    k = _scale_exponents(amax, n, acc)
-    lanes = _Lanes(x, acc, k)
-    count = round_to(np.float64(n), acc)
-    sums = [np.empty((*batch, lanes.m), dtype=acc) for _ in range(6)]
+_JIT_LANES = 256  # lanes per block: the block's running sums stay in L1
+
+
+def _pass1_py(x: Array, m: int, zero: Array, s_out: Array, c_out: Array) -> None:
+    # Sum2 down each lane (element k*m + j of lane j, zero past the end)
+    n = x.shape[1]
+    for b in range(x.shape[0]):
+        for j0 in range(0, m, _JIT_LANES):
+            j1 = min(j0 + _JIT_LANES, m)
+            for j in range(j0, j1):
+                s_out[b, j] = x[b, j]
+                c_out[b, j] = zero[0]
+            for k in range(1, DOT2_ROWS):
+                base = k * m
+                for j in range(j0, j1):
+                    xk = x[b, base + j] if base + j < n else zero[0]
+                    s = s_out[b, j]
+                    t = s + xk
+                    z = t - s
+                    e = (s - (t - z)) + (xk - z)
+                    c_out[b, j] = c_out[b, j] + e
+                    s_out[b, j] = t
+
+
+def _pass2_py(x: Array, mu: Array, m: int, consts: Array, out: Array) -> None:
+    # deviations, their squares and both Sum2 chains, fused; out[0:4] = t, tc, q, qc
+    n = x.shape[1]
+    zero, factor = consts[0], consts[1]
+    w = _JIT_LANES
+    dls = np.empty((DOT2_ROWS, w), dtype=x.dtype)
+    pls = np.empty((DOT2_ROWS, w), dtype=x.dtype)
+    for b in range(x.shape[0]):
+        nb = -mu[b]
+        for j0 in range(0, m, w):
+            j1 = min(j0 + w, m)
+            for k in range(DOT2_ROWS):
+                base = k * m
+                for j in range(j0, j1):
+                    if base + j < n:
+                        xk = x[b, base + j]
+                        dh = xk + nb
+                        z = dh - xk
+                        dl = dh - z
+                        dl = xk - dl
+                        z = nb - z
+                        dl = dl + z
+                    else:  # padding: zero deviations
+                        dh = zero
+                        dl = zero
+                    # TwoProduct of dh with itself (_two_square), then the low part
+                    ph = dh * dh
+                    ah = dh * factor
+                    al = ah - dh
+                    ah = ah - al
+                    al = dh - ah
+                    pl = ah * ah
+                    pl = pl - ph
+                    ah = ah + ah
+                    ah = ah * al
+                    pl = pl + ah
+                    al = al * al
+                    pl = pl + al
+                    cross = dl + dl
+                    cross = cross * dh
+                    pl = pl + cross
+                    cross = dl * dl
+                    pl = pl + cross
+                    dls[k, j - j0] = dl
+                    pls[k, j - j0] = pl
+                    if k == 0:
+                        out[0, b, j] = dh
+                        out[1, b, j] = zero
+                        out[2, b, j] = ph
+                        out[3, b, j] = zero
+                    else:
+                        s = out[0, b, j]
+                        t = s + dh
+                        z = t - s
+                        out[1, b, j] = out[1, b, j] + ((s - (t - z)) + (dh - z))
+                        out[0, b, j] = t
+                        s = out[2, b, j]
+                        t = s + ph
+                        z = t - s
+                        out[3, b, j] = out[3, b, j] + ((s - (t - z)) + (ph - z))
+                        out[2, b, j] = t
+            for k in range(DOT2_ROWS):  # the low parts, after the errors
+                for j in range(j0, j1):
+                    out[1, b, j] = out[1, b, j] + dls[k, j - j0]
+                    out[3, b, j] = out[3, b, j] + pls[k, j - j0]
+
+
+if _numba is not None:
+    _pass1 = _numba.njit(cache=True, nogil=True)(_pass1_py)
+    _pass2 = _numba.njit(cache=True, nogil=True)(_pass2_py)
+
+
+def _numpy_sums(lanes: _Lanes, count: Array) -> tuple[list[Array], Array, Array]:
+    """The six lane sums (Sum2 of x, of the deviations, of their squares), the
+    compensated mean ``mu`` and the first (scaled) value, a block of lanes at a time."""
+    x, acc, m = lanes.x, lanes.acc, lanes.m
+    sums = [np.empty((*x.shape[:-1], m), dtype=acc) for _ in range(6)]
     first = None
     for j0, j1 in lanes.spans():
         xs = lanes.block(j0, j1)
@@ -360,6 +451,58 @@ def dot2_two_pass(x: Array, /, *, acc: np.dtype[Any]) -> DoubleWordMoments:
         np.multiply(dl, dl, out=cross)
         pl += cross
         _lane_sum2(ph, pl, sums[4][..., j0:j1], sums[5][..., j0:j1])
+    assert first is not None
+    return sums, mu, first
+
+
+def _jit_sums(x: Array, acc: np.dtype[Any], m: int, count: Array) -> tuple[list[Array], Array]:
+    """:func:`_numpy_sums` by the compiled passes (``x`` already in ``acc``, unscaled)."""
+    n = x.shape[-1]
+    batch = x.shape[:-1]
+    flat = np.ascontiguousarray(x.reshape(-1, n))
+    consts = np.array([0.0, _split_factor(acc)], dtype=acc)
+    first = np.empty((2, flat.shape[0], m), dtype=acc)
+    _pass1(flat, m, consts[:1], first[0], first[1])
+    s, c = _lane_tree(first[0].reshape(*batch, m), first[1].reshape(*batch, m))
+    mu = np.asarray((s + c) / count)
+    second = np.empty((4, flat.shape[0], m), dtype=acc)
+    _pass2(flat, np.ascontiguousarray(mu.reshape(-1)), m, consts, second)
+    sums = [first[0], first[1], *second]
+    return [a.reshape(*batch, m) for a in sums], mu
+
+
+def dot2_two_pass(x: Array, /, *, acc: np.dtype[Any]) -> DoubleWordMoments:
+    r"""Corrected two-pass with exact deviations and squares, in double-word arithmetic.
+
+    .. math::
+        \mu \approx \bar x,\quad d_i = x_i - \mu \text{ (exact)},\quad
+        M_2 = \sum d_i^2 - \frac1n\Big(\sum d_i\Big)^2,\quad
+        \bar x = \mu + \frac1n\sum d_i
+
+    with every sum an unevaluated Sum2 pair and :math:`d_i^2` split exactly by
+    TwoProduct. The returned :class:`DoubleWordMoments` divides :math:`M_2` by
+    :math:`n - c` without rounding it first. See the module docstring for the bound
+    (faithful for :math:`n < 2^p` and :math:`\kappa \lesssim u^{-3/2}/L`) and
+    :func:`varstats.recommendation.recommended` for the accumulator to use.
+
+    References
+    ----------
+    .. [1] T. Ogita, S. M. Rump, S. Oishi, "Accurate sum and dot product", SIAM J.
+           Sci. Comput. 26(6), 2005.
+    """
+    n = x.shape[-1]
+    with np.errstate(invalid="ignore"):
+        top = np.max(x, axis=-1)
+        bottom = np.min(x, axis=-1)
+        amax = np.maximum(top.astype(np.float64), -bottom.astype(np.float64))
+    k = _scale_exponents(amax, n, acc)
+    lanes = _Lanes(x, acc, k)
+    count = round_to(np.float64(n), acc)
+    if _USE_JIT and x.dtype == acc and acc.itemsize >= 4 and np.all(np.isfinite(amax) & (k == 0)):
+        sums, mu = _jit_sums(x, acc, lanes.m, count)
+        first = x[..., 0]
+    else:
+        sums, mu, first = _numpy_sums(lanes, count)
     t, tc = _lane_tree(sums[2], sums[3])
     q, qc = _lane_tree(sums[4], sums[5])
     # C = T^2 / n in double word, with T = t + tc
