@@ -206,6 +206,18 @@ def welford(x: Any, /, *, acc: Any, lanes: int = 1) -> Moments:
     n = x.shape[-1]
     width = min(positive_int(lanes, name="lanes"), n)
     full = n - n % width
+    if _welford_jit is not None and isinstance(x, np.ndarray) and np.dtype(acc).itemsize >= 4:
+        state = _welford_compiled(x, np.dtype(acc), width)
+    else:
+        state = _welford_steps(xp, x, acc, width, full)
+    if width == 1:
+        return Moments(state.count[..., 0], state.mean[..., 0], state.m2[..., 0])
+    return merge_along(state, axis=-1, order="pairwise")
+
+
+def _welford_steps(xp: Any, x: Any, acc: Any, width: int, full: int) -> Moments:
+    """Welford's update on each of ``width`` lanes, one vector operation per step."""
+    n = x.shape[-1]
     xa = xp.astype(x, acc, copy=False)
     # (steps, batch..., lanes): each step is one vector operation across the batch
     steps = steps_first(xp.reshape(xa[..., :full], (*x.shape[:-1], full // width, width)))
@@ -237,9 +249,56 @@ def welford(x: Any, /, *, acc: Any, lanes: int = 1) -> Moments:
         mean = xp.concat([mean_r, mean[..., r:]], axis=-1)
         m2 = xp.concat([m2_r, m2[..., r:]], axis=-1)
         count[..., :r] += 1
-    if width == 1:
-        return Moments(count[..., 0], mean[..., 0], m2[..., 0])
-    return merge_along(Moments(count, mean, m2), axis=-1, order="pairwise")
+    return Moments(count, mean, m2)
+
+
+def _welford_lanes_py(x: Any, width: int, zero: Any, mean: Any, m2: Any) -> None:
+    # the lane-by-lane loop of _welford_steps, with the same scalar operations; the
+    # count k is rounded to the accumulator as _count does (int64 -> float is one
+    # correct rounding, as int64 -> float64 -> float32 is for k < 2**53)
+    n = x.shape[1]
+    for b in range(x.shape[0]):
+        for lane in range(width):
+            mu = zero
+            s = zero
+            for k in range(1, (n - lane + width - 1) // width + 1):
+                xk = x[b, lane + (k - 1) * width]
+                delta = xk - mu
+                mu = mu + delta / x.dtype.type(k)
+                s = s + delta * (xk - mu)
+            mean[b, lane] = mu
+            m2[b, lane] = s
+
+
+def _load_numba() -> Any:
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - the jit extra is optional
+        return None
+    return numba
+
+
+# With numba (the "jit" extra) the sequential update of NumPy float32/float64 data runs
+# compiled, without fast-math: the same operations in the same order, so the same bits
+# (tests/test_algorithms.py compares both paths). Set to None to use the NumPy loop.
+_numba = _load_numba()
+_welford_jit = (
+    None if _numba is None else _numba.njit(cache=True, error_model="numpy")(_welford_lanes_py)
+)
+
+
+def _welford_compiled(x: Any, acc: np.dtype[Any], width: int) -> Moments:
+    """:func:`_welford_steps` for NumPy data in float32 or float64, compiled."""
+    n = x.shape[-1]
+    batch = tuple(x.shape[:-1])
+    flat = np.ascontiguousarray(x.reshape(-1, n).astype(acc, copy=False))
+    mean = np.empty((flat.shape[0], width), dtype=acc)
+    m2 = np.empty_like(mean)
+    assert _welford_jit is not None
+    _welford_jit(flat, width, np.zeros((), dtype=acc)[()], mean, m2)
+    count = np.full((*batch, width), n // width, dtype=np.int64)
+    count[..., : n % width] += 1
+    return Moments(count, mean.reshape(*batch, width), m2.reshape(*batch, width))
 
 
 def _blocks(a: Any, block: int) -> tuple[Any, Any | None]:
