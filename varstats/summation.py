@@ -172,6 +172,8 @@ def total(p: Split, /) -> Any:
 
 def _neumaier_rows(head: Any) -> tuple[Any, Any]:
     """Neumaier's sequential compensated sum down the rows of ``(..., rows, m)``."""
+    if isinstance(head, np.ndarray) and head.shape[-1] == 1:
+        return _neumaier_sequential(head[..., 0])
     xp = array_namespace(head)
     add = binary_op(xp, "add")
     s = own(head[..., 0, :])
@@ -180,6 +182,25 @@ def _neumaier_rows(head: Any) -> tuple[Any, Any]:
         s, e = two_sum(s, head[..., k, :])
         c = add(c, e, out=c)
     return s, c
+
+
+def _neumaier_sequential(a: Any) -> tuple[Any, Any]:
+    """:func:`_neumaier_rows` of one lane (NumPy), without a Python step per element.
+
+    The running sums ``s_k`` are ``np.add.accumulate`` (left to right, rounded in
+    ``a.dtype``); TwoSum's error of each step then follows from whole-array
+    operations, and ``c`` is their left-to-right sum starting from ``+0``, as in the
+    loop.
+    """
+    partial = np.add.accumulate(a, axis=-1)
+    prev, t = partial[..., :-1], partial[..., 1:]
+    z = t - prev
+    e = prev - (t - z)
+    np.subtract(a[..., 1:], z, out=z)
+    e += z
+    errors = np.concatenate([np.zeros_like(a[..., :1]), e], axis=-1)
+    c = np.add.accumulate(errors, axis=-1)[..., -1:]
+    return partial[..., -1:], c
 
 
 def compensated_sum(p: Split, /) -> Any:
