@@ -166,8 +166,21 @@ def total(p: Split, /) -> Any:
     if p.tail is not None:
         leaves.append(sequential_sum(p.tail)[..., None])
     xp = array_namespace(leaves[0])
-    (result,) = tree_reduce((xp.concat(leaves, axis=-1),), lambda a, b: (a + b,))
+    sums = xp.concat(leaves, axis=-1)
+    if isinstance(sums, np.ndarray):
+        return _tree_sum(sums)
+    (result,) = tree_reduce((sums,), lambda a, b: (a + b,))
     return result
+
+
+def _tree_sum(a: Any) -> Any:
+    """:func:`~varstats.moments.tree_reduce` with ``+`` on a NumPy array, in fewer calls."""
+    while a.shape[-1] > 1:
+        m = a.shape[-1]
+        even = m - m % 2
+        pairs = a[..., 0:even:2] + a[..., 1:even:2]
+        a = np.concatenate([pairs, a[..., -1:]], axis=-1) if m % 2 else pairs
+    return a[..., 0]
 
 
 def _neumaier_rows(head: Any) -> tuple[Any, Any]:
