@@ -159,7 +159,7 @@ class _Lanes:
     :meth:`block` copies lanes ``j0:j1`` into a ``(..., DOT2_ROWS, w)`` buffer in the
     accumulator, scaled by ``2**-k`` where ``k`` is nonzero: every value goes through
     the same operations as in a whole-array computation, only a cache-sized block at a
-    time, so the extra memory is the lane sums (``6 / DOT2_ROWS`` of the input) and
+    time, so the extra memory is the lane sums (``4 / DOT2_ROWS`` of the input) and
     the block buffers.
     """
 
@@ -426,23 +426,26 @@ if _numba is not None:
 
 
 def _numpy_sums(lanes: _Lanes, count: Array) -> tuple[list[Array], Array, Array]:
-    """The six lane sums (Sum2 of x, of the deviations, of their squares), the
-    compensated mean ``mu`` and the first (scaled) value, a block of lanes at a time."""
+    """The four lane sums of the second pass (Sum2 of the deviations and of their
+    squares), the compensated mean ``mu`` and the first (scaled) value, a block of
+    lanes at a time."""
     x, acc, m = lanes.x, lanes.acc, lanes.m
-    sums = [np.empty((*x.shape[:-1], m), dtype=acc) for _ in range(6)]
+    lane_sums = [np.empty((*x.shape[:-1], m), dtype=acc) for _ in range(2)]
     first = None
     for j0, j1 in lanes.spans():
         xs = lanes.block(j0, j1)
         first = xs[..., 0, 0] if first is None else first
-        _lane_sum2(xs, None, sums[0][..., j0:j1], sums[1][..., j0:j1])
-    s, c = _lane_tree(sums[0], sums[1])
+        _lane_sum2(xs, None, lane_sums[0][..., j0:j1], lane_sums[1][..., j0:j1])
+    s, c = _lane_tree(*lane_sums)
+    del lane_sums  # freed before the second pass: extra memory 4/32 of the input
     mu = (s + c) / count
+    sums = [np.empty((*x.shape[:-1], m), dtype=acc) for _ in range(4)]
     for j0, j1 in lanes.spans():
         xs = lanes.block(j0, j1)
         dh, dl = _deviations(xs, mu[..., None])  # x - mu exactly
         lanes.clear_padding(dh, j0, j1)
         lanes.clear_padding(dl, j0, j1)
-        _lane_sum2(dh, dl, sums[2][..., j0:j1], sums[3][..., j0:j1])
+        _lane_sum2(dh, dl, sums[0][..., j0:j1], sums[1][..., j0:j1])
         ph, pl = _two_square(dh)
         # the low part of d**2 = (dh + dl)**2: pl + 2 dh dl + dl**2, second order
         cross = dl + dl
@@ -450,7 +453,7 @@ def _numpy_sums(lanes: _Lanes, count: Array) -> tuple[list[Array], Array, Array]
         pl += cross
         np.multiply(dl, dl, out=cross)
         pl += cross
-        _lane_sum2(ph, pl, sums[4][..., j0:j1], sums[5][..., j0:j1])
+        _lane_sum2(ph, pl, sums[2][..., j0:j1], sums[3][..., j0:j1])
     assert first is not None
     return sums, mu, first
 
@@ -461,14 +464,14 @@ def _jit_sums(x: Array, acc: np.dtype[Any], m: int, count: Array) -> tuple[list[
     batch = x.shape[:-1]
     flat = np.ascontiguousarray(x.reshape(-1, n))
     consts = np.array([0.0, _split_factor(acc)], dtype=acc)
-    first = np.empty((2, flat.shape[0], m), dtype=acc)
-    _pass1(flat, m, consts[:1], first[0], first[1])
-    s, c = _lane_tree(first[0].reshape(*batch, m), first[1].reshape(*batch, m))
+    lane_sums = np.empty((2, flat.shape[0], m), dtype=acc)
+    _pass1(flat, m, consts[:1], lane_sums[0], lane_sums[1])
+    s, c = _lane_tree(lane_sums[0].reshape(*batch, m), lane_sums[1].reshape(*batch, m))
+    del lane_sums  # freed before the second pass
     mu = np.asarray((s + c) / count)
     second = np.empty((4, flat.shape[0], m), dtype=acc)
     _pass2(flat, np.ascontiguousarray(mu.reshape(-1)), m, consts, second)
-    sums = [first[0], first[1], *second]
-    return [a.reshape(*batch, m) for a in sums], mu
+    return [a.reshape(*batch, m) for a in second], mu
 
 
 def dot2_two_pass(x: Array, /, *, acc: np.dtype[Any]) -> DoubleWordMoments:
@@ -503,8 +506,9 @@ def dot2_two_pass(x: Array, /, *, acc: np.dtype[Any]) -> DoubleWordMoments:
         first = x[..., 0]
     else:
         sums, mu, first = _numpy_sums(lanes, count)
-    t, tc = _lane_tree(sums[2], sums[3])
-    q, qc = _lane_tree(sums[4], sums[5])
+    t, tc = _lane_tree(sums[0], sums[1])
+    del sums[:2]
+    q, qc = _lane_tree(sums[0], sums[1])
     # C = T^2 / n in double word, with T = t + tc
     a, ae = _two_square(t)
     ch, cl = _dw_div(a, ae + t * (tc + tc) + tc * tc, count)
