@@ -41,6 +41,7 @@ from varstats.summation import (
     lane_matrix,
     row_sum,
     split,
+    squared_deviation_total,
     squares,
     total,
 )
@@ -132,8 +133,7 @@ def two_pass(x: Any, /, *, acc: Any, summation: str = "pairwise") -> Moments:
     p = split(xp.astype(x, acc, copy=False), summation)
     s = total(p)
     mean = s / _count(x.shape[-1], s)
-    d = deviations(p, mean)
-    return Moments(np.asarray(x.shape[-1]), mean, total(squares(d, in_place=True)))
+    return Moments(np.asarray(x.shape[-1]), mean, squared_deviation_total(p, mean))
 
 
 def _corrected(x: Any, acc: Any, summation: str, add_up: Callable[[Split], Any]) -> Moments:
