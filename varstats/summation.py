@@ -167,6 +167,21 @@ def squared_deviation_total(p: Split, center: Any, /) -> Any:
     batch, m = head.shape[:-2], head.shape[-1]
     width = max(8, _LANE_BLOCK // max(math.prod(batch), 1))
     c = center[..., None]
+    if width >= m:  # one block: whole-array operations are the fewest calls
+        d = np.subtract(head, c[..., None])
+        sums = row_sum(np.multiply(d, d, out=d))
+    else:
+        sums = _blocked_squares(head, c, width)
+    leaves = [sums]
+    if p.tail is not None:
+        d = p.tail - c
+        leaves.append(sequential_sum(d * d)[..., None])
+    return _tree_sum(np.concatenate(leaves, axis=-1))
+
+
+def _blocked_squares(head: Any, c: Any, width: int) -> Any:
+    """Row sums of ``(head - c)**2``, ``width`` lanes at a time."""
+    batch, m = head.shape[:-2], head.shape[-1]
     sums = np.empty((*batch, m), dtype=head.dtype)
     for j0 in range(0, m, width):
         j1 = min(j0 + width, m)
@@ -178,11 +193,7 @@ def squared_deviation_total(p: Split, center: Any, /) -> Any:
             np.subtract(head[..., k, j0:j1], c, out=d)
             np.multiply(d, d, out=d)
             np.add(out, d, out=out)
-    leaves = [sums]
-    if p.tail is not None:
-        d = p.tail - c
-        leaves.append(sequential_sum(d * d)[..., None])
-    return _tree_sum(np.concatenate(leaves, axis=-1))
+    return sums
 
 
 #: Lanes per block of :func:`squared_deviation_total` (a row of them stays in cache).
