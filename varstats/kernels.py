@@ -18,6 +18,7 @@ orders are in :mod:`varstats.summation`; names are given to kernels in
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -310,6 +311,31 @@ def _blocks(a: Any, block: int) -> tuple[Any, Any | None]:
     return head, (a[..., full:] if full < n else None)
 
 
+def _blockwise_two_pass(head: Any, acc: Any) -> tuple[Any, Any]:
+    """Sequential two-pass mean and M2 of each row of ``(..., blocks, size)``.
+
+    Rows are independent, so NumPy data are taken a few rows at a time: the same
+    results, with temporaries of a chunk instead of the whole input.
+    """
+    rows = head.shape[-2]
+    chunk = max(1, _CHUNK // max(math.prod(head.shape[:-1]) // rows * head.shape[-1], 1))
+    if not isinstance(head, np.ndarray) or chunk >= rows:
+        m = two_pass(head, acc=acc, summation="sequential")
+        return m.mean, m.m2
+    parts = [
+        two_pass(head[..., r : r + chunk, :], acc=acc, summation="sequential")
+        for r in range(0, rows, chunk)
+    ]
+    return (
+        np.concatenate([np.asarray(p.mean) for p in parts], axis=-1),
+        np.concatenate([np.asarray(p.m2) for p in parts], axis=-1),
+    )
+
+
+#: Elements per chunk of :func:`_blockwise_two_pass`.
+_CHUNK = 2**16
+
+
 def _leaf_moments(head: Any, tail: Any | None, acc: Any, rows: bool) -> Moments:
     """Two-pass moments (sequential sums) of each leaf, leaves along the last axis.
 
@@ -329,8 +355,7 @@ def _leaf_moments(head: Any, tail: Any | None, acc: Any, rows: bool) -> Moments:
             m2 = row_sum(multiply(d, d, out=d))
         else:
             size = head.shape[-1]
-            blockwise = two_pass(head, acc=acc, summation="sequential")
-            mean, m2 = blockwise.mean, blockwise.m2
+            mean, m2 = _blockwise_two_pass(head, acc)
         counts.append(np.full(tuple(mean.shape), size, dtype=np.int64))
         means.append(mean)
         m2s.append(m2)
