@@ -27,7 +27,6 @@ import numpy as np
 from varstats.array_api import (
     array_namespace,
     binary_op,
-    lane_major_like,
     own,
     round_host,
     scratch_like,
@@ -40,6 +39,7 @@ from varstats.summation import (
     compensated_sum,
     deviations,
     lane_matrix,
+    lane_squares,
     row_sum,
     split,
     squared_deviation_total,
@@ -350,9 +350,7 @@ def _leaf_moments(head: Any, tail: Any | None, acc: Any, rows: bool) -> Moments:
             h = xp.astype(head, acc, copy=False)
             s = row_sum(h)
             mean = s / _count(size, s)
-            subtract, multiply = binary_op(xp, "subtract"), binary_op(xp, "multiply")
-            d = subtract(h, mean[..., None, :], out=lane_major_like(h))
-            m2 = row_sum(multiply(d, d, out=d))
+            m2 = lane_squares(h, mean)
         else:
             size = head.shape[-1]
             mean, m2 = _blockwise_two_pass(head, acc)

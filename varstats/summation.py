@@ -53,6 +53,7 @@ __all__ = [
     "compensated_sum",
     "deviations",
     "lane_matrix",
+    "lane_squares",
     "row_sum",
     "rows_reducible",
     "split",
@@ -179,18 +180,36 @@ def squared_deviation_total(p: Split, center: Any, /) -> Any:
     return _tree_sum(np.concatenate(leaves, axis=-1))
 
 
-def _blocked_squares(head: Any, c: Any, width: int) -> Any:
-    """Row sums of ``(head - c)**2``, ``width`` lanes at a time."""
+def lane_squares(head: Any, center: Any, /) -> Any:
+    """``row_sum((head - center[..., None, :])**2)``: each lane about its own center.
+
+    The same roundings in the same order; NumPy lanes are taken a cache-sized block at
+    a time, so no input-sized array of deviations is written.
+    """
+    if not isinstance(head, np.ndarray):
+        subtract, multiply = (binary_op(array_namespace(head), f) for f in ("subtract", "multiply"))
+        d = subtract(head, center[..., None, :], out=lane_major_like(head))
+        return row_sum(multiply(d, d, out=d))
+    width = max(8, _LANE_BLOCK // max(math.prod(head.shape[:-2]), 1))
+    if width >= head.shape[-1]:
+        d = np.subtract(head, center[..., None, :])
+        return row_sum(np.multiply(d, d, out=d))
+    return _blocked_squares(head, center, width, per_lane=True)
+
+
+def _blocked_squares(head: Any, c: Any, width: int, *, per_lane: bool = False) -> Any:
+    """Row sums of ``(head - c)**2``, ``width`` lanes at a time (``c`` per lane or per slice)."""
     batch, m = head.shape[:-2], head.shape[-1]
     sums = np.empty((*batch, m), dtype=head.dtype)
     for j0 in range(0, m, width):
         j1 = min(j0 + width, m)
         out = sums[..., j0:j1]
-        np.subtract(head[..., 0, j0:j1], c, out=out)
+        cj = c[..., j0:j1] if per_lane else c
+        np.subtract(head[..., 0, j0:j1], cj, out=out)
         np.multiply(out, out, out=out)
         d = np.empty_like(out)
         for k in range(1, head.shape[-2]):
-            np.subtract(head[..., k, j0:j1], c, out=d)
+            np.subtract(head[..., k, j0:j1], cj, out=d)
             np.multiply(d, d, out=d)
             np.add(out, d, out=out)
     return sums
