@@ -317,17 +317,26 @@ def _deviations(xs: Array, mu: Array) -> tuple[Array, Array]:
 # no fast-math (no contraction to FMA, no reassociation), so the bits are the same;
 # tests/test_recommendation.py compares the two paths. The NumPy path is kept for
 # float16/bfloat16 storage (converted block by block), scaled slices, and without numba.
-def _load_numba() -> Any:
-    try:
-        import numba
-    except ImportError:  # pragma: no cover - the jit extra is optional
+# Whether dot2_two_pass may use the compiled passes (tests switch it off); numba is
+# imported on first use.
+_USE_JIT = True
+_COMPILED: dict[str, Any] = {}
+
+
+def _compiled_passes() -> Any:
+    """``(pass1, pass2)`` compiled by numba, or None without it."""
+    if not _USE_JIT:
         return None
-    return numba
+    if "passes" not in _COMPILED:
+        try:
+            import numba
+        except ImportError:  # pragma: no cover - the jit extra is optional
+            _COMPILED["passes"] = None
+        else:
+            jit = numba.njit(cache=True, nogil=True)
+            _COMPILED["passes"] = (jit(_pass1_py), jit(_pass2_py))
+    return _COMPILED["passes"]
 
-
-_numba = _load_numba()
-# Whether dot2_two_pass may use the compiled passes (tests switch it off).
-_USE_JIT = _numba is not None
 
 _JIT_LANES = 256  # lanes per block: the block's running sums stay in L1
 
@@ -420,11 +429,6 @@ def _pass2_py(x: Array, mu: Array, m: int, consts: Array, out: Array) -> None:
                     out[3, b, j] = out[3, b, j] + pls[k, j - j0]
 
 
-if _numba is not None:
-    _pass1 = _numba.njit(cache=True, nogil=True)(_pass1_py)
-    _pass2 = _numba.njit(cache=True, nogil=True)(_pass2_py)
-
-
 def _numpy_sums(lanes: _Lanes, count: Array) -> tuple[list[Array], Array, Array]:
     """The four lane sums of the second pass (Sum2 of the deviations and of their
     squares), the compensated mean ``mu`` and the first (scaled) value, a block of
@@ -465,12 +469,13 @@ def _jit_sums(x: Array, acc: np.dtype[Any], m: int, count: Array) -> tuple[list[
     flat = np.ascontiguousarray(x.reshape(-1, n))
     consts = np.array([0.0, _split_factor(acc)], dtype=acc)
     lane_sums = np.empty((2, flat.shape[0], m), dtype=acc)
-    _pass1(flat, m, consts[:1], lane_sums[0], lane_sums[1])
+    pass1, pass2 = _compiled_passes()
+    pass1(flat, m, consts[:1], lane_sums[0], lane_sums[1])
     s, c = _lane_tree(lane_sums[0].reshape(*batch, m), lane_sums[1].reshape(*batch, m))
     del lane_sums  # freed before the second pass
     mu = np.asarray((s + c) / count)
     second = np.empty((4, flat.shape[0], m), dtype=acc)
-    _pass2(flat, np.ascontiguousarray(mu.reshape(-1)), m, consts, second)
+    pass2(flat, np.ascontiguousarray(mu.reshape(-1)), m, consts, second)
     return [a.reshape(*batch, m) for a in second], mu
 
 
@@ -501,7 +506,8 @@ def dot2_two_pass(x: Array, /, *, acc: np.dtype[Any]) -> DoubleWordMoments:
     k = _scale_exponents(amax, n, acc)
     lanes = _Lanes(x, acc, k)
     count = round_to(np.float64(n), acc)
-    if _USE_JIT and x.dtype == acc and acc.itemsize >= 4 and np.all(np.isfinite(amax) & (k == 0)):
+    plain = x.dtype == acc and acc.itemsize >= 4 and np.all(np.isfinite(amax) & (k == 0))
+    if plain and _compiled_passes() is not None:
         sums, mu = _jit_sums(x, acc, lanes.m, count)
         first = x[..., 0]
     else:

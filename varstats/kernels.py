@@ -207,7 +207,8 @@ def welford(x: Any, /, *, acc: Any, lanes: int = 1) -> Moments:
     n = x.shape[-1]
     width = min(positive_int(lanes, name="lanes"), n)
     full = n - n % width
-    if _welford_jit is not None and isinstance(x, np.ndarray) and np.dtype(acc).itemsize >= 4:
+    compiled = isinstance(x, np.ndarray) and np.dtype(acc).itemsize >= 4
+    if compiled and _welford_kernel() is not None:
         state = _welford_compiled(x, np.dtype(acc), width)
     else:
         state = _welford_steps(xp, x, acc, width, full)
@@ -271,21 +272,26 @@ def _welford_lanes_py(x: Any, width: int, zero: Any, mean: Any, m2: Any) -> None
             m2[b, lane] = s
 
 
-def _load_numba() -> Any:
-    try:
-        import numba
-    except ImportError:  # pragma: no cover - the jit extra is optional
+#: Whether the sequential kernels may run compiled by numba (the ``jit`` extra), which
+#: gives the same bits as the NumPy loop (``tests/test_algorithms.py`` compares both).
+_USE_JIT = True
+_COMPILED: dict[str, Any] = {}
+
+
+def _welford_kernel() -> Any:
+    """The compiled :func:`_welford_lanes_py`, or None without numba (imported on first use)."""
+    if not _USE_JIT:
         return None
-    return numba
-
-
-# With numba (the "jit" extra) the sequential update of NumPy float32/float64 data runs
-# compiled, without fast-math: the same operations in the same order, so the same bits
-# (tests/test_algorithms.py compares both paths). Set to None to use the NumPy loop.
-_numba = _load_numba()
-_welford_jit = (
-    None if _numba is None else _numba.njit(cache=True, error_model="numpy")(_welford_lanes_py)
-)
+    if "welford" not in _COMPILED:
+        try:
+            import numba
+        except ImportError:  # pragma: no cover - the jit extra is optional
+            _COMPILED["welford"] = None
+        else:
+            # no fast-math: the same operations in the same order, so the same bits
+            jit = numba.njit(cache=True, error_model="numpy")
+            _COMPILED["welford"] = jit(_welford_lanes_py)
+    return _COMPILED["welford"]
 
 
 def _welford_compiled(x: Any, acc: np.dtype[Any], width: int) -> Moments:
@@ -295,8 +301,7 @@ def _welford_compiled(x: Any, acc: np.dtype[Any], width: int) -> Moments:
     flat = np.ascontiguousarray(x.reshape(-1, n).astype(acc, copy=False))
     mean = np.empty((flat.shape[0], width), dtype=acc)
     m2 = np.empty_like(mean)
-    assert _welford_jit is not None
-    _welford_jit(flat, width, np.zeros((), dtype=acc)[()], mean, m2)
+    _welford_kernel()(flat, width, np.zeros((), dtype=acc)[()], mean, m2)
     count = np.full((*batch, width), n // width, dtype=np.int64)
     count[..., : n % width] += 1
     return Moments(count, mean.reshape(*batch, width), m2.reshape(*batch, width))
