@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 
 import varstats as vs
 from varstats import cases, metrics, oracle
-from varstats.dot2 import DoubleWordMoments, dot2_two_pass, two_product
+from varstats.dot2 import DoubleWordMoments, dot2_two_pass
 from varstats.recommendation import RECOMMENDED_ACCUMULATOR, recommended
+from varstats.rounding import two_product
 
 
 def ulps_of_recommended(x: np.ndarray[Any, Any], correction: int) -> np.ndarray[Any, Any]:

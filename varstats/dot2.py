@@ -72,33 +72,15 @@ import numpy.typing as npt
 from varstats import summation
 from varstats.moments import Moments, tree_reduce
 from varstats.precision import finfo, round_to
-from varstats.rounding import two_sum
+from varstats.rounding import split_factor, two_product, two_sum
 
-__all__ = ["DOT2_ROWS", "DoubleWordMoments", "dot2_two_pass", "two_product"]
+__all__ = ["DOT2_ROWS", "DoubleWordMoments", "dot2_two_pass"]
 
 Array = npt.NDArray[Any]
 
 #: Values summed down each lane before the lanes are added in a tree (as the
 #: ``"pairwise"`` summation of :mod:`varstats.algorithms` does).
 DOT2_ROWS: Final = 32
-
-
-def two_product(a: Array, b: Array) -> tuple[Array, Array]:
-    r"""Dekker's TwoProduct in the dtype of ``a``: ``p + e == a * b`` exactly.
-
-    Veltkamp's split with the factor :math:`2^{\lceil p/2\rceil} + 1` of the format, so
-    it works in every format of :data:`~varstats.precision.DTYPES` (``rounding.two_product``
-    is the float64 one). Exact barring overflow (:math:`|a|` near ``max / factor``) and
-    underflow of ``e``.
-    """
-    p = a * b
-    factor = np.asarray(_split_factor(a.dtype)).astype(a.dtype)
-    ca, cb = factor * a, factor * b
-    ah = ca - (ca - a)
-    bh = cb - (cb - b)
-    al, bl = a - ah, b - bh
-    e = ((ah * bh - p) + ah * bl + al * bh) + al * bl
-    return p, e
 
 
 def _lane_sum2(head: Array, low: Array | None, s: Array, c: Array) -> None:
@@ -253,11 +235,6 @@ class DoubleWordMoments(Moments):
             return np.asarray(round_to(np.ldexp(scaled, 2 * self.exponent), acc))
 
 
-def _split_factor(dtype: Any) -> float:
-    # Veltkamp's splitting constant 2**ceil(p/2) + 1
-    return float(2.0 ** ((finfo(dtype).mant + 1) // 2) + 1.0)
-
-
 def _scale_exponents(amax: Array, n: int, acc: np.dtype[Any]) -> Array:
     """Per-slice k: 0 when ``max|x|`` lies in ``[L, T]``, else ``max|x| * 2**-k`` in ``[T/2, T)``.
 
@@ -268,7 +245,7 @@ def _scale_exponents(amax: Array, n: int, acc: np.dtype[Any]) -> Array:
     ``amax`` is the largest magnitude of each slice, in float64.
     """
     fi = finfo(acc)
-    high = np.sqrt(fi.max / (8.0 * n * _split_factor(acc)))
+    high = np.sqrt(fi.max / (8.0 * n * split_factor(acc)))
     low = np.sqrt(fi.tiny) / fi.unit_roundoff**2
     top = np.frexp(high)[1] - 1
     scale = np.isfinite(amax) & (amax > 0) & ((amax > high) | (amax < low))
@@ -278,13 +255,13 @@ def _scale_exponents(amax: Array, n: int, acc: np.dtype[Any]) -> Array:
 def _two_square(a: Array) -> tuple[Array, Array]:
     """TwoProduct of ``a`` with itself (one split instead of two): ``p + e == a * a``.
 
-    The same operations as :func:`two_product`, written in place: on long rows the
-    fresh temporaries, not the flops, dominate the time.
+    The same operations as :func:`~varstats.rounding.two_product`, written in place:
+    on long rows the fresh temporaries, not the flops, dominate the time.
     """
     shape = np.shape(a)
     a = np.asarray(a).reshape(-1)  # in-place operations need arrays, not 0-d scalars
     p = a * a
-    ah = np.multiply(a, np.asarray(_split_factor(a.dtype)).astype(a.dtype))
+    ah = np.multiply(a, np.asarray(split_factor(a.dtype)).astype(a.dtype))
     al = ah - a
     np.subtract(ah, al, out=ah)  # ah = c - (c - a): the high half
     np.subtract(a, ah, out=al)  # al = a - ah: the low half
@@ -467,7 +444,7 @@ def _jit_sums(x: Array, acc: np.dtype[Any], m: int, count: Array) -> tuple[list[
     n = x.shape[-1]
     batch = x.shape[:-1]
     flat = np.ascontiguousarray(x.reshape(-1, n))
-    consts = np.array([0.0, _split_factor(acc)], dtype=acc)
+    consts = np.array([0.0, split_factor(acc)], dtype=acc)
     lane_sums = np.empty((2, flat.shape[0], m), dtype=acc)
     pass1, pass2 = _compiled_passes()
     pass1(flat, m, consts[:1], lane_sums[0], lane_sums[1])

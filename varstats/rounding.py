@@ -22,9 +22,9 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from varstats.precision import as_dtype
+from varstats.precision import as_dtype, finfo
 
-__all__ = ["fma", "two_product", "two_sum"]
+__all__ = ["fma", "split_factor", "two_product", "two_sum"]
 
 Array = npt.NDArray[Any]
 
@@ -52,11 +52,20 @@ def _add_round_to_odd(a: Array, b: Array) -> Array:
     return np.asarray(np.where(inexact & even, np.nextafter(s, toward), s))
 
 
+def split_factor(dtype: Any) -> float:
+    """Veltkamp's splitting constant :math:`2^{\\lceil p/2\rceil} + 1` of a format."""
+    return float(2.0 ** ((finfo(dtype).mant + 1) // 2) + 1.0)
+
+
 def two_product(a: Array, b: Array) -> tuple[Array, Array]:
-    """Dekker's TwoProduct in float64: ``p + e == a * b`` exactly."""
-    # Dekker/Veltkamp: p + e == a * b exactly (barring overflow/underflow).
+    r"""Dekker's TwoProduct in the dtype of ``a``: ``p + e == a * b`` exactly.
+
+    Veltkamp's split with :func:`split_factor` of the format, so it works in every
+    format of :data:`~varstats.precision.DTYPES`. Exact barring overflow (:math:`|a|`
+    near ``max / factor``) and underflow of ``e``.
+    """
     p = a * b
-    factor = 134217729.0  # 2**27 + 1
+    factor = np.asarray(split_factor(a.dtype)).astype(a.dtype)
     ca, cb = factor * a, factor * b
     ah = ca - (ca - a)
     bh = cb - (cb - b)
