@@ -19,7 +19,7 @@ from typing import Any, Final
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
 
-from varstats.array_api import array_namespace, dtype_name, is_foreign_array
+from varstats.array_api import array_namespace, dtype_name, is_foreign_array, to_host
 from varstats.precision import Precision
 from varstats.precision import resolve_precision as _resolve_storage
 
@@ -27,6 +27,7 @@ __all__ = [
     "check_correction",
     "check_options",
     "float_array",
+    "host_float_array",
     "normalize_axes",
     "positive_int",
     "resolve_precision",
@@ -76,6 +77,16 @@ def float_array(x: Any, /, *, name: str = "x") -> Any:
     return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
 
 
+def host_float_array(x: Any, /, *, name: str = "x") -> np.ndarray[Any, Any]:
+    """``x`` as a NumPy array stored in one of the :data:`~varstats.DTYPES`, bit for bit.
+
+    The rules of :func:`float_array`; an array of another library is copied to the
+    host (a ``torch.Tensor`` that requires grad is detached first: only its values
+    are read). For the entry points that compute on the host, like the oracle.
+    """
+    return to_host(float_array(x, name=name))
+
+
 def normalize_axes(axis: int | Sequence[int] | None, ndim: int, /) -> tuple[int, ...]:
     """``axis`` as a tuple of non-negative axes of an ``ndim``-dimensional array.
 
@@ -122,12 +133,14 @@ def check_correction(correction: Any, /) -> float:
     return c
 
 
-def warn_no_degrees_of_freedom(correction: Any, count: Any, /) -> bool:
+def warn_no_degrees_of_freedom(correction: Any, count: Any, /, *, stacklevel: int = 3) -> bool:
     r"""Warn once if :math:`n - c \le 0` for any of the (host) ``count``; return whether it is.
 
     The Array API standard (``var``) makes the variance NaN there, empty reductions
     included, as NumPy and torch do; like NumPy, varstats says so with one
-    ``RuntimeWarning``, the one warning a reduction lets escape.
+    ``RuntimeWarning``, the one warning a reduction lets escape. ``stacklevel`` is
+    :func:`warnings.warn`'s, counted from this function: the default 3 points at the
+    caller of the public function that calls it.
     """
     counts = np.asarray(count)
     if not counts.size or np.min(counts) - float(correction) > 0:
@@ -136,7 +149,7 @@ def warn_no_degrees_of_freedom(correction: Any, count: Any, /) -> bool:
         f"correction: {correction!r} >= the number of values reduced "
         f"({int(np.min(counts))}); the variance is NaN there (Array API standard)",
         RuntimeWarning,
-        stacklevel=3,
+        stacklevel=stacklevel,
     )
     return True
 
