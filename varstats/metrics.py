@@ -126,6 +126,7 @@ import numpy as np
 import numpy.typing as npt
 
 from varstats.algorithms import PAIRWISE_BLOCK, get_algorithm
+from varstats.array_api import is_foreign_array, to_host
 from varstats.precision import as_dtype, finfo
 
 __all__ = [
@@ -163,13 +164,16 @@ def _f64(a: npt.ArrayLike, name: str) -> F64:
     if isinstance(a, np.ma.MaskedArray):
         # np.asarray would drop the mask and score the masked values too
         raise TypeError(f"{name}: a masked array; pass the unmasked values")
-    arr = np.asarray(a)
+    # a torch tensor that requires grad: its values only
+    arr = to_host(a) if is_foreign_array(a) else np.asarray(a)
     if arr.dtype.kind not in "biufO" and arr.dtype != as_dtype("bfloat16"):
         # complex would lose its imaginary part (with a warning), strings would be parsed
         raise TypeError(f"{name}: expected real numbers, got {arr.dtype}")
     # every DTYPES value (bfloat16 included) converts to float64 exactly
     try:
         return np.asarray(arr.astype(np.float64))
+    except OverflowError:  # a Python int beyond float64's range
+        raise ValueError(f"{name}: an integer beyond float64's range") from None
     except (TypeError, ValueError) as exc:  # an object array holding something else
         raise TypeError(f"{name}: expected real numbers ({exc})") from None
 

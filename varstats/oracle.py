@@ -817,7 +817,7 @@ def exact_moments(
     n = rows.shape[1]
     means: list[Any] = []
     m2s: list[Any] = []
-    if n == 0:  # the mean of nothing is NaN; its M2, an empty sum, is 0
+    if rows.size == 0:  # the mean of nothing is NaN; its M2, an empty sum, is 0
         means, m2s = [math.nan] * len(rows), [Fraction(0)] * len(rows)
     elif method == "reference":
         for row in rows:
@@ -877,7 +877,7 @@ def exact_mean(x: npt.ArrayLike, /, *, axis: Axis = None, method: Method = "fast
     method = _check_method(method)
     a = _as_float_array(x, name="x")
     rows, shape = _to_slices(a, _reduced_axes(axis, a.ndim))
-    if rows.shape[1] == 0:  # the mean of nothing is NaN (Array API standard)
+    if rows.size == 0:  # the mean of nothing is NaN (Array API standard)
         values = [math.nan] * len(rows)
     elif method == "reference":
         values = [_reference_mean_value(_reference_slice(row)) for row in rows]
@@ -944,7 +944,7 @@ def exact_var(
     a = _as_float_array(x, name="x")
     rows, shape = _to_slices(a, _reduced_axes(axis, a.ndim))
     c = _check_correction(correction, rows.shape[1], len(rows))
-    if c is None:  # no degrees of freedom left (warned)
+    if c is None or rows.size == 0:  # no degrees of freedom left (warned), or no slices
         values = [math.nan] * len(rows)
     elif method == "reference":
         values = [_reference_var_value(_reference_slice(row), c) for row in rows]
