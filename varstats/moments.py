@@ -140,6 +140,11 @@ class Moments:
 
     def __post_init__(self) -> None:
         foreign = is_foreign_array(self.mean)
+        for name, value in (("mean", self.mean), ("m2", self.m2)):
+            if isinstance(value, np.ma.MaskedArray):
+                raise TypeError(f"{name}: a masked array; varstats does not honour masks")
+            if is_foreign_array(value) != foreign:  # np.asarray of a tensor may fail or copy
+                raise TypeError(f"{name}: mean and m2 must be arrays of the same library")
         mean = self.mean if foreign else np.asarray(self.mean)
         m2 = self.m2 if foreign else np.asarray(self.m2)
         if foreign:
