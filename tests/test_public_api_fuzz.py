@@ -375,7 +375,29 @@ NORMS_PENDING = pytest.mark.xfail(
 )
 
 
-@NORMS_PENDING
+NORM_CALLS: dict[str, Callable[..., Any]] = {
+    "layer_norm": lambda x, num, axis, layer: norms.layer_norm(x, num, **layer),
+    "group_norm": lambda x, num, axis, layer: norms.group_norm(x, num, **layer),
+    "instance_norm": lambda x, num, axis, layer: norms.instance_norm(x, **layer),
+    "batch_norm": lambda x, num, axis, layer: norms.batch_norm(
+        x, None, None, training=True, **layer
+    ),
+    "batch_renorm": lambda x, num, axis, layer: norms.batch_renorm(x, x, x, training=True, **layer),
+    "sync_batch_norm": lambda x, num, axis, layer: norms.sync_batch_norm(
+        [x, x], None, None, **layer
+    ),
+    "affine_channel": lambda x, num, axis, layer: norms.affine_channel(x, x, x),
+    "local_response_norm": lambda x, num, axis, layer: norms.local_response_norm(x, num),
+    "vector_norm": lambda x, num, axis, layer: norms.vector_norm(x, axis=axis),
+    "weight_norm": lambda x, num, axis, layer: norms.weight_norm(x, x, axis),
+    "conv2d": lambda x, num, axis, layer: norms.conv2d(x, x, stride=num, padding=num),
+    "fold_batch_norm": lambda x, num, axis, layer: norms.fold_batch_norm(
+        x, None, x, x, None, None, layer["eps"]
+    ),
+}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=NORMS_PENDING) for n in NORM_CALLS])
 @FEW
 @given(
     x=arrays(max_side=3),
@@ -386,18 +408,7 @@ NORMS_PENDING = pytest.mark.xfail(
     axis=AXES,
 )
 def test_norm_layers_return_or_raise_value_or_type_error(
-    x: Any, num: Any, eps: Any, convention: Any, algorithm: Any, axis: Any
+    name: str, x: Any, num: Any, eps: Any, convention: Any, algorithm: Any, axis: Any
 ) -> None:
     layer = {"eps": eps, "convention": convention, "algorithm": algorithm}
-    outcome(norms.layer_norm, x, num, **layer)
-    outcome(norms.group_norm, x, num, **layer)
-    outcome(norms.instance_norm, x, **layer)
-    outcome(norms.batch_norm, x, None, None, training=True, **layer)
-    outcome(norms.batch_renorm, x, x, x, training=True, **layer)
-    outcome(norms.sync_batch_norm, [x, x], None, None, **layer)
-    outcome(norms.affine_channel, x, x, x)
-    outcome(norms.local_response_norm, x, num)
-    outcome(norms.vector_norm, x, axis=axis)
-    outcome(norms.weight_norm, x, x, axis)
-    outcome(norms.conv2d, x, x, stride=num, padding=num)
-    outcome(norms.fold_batch_norm, x, None, x, x, None, None, eps)
+    outcome(NORM_CALLS[name], x, num, axis, layer)
