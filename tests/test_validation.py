@@ -118,3 +118,16 @@ def test_positive_int(value: Any) -> None:
     with pytest.raises(ValueError, match="lanes"):
         va.positive_int(value, name="lanes")
     assert va.positive_int(np.int32(4), name="lanes") == 4
+
+
+def test_host_float_array_reads_any_library_and_byte_order() -> None:
+    torch = pytest.importorskip("torch")
+    x = np.array([1.0, 2.0, 4.0])
+    t = torch.tensor(x, requires_grad=True)
+    for value in (x.astype(">f8"), t, x.tolist()):
+        got = va.host_float_array(value)
+        assert type(got) is np.ndarray
+        assert got.dtype == np.float64
+        assert np.array_equal(got, x)
+    with pytest.raises(TypeError, match="weight: a masked array"):
+        va.host_float_array(np.ma.array(x), name="weight")
