@@ -201,7 +201,9 @@ def test_var_of_any_accepted_input_is_within_its_bound_of_the_oracle(
     u = vs.finfo(x.dtype).unit_roundoff
     # the algorithm's first-order bound on M2, plus one rounding for the division
     tol = float(metrics.bound(algorithm, x.size, exact_kappa(x.astype(np.float64)), u)) + u
-    if math.isfinite(float(got)) and math.isfinite(tol):
+    # where no square overflows or underflows, no algorithm may return NaN or inf
+    assert math.isfinite(float(got)), f"{algorithm}: {got} for finite, in-range data"
+    if math.isfinite(tol):
         err = rel_error(got, exact)
         assert err <= 2 * tol, (
             f"{algorithm}: relative error {err:.3g} > 2 * metrics.bound {tol:.3g}"
@@ -283,12 +285,13 @@ def test_precision_and_recommended_return_or_raise_value_or_type_error(
     eps=st.one_of(st.sampled_from([0.0, 1e-5, np.float32(1e-5)]), JUNK),
     affine=st.sampled_from([None, 2.0, [1.0, 2.0], np.ma.array([1.0]), "x"]),
     method=st.sampled_from(["fast", "reference", "slow", None]),
+    extra=st.sampled_from([{}, {"ddof": 1}, {"keepdims": True}, {"dtype": np.float64}]),
 )
 def test_oracle_returns_or_raises_value_or_type_error(
-    x: Any, axis: Any, correction: Any, eps: Any, affine: Any, method: Any
+    x: Any, axis: Any, correction: Any, eps: Any, affine: Any, method: Any, extra: dict[str, Any]
 ) -> None:
-    outcome(oracle.exact_mean, x, axis=axis, method=method)
-    outcome(oracle.exact_var, x, axis=axis, correction=correction, method=method)
+    outcome(oracle.exact_mean, x, axis=axis, method=method, **extra)
+    outcome(oracle.exact_var, x, axis=axis, correction=correction, method=method, **extra)
     m = outcome(oracle.exact_moments, x, axis=axis, method=method)
     if m is not None:
         outcome(m.var, correction)
