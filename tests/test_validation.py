@@ -131,3 +131,19 @@ def test_host_float_array_reads_any_library_and_byte_order() -> None:
         assert np.array_equal(got, x)
     with pytest.raises(TypeError, match="weight: a masked array"):
         va.host_float_array(np.ma.array(x), name="weight")
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: vs.var(np.ones(1), correction=1),
+        lambda: vs.mean_var(np.ones((2, 0)), axis=1),
+        lambda: vs.moments(np.ones(1)).var(1),
+        lambda: vs.oracle.exact_var(np.ones(1), correction=1),
+        lambda: vs.oracle.exact_normalize(np.ones(1), axis=0, correction=1),
+    ],
+)
+def test_the_correction_warning_points_at_the_callers_line(call: Any) -> None:
+    with pytest.warns(RuntimeWarning, match="correction") as record:
+        call()
+    assert [w.filename for w in record] == [__file__]

@@ -248,9 +248,7 @@ def _to_slices(a: Array, axes: tuple[int, ...]) -> tuple[Array, tuple[int, ...]]
     return moved.reshape(math.prod(out_shape), n), out_shape
 
 
-def _check_correction(
-    correction: Any, n: int, slices: int = 1, stacklevel: int = 4
-) -> Fraction | None:
+def _check_correction(correction: Any, n: int, slices: int = 1) -> Fraction | None:
     r"""The exact correction :math:`c`, or ``None`` (after one warning) where :math:`n - c \le 0`.
 
     The rule of :func:`varstats.var` (the Array API standard): the variance of a slice
@@ -259,7 +257,7 @@ def _check_correction(
     c = check_correction(correction)
     # no slices, nothing to warn about (as for the reductions)
     counts = np.full(min(slices, 1), n)
-    if warn_no_degrees_of_freedom(correction, counts, stacklevel=stacklevel):
+    if warn_no_degrees_of_freedom(correction, counts):
         return None
     # an integer correction is exact as it is; a float's stored value is
     return (

@@ -12,6 +12,8 @@ from __future__ import annotations
 import functools
 import inspect
 import operator
+import os
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -133,14 +135,14 @@ def check_correction(correction: Any, /) -> float:
     return c
 
 
-def warn_no_degrees_of_freedom(correction: Any, count: Any, /, *, stacklevel: int = 3) -> bool:
+def warn_no_degrees_of_freedom(correction: Any, count: Any, /) -> bool:
     r"""Warn once if :math:`n - c \le 0` for any of the (host) ``count``; return whether it is.
 
     The Array API standard (``var``) makes the variance NaN there, empty reductions
     included, as NumPy and torch do; like NumPy, varstats says so with one
-    ``RuntimeWarning``, the one warning a reduction lets escape. ``stacklevel`` is
-    :func:`warnings.warn`'s, counted from this function: the default 3 points at the
-    caller of the public function that calls it.
+    ``RuntimeWarning``, the one warning a reduction lets escape. It points at the
+    caller's line: the first frame outside the varstats package, however deep the
+    public function that checks it.
     """
     counts = np.asarray(count)
     if not counts.size or np.min(counts) - float(correction) > 0:
@@ -149,9 +151,24 @@ def warn_no_degrees_of_freedom(correction: Any, count: Any, /, *, stacklevel: in
         f"correction: {correction!r} >= the number of values reduced "
         f"({int(np.min(counts))}); the variance is NaN there (Array API standard)",
         RuntimeWarning,
-        stacklevel=stacklevel,
+        stacklevel=_caller_stacklevel(),
     )
     return True
+
+
+_PACKAGE: Final = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _caller_stacklevel() -> int:
+    """:func:`warnings.warn`'s ``stacklevel`` of the first frame outside the package.
+
+    Counted for a warning issued by the function that calls this one (level 1).
+    """
+    frame = sys._getframe(2)  # that function's caller
+    level = 2
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
+    return level
 
 
 def resolve_precision(precision: Precision | str | None, x: Any, /) -> Precision:
