@@ -178,6 +178,18 @@ def _f64(a: npt.ArrayLike, name: str) -> F64:
         raise TypeError(f"{name}: expected real numbers ({exc})") from None
 
 
+def _pair(value: npt.ArrayLike, exact: npt.ArrayLike) -> tuple[F64, F64]:
+    """``value`` and ``exact`` in float64, checked to broadcast against each other."""
+    v, e = _f64(value, "value"), _f64(exact, "exact")
+    try:
+        np.broadcast_shapes(v.shape, e.shape)
+    except ValueError:
+        raise ValueError(
+            f"exact: shape {e.shape} does not broadcast against value's shape {v.shape}"
+        ) from None
+    return v, e
+
+
 # ------------------------------------------------------------------------ errors
 
 
@@ -210,8 +222,7 @@ def rel_err(value: npt.ArrayLike, exact: npt.ArrayLike) -> F64:
     >>> float(rel_err(1.5, 1.0)), float(rel_err(0.0, 0.0)), float(rel_err(1e-300, 0.0))
     (0.5, 0.0, inf)
     """
-    v = _f64(value, "value")
-    e = _f64(exact, "exact")
+    v, e = _pair(value, exact)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         diff = np.abs(v - e)
         out = diff / np.abs(e)
@@ -262,8 +273,7 @@ def ulps(value: npt.ArrayLike, exact: npt.ArrayLike, dtype: Any) -> F64:
     Returns NaN where either input is NaN, ``inf`` for an infinite ``value``
     with finite ``exact``, and 0 or ``inf`` for an infinite ``exact``.
     """
-    v = _f64(value, "value")
-    e = _f64(exact, "exact")
+    v, e = _pair(value, exact)
     with np.errstate(over="ignore", invalid="ignore"):
         out = np.abs(v - e) / ulp(e, dtype)
         out = np.where(np.isinf(e), np.where(v == e, 0.0, np.inf), out)

@@ -164,7 +164,13 @@ class Moments:
             # (the upper check keeps a uint64 count from wrapping to a negative int64)
             raise ValueError("count: must be non-negative and fit in int64")
         shape = tuple(mean.shape)
-        object.__setattr__(self, "count", np.broadcast_to(count.astype(np.int64), shape))
+        try:
+            count = np.broadcast_to(count.astype(np.int64), shape)
+        except ValueError:
+            raise ValueError(
+                f"count: shape {count.shape} does not broadcast to mean's shape {shape}"
+            ) from None
+        object.__setattr__(self, "count", count)
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "m2", m2)
 
@@ -278,6 +284,8 @@ def merge_along(m: Moments, /, axis: int = -1, *, order: str = "pairwise") -> Mo
         raise ValueError(f"order: expected 'pairwise' or 'sequential', got {order!r}")
     if not m.shape:
         raise ValueError("m: needs at least one axis of parts to merge")
+    if isinstance(axis, bool) or not isinstance(axis, int | np.integer):
+        raise TypeError(f"axis: expected one int, got {axis!r}")
     (ax,) = normalize_axes(axis, len(m.shape))
     xp = array_namespace(m.mean)
     count = np.moveaxis(m.count, ax, -1)

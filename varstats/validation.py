@@ -115,6 +115,10 @@ def normalize_axes(axis: int | Sequence[int] | None, ndim: int, /) -> tuple[int,
         raise np.exceptions.AxisError(
             f"axis: {axis!r} is out of bounds for an array of dimension {ndim}"
         ) from None
+    except np.exceptions.AxisError:
+        raise
+    except ValueError:  # NumPy's words for it do not start with the argument's name
+        raise ValueError(f"axis: {axis!r} repeats an axis") from None
 
 
 def check_correction(correction: Any, /) -> float:
