@@ -147,3 +147,8 @@ def test_the_correction_warning_points_at_the_callers_line(call: Any) -> None:
     with pytest.warns(RuntimeWarning, match="correction") as record:
         call()
     assert [w.filename for w in record] == [__file__]
+
+
+def test_a_repeated_axis_names_the_argument() -> None:
+    with pytest.raises(ValueError, match=r"^axis: \(0, -2\) repeats an axis"):
+        va.normalize_axes((0, -2), 2)
