@@ -150,5 +150,5 @@ def test_the_correction_warning_points_at_the_callers_line(call: Any) -> None:
 
 
 def test_a_repeated_axis_names_the_argument() -> None:
-    with pytest.raises(ValueError, match=r"^axis: \(0, -2\) repeats an axis"):
+    with pytest.raises(ValueError, match=r"^axis: repeated axis in \(0, -2\)"):
         va.normalize_axes((0, -2), 2)

@@ -118,7 +118,7 @@ def normalize_axes(axis: int | Sequence[int] | None, ndim: int, /) -> tuple[int,
     except np.exceptions.AxisError:
         raise
     except ValueError:  # NumPy's words for it do not start with the argument's name
-        raise ValueError(f"axis: {axis!r} repeats an axis") from None
+        raise ValueError(f"axis: repeated axis in {axis!r}") from None
 
 
 def check_correction(correction: Any, /) -> float:
