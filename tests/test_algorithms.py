@@ -729,3 +729,34 @@ def test_any_input_gives_a_result_or_a_value_or_type_error(
     runtime = [w for w in caught if issubclass(w.category, RuntimeWarning)]
     assert len(runtime) <= 1, [str(w.message) for w in runtime]
     assert all("correction" in str(w.message) for w in runtime), [str(w.message) for w in runtime]
+
+
+WIDE_ACCUMULATORS = [p for p in vs.PRECISIONS if p.accumulator_dtype.itemsize >= 4]
+
+
+@pytest.mark.parametrize("precision", WIDE_ACCUMULATORS)
+@pytest.mark.parametrize("lanes", [1, 3, 8])
+@pytest.mark.parametrize("shape", [(1,), (7,), (100,), (3, 17), (2, 3, 50)])
+def test_compiled_welford_gives_the_numpy_bits(
+    precision: vs.Precision, lanes: int, shape: tuple[int, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # with numba (the jit extra) welford runs compiled; without it, one vector step per
+    # element: the two must agree bit for bit, inf and NaN included
+    from varstats import kernels
+
+    if kernels._welford_kernel() is None:
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(shape[-1] * 10 + lanes)
+    values = rng.standard_normal(shape) * 10.0 + 1e3
+    if shape[-1] > 5:
+        values[..., 3] = np.inf
+    x = round_to(values, precision.storage)
+    acc = precision.accumulator_dtype
+    with np.errstate(all="ignore"):
+        compiled = kernels.welford(x, acc=acc, lanes=lanes)
+        monkeypatch.setattr(kernels, "_USE_JIT", False)
+        plain = kernels.welford(x, acc=acc, lanes=lanes)
+    for field in ("count", "mean", "m2"):
+        a, b = np.asarray(getattr(compiled, field)), np.asarray(getattr(plain, field))
+        assert a.shape == b.shape
+        assert a.tobytes() == b.tobytes(), field

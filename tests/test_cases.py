@@ -394,3 +394,26 @@ def test_all_is_complete() -> None:
 def test_generate_names_a_bad_argument(kwargs: dict[str, Any], error: type, name: str) -> None:
     with pytest.raises(error, match=name):
         generate(3, storage="float32", **kwargs)
+
+
+def _exp_rounded_to_float32(z: float) -> np.float32:
+    import mpmath
+
+    with mpmath.workprec(200):
+        e = mpmath.exp(mpmath.mpf(z))
+    with mpmath.workprec(24):
+        return np.float32(float(+e))
+
+
+def test_lognormal_exp_is_correctly_rounded_to_float32() -> None:
+    # the lognormal data must not depend on the CPU's SIMD exp: exp is rounded once to float32
+    from varstats.cases import _exp_float32
+
+    rng = np.random.default_rng(11)
+    z = rng.standard_normal(2000)
+    # plus arguments whose exp lies within float64 ulps of a float32 rounding boundary
+    mids = 1.0 + (2 * np.arange(1, 200) + 1) * 2.0**-24
+    z = np.concatenate([z, np.log(mids)])
+    got = _exp_float32(z)
+    want = np.array([_exp_rounded_to_float32(float(v)) for v in z], dtype=np.float32)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))

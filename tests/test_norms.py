@@ -99,82 +99,307 @@ def tf():
     return t, t.nn.functional
 
 
+@pytest.fixture(params=[1, 2], ids=["threads1", "threads2"])
+def threads(request, tf):
+    """torch's thread count for one test, restored afterwards."""
+    t, _ = tf
+    before = t.get_num_threads()
+    t.set_num_threads(request.param)
+    yield request.param
+    t.set_num_threads(before)
+
+
 def _t(a):
     import torch as t
 
     return None if a is None else t.from_numpy(np.array(a))  # writable copy
 
 
-@pytest.mark.parametrize("affine", [False, True])
-@pytest.mark.parametrize("shape", [(4, 6, 5, 7), (2, 3, 17), (8, 5)])
-def test_batch_norm_matches_torch_over_steps(tf, affine, shape, request):
-    t, F = tf
-    threads = t.get_num_threads()
-    t.set_num_threads(1)  # (N, C) inputs take torch's per-thread channels-last kernel
-    request.addfinalizer(lambda: t.set_num_threads(threads))
+def _same(ours, theirs):
+    """Bit for bit (NaN equal to NaN), the claim the README makes."""
+    return np.array_equal(np.asarray(ours), np.asarray(theirs), equal_nan=True)
+
+
+TORCH_DTYPES = ["float32", "float64"]
+# (N, C, ...) shapes: 2-D and spatial size 1 take torch's channels-last kernel; odd spatial
+# sizes take the float64 FMA epilogue; N <= threads and N > threads split differently.
+BN_SHAPES = [(8, 5), (2, 3), (3, 4), (40, 3), (2, 3, 1), (2, 3, 1, 1), (5, 3, 1, 1, 1)]
+BN_SHAPES += [(4, 6, 5, 7), (2, 3, 17), (3, 2, 5), (2, 2, 3, 3), (1, 3, 7), (4, 3, 8, 9)]
+
+
+def _weights(c, dtype, affine):
+    if affine == "none":
+        return None, None
+    w = _data(c, dtype) if affine in ("weight", "both") else None
+    b = _data(c, dtype) if affine in ("bias", "both") else None
+    return w, b
+
+
+@pytest.mark.parametrize("dtype", TORCH_DTYPES)
+@pytest.mark.parametrize("affine", ["none", "weight", "bias", "both"])
+@pytest.mark.parametrize("shape", BN_SHAPES)
+def test_batch_norm_train_and_eval_bit_for_bit_with_torch(tf, threads, dtype, affine, shape):
+    """Three training steps (output and running statistics), then evaluation."""
+    _, F = tf
     c = shape[1]
-    w, b = (_data(c), _data(c)) if affine else (None, None)
-    rm, rv = _data(c), round_to(RNG.random(c) + 0.5, "float32")
-    trm, trv = _t(rm.copy()), _t(rv.copy())
-    for step in range(4):
-        x = _data(shape, offset=step)
+    w, b = _weights(c, dtype, affine)
+    rm, rv = _data(c, dtype), round_to(RNG.random(c) + 0.5, dtype)
+    trm, trv = _t(rm), _t(rv)
+    for step in range(3):
+        x = _data(shape, dtype, offset=step - 1.0) * (1.0 + step)
         ty = F.batch_norm(_t(x), trm, trv, _t(w), _t(b), training=True)
-        out = vn.batch_norm(x, rm, rv, weight=w, bias=b, training=True)
+        out = vn.batch_norm(x, rm, rv, weight=w, bias=b, training=True, threads=threads)
         rm, rv = out.running_mean, out.running_var
-        assert _ulps32(out.y, ty.numpy()) == 0, "bit-exact training output"
-        assert _ulps32(rm, trm.numpy()) == 0
-        assert _ulps32(rv, trv.numpy()) == 0
-    x = _data(shape)
+        assert _same(out.y, ty), f"training output, step {step}"
+        assert _same(rm, trm), f"running mean, step {step}"
+        assert _same(rv, trv), f"running variance, step {step}"
+    x = _data(shape, dtype)
     ty = F.batch_norm(_t(x), trm, trv, _t(w), _t(b), training=False)
-    assert _ulps32(vn.batch_norm(x, rm, rv, weight=w, bias=b).y, ty.numpy()) == 0
+    assert _same(vn.batch_norm(x, rm, rv, weight=w, bias=b).y, ty), "evaluation output"
 
 
-@pytest.mark.parametrize("affine", [False, True])
-@pytest.mark.parametrize("shape", [(3, 7), (2, 5, 13), (4, 3, 8, 9), (2, 1000), (1, 4099)])
-def test_layer_norm_matches_torch_bit_for_bit(tf, affine, shape):
+def test_batch_norm_issue_repros_bit_for_bit(tf, threads):
+    """The two reproductions of issue 12: spatial size 1, and float64 odd spatial size."""
     _, F = tf
-    x = _data(shape, offset=3.0)
-    ns = shape[1:]
-    w, b = (_data(ns), _data(ns)) if affine else (None, None)
+    x = np.array(
+        [
+            [[[2.8198578]], [[2.8628392]], [[2.8380477]]],
+            [[[2.8383381]], [[2.8174355]], [[2.7972965]]],
+        ],
+        np.float32,
+    )
+    ty = F.batch_norm(_t(x), None, None, training=True).numpy()
+    assert _same(vn.batch_norm(x, None, None, training=True, threads=threads).y, ty)
+    x64 = np.array([99.928, 99.055, 99.902, 100.095, 100.036, 99.494]).reshape(2, 1, 3)
+    ty = F.batch_norm(_t(x64), None, None, training=True).numpy()
+    assert _same(vn.batch_norm(x64, None, None, training=True, threads=threads).y, ty)
+
+
+@pytest.mark.parametrize("dtype", TORCH_DTYPES)
+@pytest.mark.parametrize("running", [False, True])
+@pytest.mark.parametrize("affine", ["none", "both"])
+@pytest.mark.parametrize("shape", [(3, 4, 9, 11), (2, 3, 7), (2, 5, 3, 3), (1, 2, 4, 6)])
+def test_instance_norm_bit_for_bit_with_torch(tf, threads, dtype, running, affine, shape):
+    """Without running statistics, and with them (use_input_stats, updated like BatchNorm)."""
+    _, F = tf
+    c = shape[1]
+    w, b = _weights(c, dtype, affine)
+    x = _data(shape, dtype, offset=-2.0)
+    rm, rv = (_data(c, dtype), round_to(RNG.random(c) + 0.5, dtype)) if running else (None, None)
+    trm, trv = _t(rm), _t(rv)
+    ty = F.instance_norm(_t(x), trm, trv, weight=_t(w), bias=_t(b), use_input_stats=True)
+    out = vn.instance_norm(x, running_mean=rm, running_var=rv, weight=w, bias=b)
+    if running:
+        y, new_rm, new_rv = out
+        assert _same(new_rm, trm), "running mean"
+        assert _same(new_rv, trv), "running variance"
+    else:
+        y = out
+    assert _same(y, ty)
+
+
+@pytest.mark.parametrize("dtype", TORCH_DTYPES)
+@pytest.mark.parametrize("use_input_stats", [True, False])
+@pytest.mark.parametrize(("n", "c"), [(4, 3), (7, 1), (9, 8), (16, 5), (32, 33), (40, 2)])
+def test_instance_norm_running_statistics_bit_for_bit(tf, dtype, use_input_stats, n, c):
+    """The N updated copies averaged as at::mean does (SumKernel's cascade, then / N)."""
+    _, F = tf
+    x = _data((n, c, 5), dtype, offset=1.0)
+    rm, rv = _data(c, dtype), round_to(RNG.random(c) + 0.5, dtype)
+    trm, trv = _t(rm), _t(rv)
+    ty = F.instance_norm(_t(x), trm, trv, use_input_stats=use_input_stats)
+    y, new_rm, new_rv = vn.instance_norm(
+        x, running_mean=rm, running_var=rv, use_input_stats=use_input_stats
+    )
+    assert _same(y, ty), "output"
+    assert _same(new_rm, trm), "running mean"
+    assert _same(new_rv, trv), "running variance"
+
+
+LN_CASES = [((3, 7), 1), ((2, 5, 13), 1), ((2, 5, 13), 2), ((4, 3, 8, 9), 3), ((2, 1000), 1)]
+LN_CASES += [((1, 4099), 1), ((2, 3, 17), 2)]
+
+
+@pytest.mark.parametrize("dtype", TORCH_DTYPES)
+@pytest.mark.parametrize("affine", ["none", "weight", "bias", "both"])
+@pytest.mark.parametrize(("shape", "k"), LN_CASES)
+def test_layer_norm_bit_for_bit_with_torch(tf, threads, dtype, affine, shape, k):
+    """Every weight/bias combination, multi-dimensional normalized_shape."""
+    _, F = tf
+    ns = shape[-k:]
+    x = _data(shape, dtype, offset=3.0)
+    w = _data(ns, dtype) if affine in ("weight", "both") else None
+    b = _data(ns, dtype) if affine in ("bias", "both") else None
     ty = F.layer_norm(_t(x), ns, _t(w), _t(b))
-    assert _ulps32(vn.layer_norm(x, ns, weight=w, bias=b), ty.numpy()) == 0
+    assert _same(vn.layer_norm(x, ns, weight=w, bias=b), ty)
 
 
-def test_layer_norm_float64_matches_torch(tf):
-    _, F = tf
-    x = _data((3, 257), "float64", offset=5.0)
-    ty = F.layer_norm(_t(x), (257,)).numpy()
-    np.testing.assert_array_equal(vn.layer_norm(x, (257,)), ty)
-
-
-@pytest.mark.parametrize("affine", [False, True])
+@pytest.mark.parametrize("dtype", TORCH_DTYPES)
+@pytest.mark.parametrize("affine", ["none", "weight", "bias", "both"])
 @pytest.mark.parametrize(
-    ("shape", "groups"), [((2, 6, 5, 7), 3), ((3, 8, 33), 2), ((2, 4, 10, 10), 4)]
+    ("shape", "groups"),
+    [((2, 6, 5, 7), 3), ((2, 6, 5, 7), 1), ((2, 6, 5, 7), 6), ((3, 8, 33), 2), ((2, 4, 10, 10), 4)],
 )
-def test_group_norm_matches_torch_bit_for_bit(tf, affine, shape, groups):
+def test_group_norm_bit_for_bit_with_torch(tf, threads, dtype, affine, shape, groups):
     _, F = tf
-    x = _data(shape, offset=1.0)
-    w, b = (_data(shape[1]), _data(shape[1])) if affine else (None, None)
+    x = _data(shape, dtype, offset=1.0)
+    w, b = _weights(shape[1], dtype, affine)
     ty = F.group_norm(_t(x), groups, _t(w), _t(b))
-    assert _ulps32(vn.group_norm(x, groups, weight=w, bias=b), ty.numpy()) == 0
+    assert _same(vn.group_norm(x, groups, weight=w, bias=b), ty)
 
 
-@pytest.mark.parametrize("affine", [False, True])
-def test_instance_norm_matches_torch_bit_for_bit(tf, affine):
+def test_group_norm_one_value_per_group_raises_like_torch(tf):
     _, F = tf
-    x = _data((3, 4, 9, 11), offset=-2.0)
-    w, b = (_data(4), _data(4)) if affine else (None, None)
-    ty = F.instance_norm(_t(x), weight=_t(w), bias=_t(b))
-    assert _ulps32(vn.instance_norm(x, weight=w, bias=b), ty.numpy()) == 0
+    x = np.array([[1.0, 2.0]])
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        F.group_norm(_t(x), 2)
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        vn.group_norm(x, 2)
+    # one value per group but N * C / G > 1: torch normalizes (to zeros), so do we
+    x2 = _data((2, 4))
+    assert _same(vn.group_norm(x2, 4), F.group_norm(_t(x2), 4))
 
 
-@pytest.mark.parametrize("size", [1, 2, 3, 5])
-@pytest.mark.parametrize("shape", [(2, 7, 9), (2, 6, 4, 5)])
-def test_local_response_norm_matches_torch(tf, size, shape):
+@pytest.mark.parametrize("dtype", TORCH_DTYPES)
+@pytest.mark.parametrize(
+    ("size", "alpha", "beta", "k"),
+    [
+        (1, 1e-4, 0.75, 1.0),
+        (2, 1e-4, 0.75, 1.0),
+        (3, 0.3, 0.75, 2.0),
+        (5, 1e-2, 0.3, 0.5),
+        (3, 1e-4, 1.7, 1.0),
+        (3, 1e-4, 2.0, 1.0),
+        (3, 1e-4, 1.0, 1.0),
+    ],
+)
+@pytest.mark.parametrize("shape", [(2, 7, 9), (2, 6, 4, 5), (3, 16, 40), (2, 5, 3, 3, 3)])
+def test_local_response_norm_bit_for_bit_with_torch(tf, dtype, size, alpha, beta, k, shape):
     _, F = tf
-    x = _data(shape)
-    ty = F.local_response_norm(_t(x), size)
-    assert _ulps32(vn.local_response_norm(x, size), ty.numpy()) <= 2
+    x = _data(shape, dtype) * 3
+    ty = F.local_response_norm(_t(x), size, alpha, beta, k)
+    assert _same(vn.local_response_norm(x, size, alpha, beta, k), ty)
+
+
+def test_local_response_norm_across_thread_ranges_bit_for_bit(tf, threads):
+    """Past 32768 elements torch splits the power over threads: whole vector blocks move."""
+    _, F = tf
+    x = _data((3, 7, 40, 53))  # 44520 elements, not a multiple of 32 per range
+    ty = F.local_response_norm(_t(x), 3)
+    assert _same(vn.local_response_norm(x, 3, threads=threads), ty)
+
+
+def test_local_response_norm_square_root_beta_within_two_ulps(tf):
+    """beta = 0.5 takes torch's sqrt kernel, which is not correctly rounded: not modelled.
+
+    Its square root differs from the correctly rounded one by 1 ulp on about 18% of
+    float32 inputs, which the division can carry to 2 ulps of the output.
+    """
+    _, F = tf
+    x = _data((2, 16, 40))
+    ty = F.local_response_norm(_t(x), 3, beta=0.5).numpy()
+    assert _ulps32(vn.local_response_norm(x, 3, beta=0.5), ty) <= 2
+
+
+REDUCED_DTYPES = ["float16", "bfloat16"]
+
+
+def _tr(a):
+    """A torch tensor of a float16/bfloat16 array (NumPy has no bfloat16 torch bridge)."""
+    import torch as t
+
+    if a is None:
+        return None
+    a = np.asarray(a)
+    if a.dtype.name == "bfloat16":
+        return t.from_numpy(a.astype(np.float32)).bfloat16()
+    return t.from_numpy(a.copy())
+
+
+def _same_reduced(ours, theirs):
+    return np.array_equal(
+        np.asarray(ours).astype(np.float32), theirs.float().numpy(), equal_nan=True
+    )
+
+
+@pytest.mark.parametrize("dtype", REDUCED_DTYPES)
+@pytest.mark.parametrize("affine", ["none", "weight", "bias", "both"])
+@pytest.mark.parametrize(
+    "shape", [(8, 3), (3, 70), (40, 3), (2, 3, 1, 1), (4, 6, 5, 7), (2, 3, 64), (3, 2, 100)]
+)
+def test_reduced_precision_batch_norm_bit_for_bit_with_torch(tf, threads, dtype, affine, shape):
+    """torch's float16/bfloat16 CPU kernels: three training steps, then evaluation."""
+    _, F = tf
+    c = shape[1]
+    w, b = _weights(c, dtype, affine)
+    rm, rv = _data(c, dtype), round_to(RNG.random(c) + 0.5, dtype)
+    trm, trv = _tr(rm), _tr(rv)
+    for step in range(3):
+        x = round_to(RNG.standard_normal(shape) * (1.0 + step) + 10.0 * (step - 1), dtype)
+        ty = F.batch_norm(_tr(x), trm, trv, _tr(w), _tr(b), training=True)
+        out = vn.batch_norm(x, rm, rv, weight=w, bias=b, training=True, threads=threads)
+        rm, rv = out.running_mean, out.running_var
+        assert _same_reduced(out.y, ty), f"training output, step {step}"
+        assert _same_reduced(rm, trm), f"running mean, step {step}"
+        assert _same_reduced(rv, trv), f"running variance, step {step}"
+    x = _data(shape, dtype)
+    ty = F.batch_norm(_tr(x), trm, trv, _tr(w), _tr(b), training=False)
+    assert _same_reduced(vn.batch_norm(x, rm, rv, weight=w, bias=b).y, ty), "evaluation"
+
+
+@pytest.mark.parametrize("dtype", REDUCED_DTYPES)
+@pytest.mark.parametrize("affine", ["none", "weight", "bias", "both"])
+@pytest.mark.parametrize(("shape", "k"), LN_CASES)
+def test_reduced_precision_layer_norm_bit_for_bit_with_torch(tf, dtype, affine, shape, k):
+    _, F = tf
+    ns = shape[-k:]
+    x = round_to(RNG.standard_normal(shape) * 2 + 3, dtype)
+    w = _data(ns, dtype) if affine in ("weight", "both") else None
+    b = _data(ns, dtype) if affine in ("bias", "both") else None
+    ty = F.layer_norm(_tr(x), ns, _tr(w), _tr(b))
+    assert _same_reduced(vn.layer_norm(x, ns, weight=w, bias=b), ty)
+
+
+@pytest.mark.parametrize("dtype", REDUCED_DTYPES)
+@pytest.mark.parametrize("affine", ["none", "both"])
+@pytest.mark.parametrize(
+    ("shape", "groups"), [((2, 6, 5, 7), 3), ((3, 8, 33), 2), ((2, 4, 10, 10), 4), ((2, 6, 40), 6)]
+)
+def test_reduced_precision_group_and_instance_norm_bit_for_bit_with_torch(
+    tf, dtype, affine, shape, groups
+):
+    _, F = tf
+    x = round_to(RNG.standard_normal(shape) * 2 + 1, dtype)
+    w, b = _weights(shape[1], dtype, affine)
+    ty = F.group_norm(_tr(x), groups, _tr(w), _tr(b))
+    assert _same_reduced(vn.group_norm(x, groups, weight=w, bias=b), ty), "group_norm"
+    ty = F.instance_norm(_tr(x), weight=_tr(w), bias=_tr(b))
+    assert _same_reduced(vn.instance_norm(x, weight=w, bias=b), ty), "instance_norm"
+
+
+@pytest.mark.parametrize("dtype", REDUCED_DTYPES)
+def test_reduced_precision_local_response_norm_is_close_to_torch(tf, dtype):
+    """Not modelled bit for bit (NumPy's power in the format): within 2 ulps of the format."""
+    _, F = tf
+    x = round_to(RNG.standard_normal((2, 16, 40)) * 3, dtype)
+    y = vn.local_response_norm(x, 3)
+    assert y.dtype == x.dtype
+    ty = F.local_response_norm(_tr(x), 3).float().numpy()
+    eps = finfo(dtype).eps
+    assert np.all(np.abs(y.astype(np.float64) - ty) <= 2 * eps * np.abs(ty.astype(np.float64)))
+
+
+def test_norm_layers_accept_tensors_that_require_grad(tf):
+    t, F = tf
+    x = t.randn(4, 3, 5, requires_grad=True)
+    w = t.randn(3, requires_grad=True)
+    ty = F.batch_norm(x, None, None, w, None, training=True).detach().numpy()
+    assert _same(vn.batch_norm(x, None, None, weight=w, training=True).y, ty)
+    assert _same(vn.layer_norm(x, 5), F.layer_norm(x, (5,)).detach().numpy())
+    assert _same(vn.group_norm(x, 3), F.group_norm(x, 3).detach().numpy())
+    assert _same(vn.instance_norm(x), F.instance_norm(x).detach().numpy())
+    assert _same(vn.local_response_norm(x, 2), F.local_response_norm(x, 2).detach().numpy())
+    assert vn.vector_norm(x).shape == ()
 
 
 @pytest.mark.parametrize("algorithm", vn.NORM_ALGORITHMS)
@@ -183,9 +408,10 @@ def test_weight_norm_matches_torch(tf, algorithm):
     v = _data((6, 4, 3, 3))
     g = _data((6, 1, 1, 1))
     ty = t._weight_norm(_t(v), _t(g), 0).numpy()
-    # torch sums squares (8-lane vector reduction); naive and pairwise land within 2 ulps,
-    # the scaled (nrm2) recurrence rounds a division per element: a few ulps more
-    tol = 2 if algorithm != "scaled" else 16
+    # torch sums the 36 squares of a row in an 8-lane vector reduction; another order of
+    # the same sum lands within a few ulps (measured: up to 3), the scaled (nrm2)
+    # recurrence rounds a division per element: a few ulps more
+    tol = 4 if algorithm != "scaled" else 16
     assert _ulps32(vn.weight_norm(v, g, 0, norm_algorithm=algorithm), ty) <= tol
     lin = t.nn.utils.parametrizations.weight_norm(t.nn.Linear(5, 3))
     w = lin.weight.detach().numpy()
@@ -410,3 +636,103 @@ def test_bad_inputs_name_the_argument():
         vn.sync_batch_norm([x], None, None, scheme="allreduce")
     with pytest.raises(ValueError, match="algorithm"):
         vn.weight_norm(x, np.ones(2, np.float32), norm_algorithm="blas")
+
+
+def test_batch_norm_evaluation_honours_precision():
+    """training=False computes in the given precision's accumulator, and validates it."""
+    import mpmath
+
+    x = _data((6, 3, 4))
+    rm, rv = (
+        round_to(RNG.standard_normal(3) * 0.1, "float32"),
+        round_to(RNG.random(3) + 0.5, "float32"),
+    )
+    w, b = _data(3), _data(3)
+    y = vn.batch_norm(x, rm, rv, weight=w, bias=b, precision="float32:float64").y
+    mpmath.mp.prec = 200
+    exact = np.empty(x.shape)
+    for idx in np.ndindex(x.shape):
+        c = idx[1]
+        inv = 1 / mpmath.sqrt(mpmath.mpf(float(rv[c])) + mpmath.mpf(1e-5))
+        v = (mpmath.mpf(float(x[idx])) - float(rm[c])) * inv * float(w[c]) + float(b[c])
+        exact[idx] = float(v)
+    u = finfo("float32").unit_roundoff
+    # float64 arithmetic, then one rounding to float32: within 1 ulp of the exact output
+    assert np.all(np.abs(y - exact) <= 2 * u * np.maximum(np.abs(exact), finfo("float32").tiny))
+    with pytest.raises(ValueError, match="storage"):
+        vn.batch_norm(x, rm, rv, precision="nonsense:garbage")
+    with pytest.raises(ValueError, match="precision"):
+        vn.batch_norm(x, rm, rv, precision="float64")  # x is not stored in float64
+    with pytest.raises(ValueError, match="algorithm"):
+        vn.batch_norm(x, rm, rv, algorithm="no_such_algorithm")
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda: vn.vector_norm(np.ones((2, 3)), axis=5), "axis"),
+        (lambda: vn.vector_norm(np.ones((2, 3)), axis=-3), "axis"),
+        (lambda: vn.vector_norm(np.ones((2, 3)), axis=(1, -1)), "axis"),
+        (lambda: vn.vector_norm(np.array(2.0), axis=0), "axis"),
+        (lambda: vn.weight_norm(np.ones((2, 3)), np.ones(2), dim=2), "dim"),
+        (lambda: vn.weight_norm(np.ones((2, 3)), np.ones(2), dim=-3), "dim"),
+        (lambda: vn.conv2d(np.ones((1, 1, 3, 3)), np.ones((1, 1, 1, 1)), stride=0), "stride"),
+        (lambda: vn.conv2d(np.ones((1, 1, 3, 3)), np.ones((1, 1, 1, 1)), padding=-1), "padding"),
+        (lambda: vn.batch_norm(np.ones((2, 3)), None, None, training=True, eps=10**400), "eps"),
+        (lambda: vn.layer_norm(np.ones((2, 3)), 3, eps=10**400), "eps"),
+        (lambda: vn.batch_renorm(np.ones((2, 3)), np.zeros(3), np.ones(3), rmax=10**400), "rmax"),
+        (lambda: vn.batch_norm(np.ones((2, 3)), None, None, momentum=10**400), "momentum"),
+        (lambda: vn.local_response_norm(np.ones((2, 3, 4)), 0), "size"),
+        (lambda: vn.instance_norm(np.ones((2, 3, 4)), use_input_stats=False), "use_input_stats"),
+    ],
+)
+def test_bad_arguments_raise_value_errors_naming_them(call, name):
+    with pytest.raises(ValueError, match=name):
+        call()
+
+
+def test_batch_renorm_clamps_negative_variance_like_batch_norm():
+    """flax: E[x^2] - E[x]^2 rounds below -eps on constant data; both layers clamp it to 0."""
+    import dataclasses
+
+    x = np.full((4, 2, 3), 12345.678, np.float32)  # float32 E[x^2] - E[x]^2 = -21.3
+    rm, rv = np.full(2, 12345.0, np.float32), np.ones(2, np.float32)
+    flax = CONVENTIONS["flax"]
+    unclamped = dataclasses.replace(flax, clamp_negative_variance=())
+    assert np.all(np.isnan(vn.batch_renorm(x, rm, rv, training=True, convention=unclamped).y))
+    assert np.all(np.isnan(vn.batch_norm(x, rm, rv, training=True, convention=unclamped).y))
+    out = vn.batch_renorm(x, rm, rv, training=True, convention=flax)
+    assert np.all(np.isfinite(out.y))
+    assert np.all(np.isfinite(out.running_var))
+    assert np.all(np.isfinite(vn.batch_norm(x, rm, rv, training=True, convention=flax).y))
+
+
+def test_no_runtime_warning_escapes_on_extreme_values():
+    """Overflow, NaN and inf in data and parameters are results, never warnings."""
+    import warnings
+
+    big = np.float64(1e300)
+    x = RNG.standard_normal((4, 3, 5))
+    x[0, 0, 0], x[1, 1, 1], x[2, 2, 2] = big, np.inf, np.nan
+    w, b = np.array([big, 1.0, np.inf]), np.array([big, np.nan, 1e-300])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        for conv in sorted(CONVENTIONS):
+            for dt in ("float32", "float64"):
+                xd = round_to(x, dt)
+                rm, rv = np.zeros(3, dt), np.ones(3, dt)
+                vn.batch_norm(xd, rm, rv, weight=w, bias=b, training=True, convention=conv)
+                vn.batch_norm(xd, np.full(3, big), np.full(3, big), weight=w, convention=conv)
+                vn.layer_norm(xd, 5, weight=np.full(5, big), bias=np.full(5, big), convention=conv)
+                vn.group_norm(xd, 3, weight=w, bias=b, convention=conv)
+                vn.instance_norm(xd, weight=w, bias=b, convention=conv)
+                vn.batch_renorm(xd, rm, np.full(3, big), weight=w, training=True, convention=conv)
+        vn.affine_channel(round_to(x, "float32"), np.full(3, big), np.full(3, np.nan))
+        vn.conv2d(x.reshape(4, 3, 5, 1), np.full((2, 3, 1, 1), big), accumulator="float32")
+        vn.fold_batch_norm(
+            round_to(x.reshape(4, 3, 5, 1), "float32"), None, *([np.full(4, big)] * 4), 1e-5
+        )
+        vn.weight_norm(round_to(x, "float32"), np.full(4, big), 0)
+        vn.local_response_norm(x, 3, alpha=1e300)
+        for algorithm in vn.NORM_ALGORITHMS:
+            vn.vector_norm(x, axis=(0, 2), algorithm=algorithm)

@@ -255,6 +255,34 @@ def test_readme_headline_is_the_committed_summary() -> None:
     assert readme.group(0) == summary.group(0)
 
 
+def _headline_cells() -> dict[tuple[str, str], tuple[float, float]]:
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "results" / "summary.md").read_text(encoding="utf-8")
+    block = text[text.index(HEADLINE_START) : text.index(HEADLINE_END)].strip().splitlines()
+    header = [c.strip().strip("`") for c in block[1].strip("|").split("|")]
+    cells = {}
+    for line in block[4:]:
+        parts = [c.strip() for c in line.strip("|").split("|")]
+        for precision, cell in zip(header[1:], parts[1:], strict=True):
+            median, worst = (float(v) for v in cell.split(" / "))
+            cells[(parts[0].strip("`"), precision)] = (median, worst)
+    return cells
+
+
+def test_readme_findings_quote_the_headline() -> None:
+    # the bullets under the README's headline table state numbers read off it
+    root = Path(__file__).resolve().parents[1]
+    readme = " ".join((root / "README.md").read_text(encoding="utf-8").split())
+    cells = _headline_cells()
+    median = cells[("two_pass", "float64:float64")][0]
+    assert f"Plain two-pass in float64 is right to {median:.1f} digits at the median" in readme
+    # "no correct digit left in its worst case in any precision where it accumulates in
+    # the storage format"
+    assert "(`naive`) has no correct digit left in its worst case" in readme
+    for precision in ("float16:float16", "bfloat16:bfloat16", "float32:float32", "float64:float64"):
+        assert cells[("naive", precision)][1] == 0.0, precision
+
+
 # --------------------------------------------------------------------------- issue 16 tables
 
 

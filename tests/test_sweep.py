@@ -6,7 +6,12 @@ Every run here uses the test-only ``tiny`` grid restricted with --precisions and
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
+import random
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,8 +24,9 @@ import pandas as pd
 import pytest
 
 import varstats as vs
-from varstats import sweep
-from varstats.report import COLUMNS, read_errors
+from varstats import report, sweep
+from varstats.report import read_errors
+from varstats.schema import COLUMNS
 
 FAST = ["--grid", "tiny", "--precisions", "float32:float32", "--layers", "none", "--no-progress"]
 
@@ -45,7 +51,7 @@ def test_defaults() -> None:
     args = sweep.make_parser().parse_args([])
     assert args.grid == "standard"
     assert args.jobs == (os.cpu_count() or 1)
-    assert args.out == Path("results")
+    assert args.out is None  # results/, for the full standard study only
     assert args.seed == 0
     assert not args.resume
 
@@ -70,6 +76,8 @@ def test_precisions_and_algorithms_are_parsed() -> None:
         ["--layers", "none,batch_norm"],
         ["--jobs", "0"],
         ["--jobs", "two"],
+        ["--jobs", "99999999999999999999999"],
+        ["--jobs", str(sweep.MAX_JOBS + 1)],
         ["--seed", "-1"],
         ["--bogus"],
     ],
@@ -147,9 +155,14 @@ def test_algorithm_filter_keeps_all_variants_of_an_algorithm() -> None:
 
 
 def test_seeds_do_not_depend_on_order_or_process() -> None:
-    assert sweep.case_seed(0, "float32", "normal", "unit", 10, 1.0) == sweep.case_seed(
-        0, "float32", "normal", "unit", 10, 1.0
+    parts = (0, "float32", "normal", "unit", 10, 1.0)
+    code = f"from varstats import sweep; print(sweep.case_seed{parts!r})"
+    # another process with another string-hash seed: nothing of the process may leak in
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
+    assert int(res.stdout) == sweep.case_seed(*parts)
     assert sweep.case_seed(0, "float32") != sweep.case_seed(1, "float32")
 
 
@@ -356,3 +369,420 @@ def test_killed_run_resumes_to_the_same_bytes(reference: Path, tmp_path: Path) -
     assert done >= 5
     assert sweep.main([*FAST, "--jobs", "1", "--out", str(out), "--resume"]) == 0
     assert _outputs(out) == _outputs(reference)
+
+
+# ----------------------------------------------------------------------------- faults
+
+# a run that lasts several seconds (Welford's Python loop at n = 10**5), to be stopped
+SLOW = [
+    "--grid",
+    "quick",
+    "--precisions",
+    "float64",
+    "--algorithms",
+    "welford",
+    "--layers",
+    "none",
+    "--no-progress",
+]
+
+
+def _start(argv: list[str], out: Path, **kw: Any) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "varstats.sweep", *argv, "--out", str(out)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _wait_for(proc: subprocess.Popen[str], ready: Any, timeout: float = 60.0) -> bool:
+    """Poll ``ready()`` until true; False if the process ended first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.02)
+    raise AssertionError("the condition never came true")
+
+
+def _units_stored(out: Path, k: int = 1) -> Any:
+    return lambda: len(list((out / sweep.PARTIAL_DIR).glob("*.csv"))) >= k
+
+
+def _group(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of a process group, from /proc."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        state, group = fields[0], int(fields[2])
+        if group == pgid and state not in ("Z", "X"):
+            alive.append(int(stat.parent.name))
+    return alive
+
+
+def _default_sigint() -> None:
+    # a shell may start background jobs with SIGINT ignored; Ctrl-C must reach the sweep
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+
+
+@pytest.mark.parametrize(
+    "moment",
+    ["after the first unit", "while the report is written", "after the first figure"],
+)
+def test_a_kill_at_any_point_then_resume_gives_the_same_bytes(
+    moment: str, reference: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "killed"
+    proc = _start([*FAST, "--jobs", "1"], out)
+    ready = {
+        "after the first unit": _units_stored(out),
+        # errors.csv is renamed into place, then the report starts
+        "while the report is written": lambda: (out / "errors.csv").exists(),
+        "after the first figure": lambda: any((out / "figures").glob("*.png")),
+    }[moment]
+    if not _wait_for(proc, ready):
+        pytest.skip(f"the run finished before it could be killed {moment}")
+    proc.kill()
+    proc.wait()
+    assert (out / sweep.PARTIAL_DIR).exists(), "the partial store goes last"
+    assert sweep.main([*FAST, "--jobs", "1", "--out", str(out), "--resume"]) == 0
+    assert _outputs(out) == _outputs(reference)  # no temporary file left either
+
+
+@needs_proc
+def test_workers_die_with_their_parent(tmp_path: Path) -> None:
+    out = tmp_path / "orphans"
+    proc = _start([*SLOW, "--jobs", "2"], out, start_new_session=True)
+    try:
+        # both workers started and one unit is done: the pool is fully up
+        if not _wait_for(proc, lambda: len(_group(proc.pid)) >= 3):
+            pytest.skip("the run finished before its workers could be seen")
+        assert len(_group(proc.pid)) >= 3
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 5.0
+        while _group(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _group(proc.pid) == [], "processes of the run outlived it by 5 s"
+    finally:
+        for pid in _group(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+@needs_proc
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_ctrl_c_stops_within_5_s_with_exit_130_and_says_how_to_resume(
+    jobs: int, tmp_path: Path
+) -> None:
+    out = tmp_path / "interrupted"
+    proc = _start(
+        [*SLOW, "--jobs", str(jobs)], out, start_new_session=True, preexec_fn=_default_sigint
+    )
+    try:
+        if not _wait_for(proc, _units_stored(out)):
+            pytest.skip("the run finished before it could be interrupted")
+        t0 = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        _, err = proc.communicate(timeout=10)
+        assert time.monotonic() - t0 < 5.0
+        assert proc.returncode == sweep.EXIT_INTERRUPTED, err
+        assert "Traceback" not in err, err
+        assert "--resume" in err, err
+        assert str(out) in err, err
+        deadline = time.monotonic() + 5.0
+        while _group(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _group(proc.pid) == []
+        assert list((out / sweep.PARTIAL_DIR).glob("*.csv")), "finished units are kept"
+    finally:
+        for pid in _group(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_second_sweep_into_the_same_directory_is_refused(reference: Path, tmp_path: Path) -> None:
+    out = tmp_path / "shared"
+    first = _start([*FAST, "--jobs", "1"], out)
+    if not _wait_for(first, _units_stored(out)):
+        pytest.skip("the first run finished before the second could start")
+    second = subprocess.run(
+        [sys.executable, "-m", "varstats.sweep", *FAST, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert second.returncode == sweep.EXIT_BUSY, second.stderr
+    assert "another sweep" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert first.wait(timeout=120) == 0, first.stderr and first.stderr.read()
+    assert _outputs(out) == _outputs(reference), "the refused run touched nothing"
+
+
+def test_the_lock_is_held_by_the_report_too(tmp_path: Path) -> None:
+    out = tmp_path / "locked"
+    out.mkdir()
+    with report.output_lock(out):
+        assert sweep.main([*FAST, "--out", str(out)]) == sweep.EXIT_BUSY
+        with pytest.raises(report.OutputBusyError, match="another sweep"), report.output_lock(out):
+            pass
+    assert list(out.iterdir()) == [], "nothing written, no lock file left"
+
+
+@contextlib.contextmanager
+def _read_only(path: Path) -> Any:
+    """Make a directory unwritable, also for root (immutable attribute) where possible."""
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+        try:
+            yield
+        finally:
+            path.chmod(0o755)
+        return
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", str(path)], check=False).returncode:
+        pytest.skip("running as root without chattr +i: cannot make a directory read-only")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(path)], check=True)
+
+
+@pytest.mark.parametrize("where", [".", "figures"])
+def test_a_read_only_output_is_refused_before_any_computation(
+    where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "ro"
+    (out / "figures").mkdir(parents=True)
+    (out / "errors.csv").write_text("the previous run's\n")
+    before = _outputs(out)
+    computed: list[str] = []
+    monkeypatch.setattr(sweep, "compute_unit", lambda unit: computed.append(unit.key))
+    with _read_only(out / where):
+        code = sweep.main([*FAST, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == sweep.EXIT_NOT_WRITABLE, err
+    assert str((out / where).resolve()) in str(Path(err.split(": ")[2]).resolve()), err
+    assert computed == []
+    assert _outputs(out) == before
+    assert not (out / sweep.PARTIAL_DIR).exists()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["emptied", "truncated", "last row changed", "rows of another unit", "not text"],
+)
+def test_a_damaged_unit_file_is_detected_and_recomputed(
+    damage: str, reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    units = sweep.build_grid("tiny", precisions=[vs.Precision("float32")], layers=())
+    out = tmp_path / "damaged"
+    sweep.run(units, out, progress=False, finalize=False)  # a run that died before the end
+    partial = out / sweep.PARTIAL_DIR
+    victim, other = partial / f"{units[1].key}.csv", partial / f"{units[2].key}.csv"
+    text = victim.read_bytes()
+    victim.write_bytes(
+        {
+            "emptied": b"",
+            "truncated": text[: len(text) // 2],
+            "last row changed": text[:-3] + b"9" + text[-2:],
+            "rows of another unit": other.read_bytes(),
+            "not text": b"\xff\xfe" + text,
+        }[damage]
+    )
+    computed: list[str] = []
+    real = sweep.compute_unit
+
+    def counting(unit: sweep.Unit) -> list[dict[str, Any]]:
+        computed.append(unit.key)
+        return real(unit)
+
+    monkeypatch.setattr(sweep, "compute_unit", counting)
+    stats = sweep.run(units, out, progress=False, resume=True)
+    assert computed == [units[1].key]
+    assert stats.invalid == 1
+    assert _outputs(out) == _outputs(reference)
+
+
+def test_jobs_are_capped_at_the_tasks_and_warned_above_the_cores(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    units = sweep.build_grid("tiny", precisions=[vs.Precision("float64")], layers=())[:2]
+    stats = sweep.run(units, tmp_path / "capped", jobs=1000, progress=False, report=False)
+    assert stats.jobs == 2
+    cores = os.cpu_count() or 1
+    argv = [*FAST, "--algorithms", "naive", "--jobs", str(cores + 1)]
+    assert sweep.main([*argv, "--out", str(tmp_path / "warned")]) == 0
+    assert f"warning: --jobs {cores + 1} is more than the {cores} cores" in capsys.readouterr().err
+
+
+def test_a_filtered_run_does_not_replace_results_unless_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for argv in (FAST, ["--grid", "quick"], ["--precisions", "float16:float64"], ["--seed", "1"]):
+        with pytest.raises(SystemExit) as exc:
+            sweep.main(argv)
+        assert exc.value.code == 2
+        assert "--out" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
+    assert sweep.main([*FAST, "--algorithms", "naive", "--force"]) == 0
+    assert (tmp_path / "results" / "errors.csv").is_file()
+
+
+def test_help_describes_every_grid_with_its_time() -> None:
+    text = " ".join(sweep.make_parser().format_help().split())
+    for grid in sweep.GRIDS:
+        duration, purpose = sweep.GRID_HELP[grid]
+        assert f"{grid} ({duration}): {purpose}" in text
+        assert re.search(r"\d+ (s|min)$|seconds$", duration), grid
+
+
+def test_scheduler_gives_the_same_bytes_as_jobs(reference: Path, tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    out = tmp_path / "cluster"
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        argv = [*FAST, "--scheduler", cluster.scheduler_address, "--out", str(out)]
+        assert sweep.main(argv) == 0
+    assert _outputs(out) == _outputs(reference)
+
+
+# ----------------------------------------------------------------------------- numbers
+
+
+def test_written_numbers_do_not_come_from_libm(monkeypatch: pytest.MonkeyPatch) -> None:
+    # libm's log10/log2/hypot (and NumPy's SIMD ones) differ in the last bit between
+    # builds; no derived column may pass through them
+    def guard(module: Any, name: str) -> None:
+        real = getattr(module, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            caller = sys._getframe(1).f_globals.get("__name__", "")
+            if caller == "varstats.oracle":  # exponents of powers of two: exact anywhere
+                return real(*args, **kwargs)
+            raise AssertionError(f"{caller} called {module.__name__}.{name}")
+
+        monkeypatch.setattr(module, name, call)
+
+    units = sweep.build_grid("tiny", layers=("layer_norm",))
+    picked = [next(u for u in units if u.kind == kind) for kind in ("var", "public", "layer")]
+    for name in ("log10", "log2", "log", "hypot", "log1p", "exp", "power"):
+        guard(np, name)
+    for name in ("log10", "log2", "log", "hypot", "pow", "exp"):
+        guard(math, name)
+    for unit in picked:
+        assert sweep.unit_text(unit)
+
+
+def test_the_written_lre_is_within_a_few_ulps_of_the_true_log() -> None:
+    mpmath = pytest.importorskip("mpmath")
+    rng = np.random.default_rng(0)
+    rel = np.concatenate(
+        [10.0 ** rng.uniform(-17, 0, 2000), 2.0 ** -np.arange(1, 60), [np.finfo(np.float64).tiny]]
+    )
+    got = vs.metrics.correct_digits(rel, "float64")
+    with mpmath.workdps(40):
+        true = [min(vs.finfo("float64").digits, float(-mpmath.log10(mpmath.mpf(r)))) for r in rel]
+    assert np.all(np.abs(got - true) <= 4 * np.spacing(np.abs(true))), "4 ulps of log10"
+
+
+def test_a_norm_layer_row_matches_the_layer_and_the_exact_output() -> None:
+    # the layer part of the sweep, checked against norms and the exact oracle directly
+    units = sweep.build_grid("tiny", precisions=[vs.Precision("float32")], layers=("layer_norm",))
+    unit = next(u for u in units if u.kind == "layer")
+    rows = sweep.compute_unit(unit)
+    assert {r["convention"] for r in rows} == set(vs.conventions.CONVENTIONS)
+    assert len(rows) == len(unit.conventions) * len(unit.offsets)
+    shape = tuple(int(s) for s in unit.case.split("x"))
+    for r in rows[:: max(1, len(rows) // 6)]:
+        x = vs.cases.generate(
+            unit.n, storage="float32", offset=r["offset"], scale=1.0, seed=r["seed"]
+        ).reshape(shape)
+        y = vs.norms.layer_norm(x, shape[1:], eps=sweep.LAYER_EPS, convention=r["convention"])
+        y64 = np.asarray(y).astype(np.float64).reshape(-1)
+        exact = vs.oracle.exact_normalize(x, axis=(1, 2, 3), eps=sweep.LAYER_EPS).reshape(-1)
+        err = np.abs(y64 - exact) / math.sqrt(float(np.mean(exact**2)))
+        assert r["value"] == y64[r["row"]]
+        assert r["exact"] == exact[r["row"]]
+        assert r["rel_err"] == err.max()
+        assert r["lre"] == vs.metrics.correct_digits(err.max(), "float32")
+        assert r["rows"] == unit.n
+
+
+def test_an_unusable_scheduler_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("distributed")
+    argv = [*FAST, "--scheduler", "nonsense://nowhere", "--out", str(tmp_path / "out")]
+    assert sweep.main(argv) == sweep.EXIT_UNAVAILABLE
+    assert "cannot reach nonsense://nowhere" in capsys.readouterr().err
+
+
+def test_the_report_replaces_stale_figures_and_leaves_no_temporary(
+    reference: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "stale"
+    shutil.copytree(reference, out)
+    (out / "figures" / "layer_gone.png").write_bytes(b"a figure of an earlier grid")
+    (out / "figures" / ".error_vs_n_x.123.tmp.png").write_bytes(b"half a figure")
+    (out / "summary.md").write_text("")  # what a kill mid-write used to leave
+    assert report.main([str(out)]) == 0
+    assert _outputs(out) == _outputs(reference)
+
+
+def test_the_report_refuses_a_directory_another_writer_holds(
+    reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "held"
+    shutil.copytree(reference, out)
+    with report.output_lock(out):
+        assert report.main([str(out)]) == report.EXIT_BUSY
+    assert "another sweep or report" in capsys.readouterr().err
+    assert _outputs(out) == _outputs(reference)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_kill_at_a_random_instant_then_resume_gives_the_same_bytes(
+    seed: int, reference: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "random"
+    proc = _start([*FAST, "--jobs", "2"], out)
+    time.sleep(random.Random(seed).uniform(0.5, 8.0))  # start-up, units or report
+    proc.kill()
+    proc.wait()
+    assert sweep.main([*FAST, "--jobs", "1", "--out", str(out), "--resume"]) == 0
+    assert _outputs(out) == _outputs(reference)
+
+
+def test_an_output_that_cannot_be_created_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert sweep.main([*FAST, "--out", str(blocker / "out")]) == sweep.EXIT_NOT_WRITABLE
+    assert "cannot create it" in capsys.readouterr().err
+
+
+def test_unknown_algorithm_lists_each_name_once(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        sweep.main(["--algorithms", "bogus", "--out", "unused"])
+    assert info.value.code == 2
+    listed = capsys.readouterr().err.split("expected some of ")[1].strip().split(", ")
+    assert len(listed) == len(set(listed)), listed
+    assert "naive/seq" in listed and "two_pass" in listed  # noqa: PT018
+
+
+def test_the_report_keeps_figures_it_does_not_own(reference: Path, tmp_path: Path) -> None:
+    # results/figures/ also holds the batch-size experiment's figure
+    out = tmp_path / "shared_figures"
+    shutil.copytree(reference, out)
+    other = out / "figures" / "batch_size.png"
+    other.write_bytes(b"another module's figure")
+    assert report.main([str(out)]) == 0
+    assert other.read_bytes() == b"another module's figure"

@@ -63,7 +63,9 @@ def _kappa(case: dict[str, Any]) -> np.ndarray[Any, Any]:
 
 def test_all_matches_documented() -> None:
     assert set(vectors.__all__) == {
+        "DEFAULT_EPS",
         "FORMAT",
+        "NOTES",
         "VERSION",
         "build",
         "decode",

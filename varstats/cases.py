@@ -41,6 +41,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final
 
+import mpmath
 import numpy as np
 import numpy.typing as npt
 
@@ -79,6 +80,34 @@ _OVERFLOW_HEADROOM: Final = 2.0**8
 
 
 # --------------------------------------------------------------------------- generators
+# e**0.5 correctly rounded to float64 (a literal: libm's exp is not the same everywhere)
+_SQRT_E: Final = 1.6487212707001282
+
+
+def _exp_float32(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+    """``exp(z)`` correctly rounded to float32: the same bits on every machine.
+
+    NumPy's vectorized ``exp`` differs between CPUs (SIMD paths) by an ulp of
+    float64, which changed the lognormal test data, and so the study's rows,
+    between machines. Rounding to float32 hides that difference except within a
+    few float64 ulps of a float32 rounding boundary; those rare values are
+    recomputed with mpmath and rounded once.
+    """
+    with np.errstate(all="ignore"):
+        y64 = np.exp(z)
+    y32 = y64.astype(np.float32)
+    center = y32.astype(np.float64)
+    up = np.nextafter(y32, np.float32(np.inf)).astype(np.float64)
+    down = np.nextafter(y32, np.float32(0)).astype(np.float64)
+    gap = np.minimum(np.abs(y64 - (center + up) / 2), np.abs(y64 - (center + down) / 2))
+    risky = np.flatnonzero(gap <= 64 * np.spacing(y64))
+    flat_z, flat_y = z.reshape(-1), y32.reshape(-1)
+    for i in risky:
+        with mpmath.workprec(200):
+            e = mpmath.exp(mpmath.mpf(float(flat_z[i])))
+        with mpmath.workprec(24):  # one rounding to float32's 24 bits
+            flat_y[i] = np.float32(float(+e))
+    return y32
 
 
 def _unit_spread(
@@ -93,8 +122,8 @@ def _unit_spread(
         return rng.uniform(-math.sqrt(3.0), math.sqrt(3.0), shape)
     if distribution == "lognormal":
         # exp(N(0, 1)) has mean e^(1/2) and variance (e - 1) e; standardize it
-        y = np.exp(rng.standard_normal(shape))
-        return (y - math.exp(0.5)) / math.sqrt((math.e - 1.0) * math.e)
+        y = _exp_float32(rng.standard_normal(shape)).astype(np.float64)
+        return (y - _SQRT_E) / math.sqrt((math.e - 1.0) * math.e)
     if distribution == "constant":
         # every value is offset + scale: zero variance, kappa infinite
         return np.ones(shape)
@@ -305,7 +334,8 @@ def kappa(n: npt.ArrayLike, mean: npt.ArrayLike, m2: npt.ArrayLike) -> npt.NDArr
     Notes
     -----
     :math:`\kappa` depends on :math:`S` only through :math:`S/n`, and is computed
-    as ``hypot(1, mean / sqrt(m2 / n))`` so that :math:`n\bar x^2` never overflows.
+    as ``sqrt(1 + r*r)``, ``r = abs(mean) / sqrt(m2 / n)``, so that :math:`n\bar x^2` never
+    overflows, from IEEE operations only (the same bits on every machine).
     When :math:`S` itself overflows float64 (``overflow_sq``), pass the
     population variance instead: ``kappa(1, mean, var)`` is the same number.
     """
@@ -315,7 +345,10 @@ def kappa(n: npt.ArrayLike, mean: npt.ArrayLike, m2: npt.ArrayLike) -> npt.NDArr
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         ratio = np.abs(mean_) / np.sqrt(m2_ / n_)
         ratio = np.where((mean_ == 0) & (m2_ == 0), 0.0, ratio)
-        return np.asarray(np.hypot(1.0, ratio), dtype=np.float64)
+        # sqrt(1 + r*r) from IEEE operations, which round the same on every machine
+        # (libm's hypot does not); r*r overflows only where kappa = r to the last bit
+        kappa = np.where(ratio > 2.0**500, ratio, np.sqrt(1.0 + ratio * ratio))
+        return np.asarray(kappa, dtype=np.float64)
 
 
 # --------------------------------------------------------------------- public cases

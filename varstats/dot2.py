@@ -62,12 +62,14 @@ References
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
+from varstats import summation
 from varstats.moments import Moments, tree_reduce
 from varstats.precision import finfo, round_to
 from varstats.rounding import two_sum
@@ -99,33 +101,48 @@ def two_product(a: Array, b: Array) -> tuple[Array, Array]:
     return p, e
 
 
-def _sum2(hi: Array, lo: Array | None = None) -> tuple[Array, Array]:
-    """Unevaluated ``s + c`` of ``sum(hi) + sum(lo)`` over the last axis (Sum2).
+def _lane_sum2(head: Array, low: Array | None, s: Array, c: Array) -> None:
+    """Sum2 of each lane of ``(..., DOT2_ROWS, w)`` blocks into ``s + c`` (written in place).
 
-    Lane layout: zero-padded to ``DOT2_ROWS * m`` and viewed as ``DOT2_ROWS x m``; each
-    lane is summed down its rows with TwoSum, the exact errors (and ``lo``) go to
-    ``c`` in plain arithmetic, and the lanes meet in a balanced tree that does the
-    same.
+    Each lane is summed down its rows with TwoSum (:func:`varstats.rounding.two_sum`),
+    the exact errors are added to ``c`` in plain arithmetic, left to right from 0, and
+    then the rows of ``low`` (if any). The running sums are one ``np.add.accumulate``
+    (sequential by definition), so every TwoSum error follows from whole-block
+    operations, and the errors and ``low`` are added by one row-by-row reduction.
     """
-    n = hi.shape[-1]
-    m = -(-n // DOT2_ROWS)
-    pad = [(0, 0)] * (hi.ndim - 1) + [(0, DOT2_ROWS * m - n)]
-
-    def rows(a: Array) -> Array:
-        a = np.pad(a, pad) if DOT2_ROWS * m > n else a  # zeros add exactly
-        return a.reshape(*a.shape[:-1], DOT2_ROWS, m)
-
-    head = rows(hi)
-    s = head[..., 0, :].copy()
-    c = np.zeros_like(s)
-    low = None if lo is None else rows(lo)
-    for k in range(1, DOT2_ROWS):
-        s, e = two_sum(s, head[..., k, :])
-        c += e
+    rows = head.shape[-2]
+    partial = np.empty_like(head)  # s_k = s_{k-1} + x_k, rounded
+    np.copyto(partial[..., 0, :], head[..., 0, :])
+    for k in range(1, rows):  # (np.add.accumulate along rows is 20x slower)
+        np.add(partial[..., k - 1, :], head[..., k, :], out=partial[..., k, :])
+    prev, t, xk = partial[..., :-1, :], partial[..., 1:, :], head[..., 1:, :]
+    extra = 0 if low is None else low.shape[-2]
+    errors = np.empty((*head.shape[:-2], rows - 1 + extra, head.shape[-1]), dtype=head.dtype)
+    e = errors[..., : rows - 1, :]
+    z = t - prev  # z = t - s
+    np.subtract(t, z, out=e)
+    np.subtract(prev, e, out=e)  # s - (t - z)
+    np.subtract(xk, z, out=z)  # x - z
+    e += z
     if low is not None:
         # the low parts are second order: one plain sum per lane suffices
-        for k in range(DOT2_ROWS):
-            c += low[..., k, :]
+        errors[..., rows - 1 :, :] = low
+    np.copyto(s, partial[..., -1, :])
+    np.copyto(c, _sum_rows_from_zero(errors))
+
+
+def _sum_rows_from_zero(a: Array) -> Array:
+    """``((0 + a_0) + a_1) + ...`` down the rows of ``(..., rows, w)``, each sum rounded."""
+    if summation.rows_reducible(a):
+        return np.asarray(np.add.reduce(a, axis=-2, initial=0))
+    c = np.zeros_like(a[..., 0, :])
+    for k in range(a.shape[-2]):
+        c += a[..., k, :]
+    return c
+
+
+def _lane_tree(s: Array, c: Array) -> tuple[Array, Array]:
+    """The lanes' ``s + c`` added in a balanced tree, TwoSum on ``s``, plainly on ``c``."""
 
     def combine(s1: Array, c1: Array, s2: Array, c2: Array) -> tuple[Array, Array]:
         t, e = two_sum(s1, s2)
@@ -133,6 +150,55 @@ def _sum2(hi: Array, lo: Array | None = None) -> tuple[Array, Array]:
 
     s, c = tree_reduce((s, c), combine)
     return s, c
+
+
+class _Lanes:
+    """The data laid out as ``DOT2_ROWS x m`` lanes (zero-padded), read in blocks of lanes.
+
+    Lane ``j`` holds elements ``j, j + m, j + 2m, ...``; the padding zeros add exactly.
+    :meth:`block` copies lanes ``j0:j1`` into a ``(..., DOT2_ROWS, w)`` buffer in the
+    accumulator, scaled by ``2**-k`` where ``k`` is nonzero: every value goes through
+    the same operations as in a whole-array computation, only a cache-sized block at a
+    time, so the extra memory is the lane sums (``4 / DOT2_ROWS`` of the input) and
+    the block buffers.
+    """
+
+    def __init__(self, x: Array, acc: np.dtype[Any], k: Array) -> None:
+        self.x, self.acc, self.k = x, acc, k
+        n = x.shape[-1]
+        self.m = m = -(-n // DOT2_ROWS)
+        self.full = n // m  # rows wholly inside the data
+        self.rest = n - self.full * m  # elements of the one partial row
+        self.head = x[..., : self.full * m].reshape(*x.shape[:-1], self.full, m)
+        batch = math.prod(x.shape[:-1])
+        self.width = max(8, _BLOCK // (DOT2_ROWS * max(batch, 1)))
+
+    def spans(self) -> list[tuple[int, int]]:
+        return [(j, min(j + self.width, self.m)) for j in range(0, self.m, self.width)]
+
+    def block(self, j0: int, j1: int) -> Array:
+        out = np.zeros((*self.x.shape[:-1], DOT2_ROWS, j1 - j0), dtype=self.acc)
+        out[..., : self.full, :] = self.head[..., j0:j1]  # exact: acc holds every value
+        if j0 < self.rest:
+            stop = min(j1, self.rest)
+            start = self.full * self.m
+            out[..., self.full, : stop - j0] = self.x[..., start + j0 : start + stop]
+        if np.any(self.k):
+            # a power of two: exact, except for values pushed below the normal range
+            # when the largest one is scaled down (they are then negligible against it)
+            scaled = np.ldexp(out.astype(np.float64), -self.k[..., None, None])
+            out = round_to(scaled, self.acc)
+        return out
+
+    def clear_padding(self, a: Array, j0: int, j1: int) -> None:
+        """Zero the padded positions of block ``j0:j1`` of ``a``."""
+        if self.full < DOT2_ROWS:
+            a[..., self.full + 1 :, :] = 0
+            a[..., self.full, max(self.rest - j0, 0) :] = 0
+
+
+#: Elements per block of lanes: the block and its temporaries stay in cache.
+_BLOCK: Final = 2**16
 
 
 def _dw_div(h: Array, lo: Array, d: Array) -> tuple[Array, Array]:
@@ -192,18 +258,17 @@ def _split_factor(dtype: Any) -> float:
     return float(2.0 ** ((finfo(dtype).mant + 1) // 2) + 1.0)
 
 
-def _scale_exponents(xa: Array, n: int) -> Array:
+def _scale_exponents(amax: Array, n: int, acc: np.dtype[Any]) -> Array:
     """Per-slice k: 0 when ``max|x|`` lies in ``[L, T]``, else ``max|x| * 2**-k`` in ``[T/2, T)``.
 
     ``T <= sqrt(max / (8 n f))`` with ``f`` the TwoProduct split factor: no sum of
     ``n`` squared deviations (each at most ``4 max|x|**2``), and no split of one,
     overflows. ``L = sqrt(tiny) / u**2``: the error terms of the squares of deviations
     down to ``u max|x|`` (offset/std up to ``1/u``) stay in the normal range.
+    ``amax`` is the largest magnitude of each slice, in float64.
     """
-    with np.errstate(invalid="ignore"):
-        amax = np.max(np.abs(xa), axis=-1).astype(np.float64)
-    fi = finfo(xa.dtype)
-    high = np.sqrt(fi.max / (8.0 * n * _split_factor(xa.dtype)))
+    fi = finfo(acc)
+    high = np.sqrt(fi.max / (8.0 * n * _split_factor(acc)))
     low = np.sqrt(fi.tiny) / fi.unit_roundoff**2
     top = np.frexp(high)[1] - 1
     scale = np.isfinite(amax) & (amax > 0) & ((amax > high) | (amax < low))
@@ -245,6 +310,175 @@ def _deviations(xs: Array, mu: Array) -> tuple[Array, Array]:
     return dh, dl
 
 
+# --- the same operations, compiled -------------------------------------------------
+# With numba (the "jit" extra), the two passes over the lanes run as one compiled loop
+# per pass: the data are read once per pass and every double-word step stays in
+# registers. Every scalar operation is the NumPy one, in the same order and dtype, with
+# no fast-math (no contraction to FMA, no reassociation), so the bits are the same;
+# tests/test_recommendation.py compares the two paths. The NumPy path is kept for
+# float16/bfloat16 storage (converted block by block), scaled slices, and without numba.
+# Whether dot2_two_pass may use the compiled passes (tests switch it off); numba is
+# imported on first use.
+_USE_JIT = True
+_COMPILED: dict[str, Any] = {}
+
+
+def _compiled_passes() -> Any:
+    """``(pass1, pass2)`` compiled by numba, or None without it."""
+    if not _USE_JIT:
+        return None
+    if "passes" not in _COMPILED:
+        try:
+            import numba
+        except ImportError:  # pragma: no cover - the jit extra is optional
+            _COMPILED["passes"] = None
+        else:
+            jit = numba.njit(cache=True, nogil=True)
+            _COMPILED["passes"] = (jit(_pass1_py), jit(_pass2_py))
+    return _COMPILED["passes"]
+
+
+_JIT_LANES = 256  # lanes per block: the block's running sums stay in L1
+
+
+def _pass1_py(x: Array, m: int, zero: Array, s_out: Array, c_out: Array) -> None:
+    # Sum2 down each lane (element k*m + j of lane j, zero past the end)
+    n = x.shape[1]
+    for b in range(x.shape[0]):
+        for j0 in range(0, m, _JIT_LANES):
+            j1 = min(j0 + _JIT_LANES, m)
+            for j in range(j0, j1):
+                s_out[b, j] = x[b, j]
+                c_out[b, j] = zero[0]
+            for k in range(1, DOT2_ROWS):
+                base = k * m
+                for j in range(j0, j1):
+                    xk = x[b, base + j] if base + j < n else zero[0]
+                    s = s_out[b, j]
+                    t = s + xk
+                    z = t - s
+                    e = (s - (t - z)) + (xk - z)
+                    c_out[b, j] = c_out[b, j] + e
+                    s_out[b, j] = t
+
+
+def _pass2_py(x: Array, mu: Array, m: int, consts: Array, out: Array) -> None:
+    # deviations, their squares and both Sum2 chains, fused; out[0:4] = t, tc, q, qc
+    n = x.shape[1]
+    zero, factor = consts[0], consts[1]
+    w = _JIT_LANES
+    dls = np.empty((DOT2_ROWS, w), dtype=x.dtype)
+    pls = np.empty((DOT2_ROWS, w), dtype=x.dtype)
+    for b in range(x.shape[0]):
+        nb = -mu[b]
+        for j0 in range(0, m, w):
+            j1 = min(j0 + w, m)
+            for k in range(DOT2_ROWS):
+                base = k * m
+                for j in range(j0, j1):
+                    if base + j < n:
+                        xk = x[b, base + j]
+                        dh = xk + nb
+                        z = dh - xk
+                        dl = dh - z
+                        dl = xk - dl
+                        z = nb - z
+                        dl = dl + z
+                    else:  # padding: zero deviations
+                        dh = zero
+                        dl = zero
+                    # TwoProduct of dh with itself (_two_square), then the low part
+                    ph = dh * dh
+                    ah = dh * factor
+                    al = ah - dh
+                    ah = ah - al
+                    al = dh - ah
+                    pl = ah * ah
+                    pl = pl - ph
+                    ah = ah + ah
+                    ah = ah * al
+                    pl = pl + ah
+                    al = al * al
+                    pl = pl + al
+                    cross = dl + dl
+                    cross = cross * dh
+                    pl = pl + cross
+                    cross = dl * dl
+                    pl = pl + cross
+                    dls[k, j - j0] = dl
+                    pls[k, j - j0] = pl
+                    if k == 0:
+                        out[0, b, j] = dh
+                        out[1, b, j] = zero
+                        out[2, b, j] = ph
+                        out[3, b, j] = zero
+                    else:
+                        s = out[0, b, j]
+                        t = s + dh
+                        z = t - s
+                        out[1, b, j] = out[1, b, j] + ((s - (t - z)) + (dh - z))
+                        out[0, b, j] = t
+                        s = out[2, b, j]
+                        t = s + ph
+                        z = t - s
+                        out[3, b, j] = out[3, b, j] + ((s - (t - z)) + (ph - z))
+                        out[2, b, j] = t
+            for k in range(DOT2_ROWS):  # the low parts, after the errors
+                for j in range(j0, j1):
+                    out[1, b, j] = out[1, b, j] + dls[k, j - j0]
+                    out[3, b, j] = out[3, b, j] + pls[k, j - j0]
+
+
+def _numpy_sums(lanes: _Lanes, count: Array) -> tuple[list[Array], Array, Array]:
+    """The four lane sums of the second pass (Sum2 of the deviations and of their
+    squares), the compensated mean ``mu`` and the first (scaled) value, a block of
+    lanes at a time."""
+    x, acc, m = lanes.x, lanes.acc, lanes.m
+    lane_sums = [np.empty((*x.shape[:-1], m), dtype=acc) for _ in range(2)]
+    first = None
+    for j0, j1 in lanes.spans():
+        xs = lanes.block(j0, j1)
+        first = xs[..., 0, 0] if first is None else first
+        _lane_sum2(xs, None, lane_sums[0][..., j0:j1], lane_sums[1][..., j0:j1])
+    s, c = _lane_tree(*lane_sums)
+    del lane_sums  # freed before the second pass: extra memory 4/32 of the input
+    mu = (s + c) / count
+    sums = [np.empty((*x.shape[:-1], m), dtype=acc) for _ in range(4)]
+    for j0, j1 in lanes.spans():
+        xs = lanes.block(j0, j1)
+        dh, dl = _deviations(xs, mu[..., None])  # x - mu exactly
+        lanes.clear_padding(dh, j0, j1)
+        lanes.clear_padding(dl, j0, j1)
+        _lane_sum2(dh, dl, sums[0][..., j0:j1], sums[1][..., j0:j1])
+        ph, pl = _two_square(dh)
+        # the low part of d**2 = (dh + dl)**2: pl + 2 dh dl + dl**2, second order
+        cross = dl + dl
+        cross *= dh
+        pl += cross
+        np.multiply(dl, dl, out=cross)
+        pl += cross
+        _lane_sum2(ph, pl, sums[2][..., j0:j1], sums[3][..., j0:j1])
+    assert first is not None
+    return sums, mu, first
+
+
+def _jit_sums(x: Array, acc: np.dtype[Any], m: int, count: Array) -> tuple[list[Array], Array]:
+    """:func:`_numpy_sums` by the compiled passes (``x`` already in ``acc``, unscaled)."""
+    n = x.shape[-1]
+    batch = x.shape[:-1]
+    flat = np.ascontiguousarray(x.reshape(-1, n))
+    consts = np.array([0.0, _split_factor(acc)], dtype=acc)
+    lane_sums = np.empty((2, flat.shape[0], m), dtype=acc)
+    pass1, pass2 = _compiled_passes()
+    pass1(flat, m, consts[:1], lane_sums[0], lane_sums[1])
+    s, c = _lane_tree(lane_sums[0].reshape(*batch, m), lane_sums[1].reshape(*batch, m))
+    del lane_sums  # freed before the second pass
+    mu = np.asarray((s + c) / count)
+    second = np.empty((4, flat.shape[0], m), dtype=acc)
+    pass2(flat, np.ascontiguousarray(mu.reshape(-1)), m, consts, second)
+    return [a.reshape(*batch, m) for a in second], mu
+
+
 def dot2_two_pass(x: Array, /, *, acc: np.dtype[Any]) -> DoubleWordMoments:
     r"""Corrected two-pass with exact deviations and squares, in double-word arithmetic.
 
@@ -265,24 +499,22 @@ def dot2_two_pass(x: Array, /, *, acc: np.dtype[Any]) -> DoubleWordMoments:
            Sci. Comput. 26(6), 2005.
     """
     n = x.shape[-1]
-    xa = x.astype(acc, copy=False)  # exact: acc holds every storage value
-    k = _scale_exponents(xa, n)
-    # a power of two: exact, except for values pushed below the normal range when
-    # the largest one is scaled down (they are then negligible against it)
-    xs = round_to(np.ldexp(xa.astype(np.float64), -k[..., None]), acc) if np.any(k) else xa
+    with np.errstate(invalid="ignore"):
+        top = np.max(x, axis=-1)
+        bottom = np.min(x, axis=-1)
+        amax = np.maximum(top.astype(np.float64), -bottom.astype(np.float64))
+    k = _scale_exponents(amax, n, acc)
+    lanes = _Lanes(x, acc, k)
     count = round_to(np.float64(n), acc)
-    s, c = _sum2(xs)
-    mu = (s + c) / count
-    dh, dl = _deviations(xs, mu)  # x - mu exactly
-    t, tc = _sum2(dh, dl)
-    ph, pl = _two_square(dh)
-    # the low part of d**2 = (dh + dl)**2: pl + 2 dh dl + dl**2, second order
-    cross = dl + dl
-    cross *= dh
-    pl += cross
-    np.multiply(dl, dl, out=cross)
-    pl += cross
-    q, qc = _sum2(ph, pl)
+    plain = x.dtype == acc and acc.itemsize >= 4 and np.all(np.isfinite(amax) & (k == 0))
+    if plain and _compiled_passes() is not None:
+        sums, mu = _jit_sums(x, acc, lanes.m, count)
+        first = x[..., 0]
+    else:
+        sums, mu, first = _numpy_sums(lanes, count)
+    t, tc = _lane_tree(sums[0], sums[1])
+    del sums[:2]
+    q, qc = _lane_tree(sums[0], sums[1])
     # C = T^2 / n in double word, with T = t + tc
     a, ae = _two_square(t)
     ch, cl = _dw_div(a, ae + t * (tc + tc) + tc * tc, count)
@@ -290,10 +522,11 @@ def dot2_two_pass(x: Array, /, *, acc: np.dtype[Any]) -> DoubleWordMoments:
     h, lo = two_sum(h, (qc - cl) + e)
     mean = mu + (t + tc) / count
     # all values equal (max == min): the variance is exactly 0 and the mean the value
-    const = np.max(xs, axis=-1) == np.min(xs, axis=-1)
+    # (scaling by a power of two keeps the largest value exact, so it keeps equality)
+    const = top == bottom
     h = np.where(const, np.zeros_like(h), h)
     lo = np.where(const, np.zeros_like(lo), lo)
-    mean = np.where(const, xs[..., 0], mean)
+    mean = np.asarray(np.where(const, first, mean))
     with np.errstate(all="ignore"):
         m2 = round_to(np.ldexp(h.astype(np.float64), 2 * k), acc)
         mean = round_to(np.ldexp(mean.astype(np.float64), k), acc)

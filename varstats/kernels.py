@@ -18,6 +18,7 @@ orders are in :mod:`varstats.summation`; names are given to kernels in
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +27,6 @@ import numpy as np
 from varstats.array_api import (
     array_namespace,
     binary_op,
-    lane_major_like,
     own,
     round_host,
     scratch_like,
@@ -39,8 +39,10 @@ from varstats.summation import (
     compensated_sum,
     deviations,
     lane_matrix,
+    lane_squares,
     row_sum,
     split,
+    squared_deviation_total,
     squares,
     total,
 )
@@ -132,8 +134,7 @@ def two_pass(x: Any, /, *, acc: Any, summation: str = "pairwise") -> Moments:
     p = split(xp.astype(x, acc, copy=False), summation)
     s = total(p)
     mean = s / _count(x.shape[-1], s)
-    d = deviations(p, mean)
-    return Moments(np.asarray(x.shape[-1]), mean, total(squares(d, in_place=True)))
+    return Moments(np.asarray(x.shape[-1]), mean, squared_deviation_total(p, mean))
 
 
 def _corrected(x: Any, acc: Any, summation: str, add_up: Callable[[Split], Any]) -> Moments:
@@ -206,6 +207,19 @@ def welford(x: Any, /, *, acc: Any, lanes: int = 1) -> Moments:
     n = x.shape[-1]
     width = min(positive_int(lanes, name="lanes"), n)
     full = n - n % width
+    compiled = isinstance(x, np.ndarray) and np.dtype(acc).itemsize >= 4
+    if compiled and _welford_kernel() is not None:
+        state = _welford_compiled(x, np.dtype(acc), width)
+    else:
+        state = _welford_steps(xp, x, acc, width, full)
+    if width == 1:
+        return Moments(state.count[..., 0], state.mean[..., 0], state.m2[..., 0])
+    return merge_along(state, axis=-1, order="pairwise")
+
+
+def _welford_steps(xp: Any, x: Any, acc: Any, width: int, full: int) -> Moments:
+    """Welford's update on each of ``width`` lanes, one vector operation per step."""
+    n = x.shape[-1]
     xa = xp.astype(x, acc, copy=False)
     # (steps, batch..., lanes): each step is one vector operation across the batch
     steps = steps_first(xp.reshape(xa[..., :full], (*x.shape[:-1], full // width, width)))
@@ -237,9 +251,60 @@ def welford(x: Any, /, *, acc: Any, lanes: int = 1) -> Moments:
         mean = xp.concat([mean_r, mean[..., r:]], axis=-1)
         m2 = xp.concat([m2_r, m2[..., r:]], axis=-1)
         count[..., :r] += 1
-    if width == 1:
-        return Moments(count[..., 0], mean[..., 0], m2[..., 0])
-    return merge_along(Moments(count, mean, m2), axis=-1, order="pairwise")
+    return Moments(count, mean, m2)
+
+
+def _welford_lanes_py(x: Any, width: int, zero: Any, mean: Any, m2: Any) -> None:
+    # the lane-by-lane loop of _welford_steps, with the same scalar operations; the
+    # count k is rounded to the accumulator as _count does (int64 -> float is one
+    # correct rounding, as int64 -> float64 -> float32 is for k < 2**53)
+    n = x.shape[1]
+    for b in range(x.shape[0]):
+        for lane in range(width):
+            mu = zero
+            s = zero
+            for k in range(1, (n - lane + width - 1) // width + 1):
+                xk = x[b, lane + (k - 1) * width]
+                delta = xk - mu
+                mu = mu + delta / x.dtype.type(k)
+                s = s + delta * (xk - mu)
+            mean[b, lane] = mu
+            m2[b, lane] = s
+
+
+#: Whether the sequential kernels may run compiled by numba (the ``jit`` extra), which
+#: gives the same bits as the NumPy loop (``tests/test_algorithms.py`` compares both).
+_USE_JIT = True
+_COMPILED: dict[str, Any] = {}
+
+
+def _welford_kernel() -> Any:
+    """The compiled :func:`_welford_lanes_py`, or None without numba (imported on first use)."""
+    if not _USE_JIT:
+        return None
+    if "welford" not in _COMPILED:
+        try:
+            import numba
+        except ImportError:  # pragma: no cover - the jit extra is optional
+            _COMPILED["welford"] = None
+        else:
+            # no fast-math: the same operations in the same order, so the same bits
+            jit = numba.njit(cache=True, error_model="numpy")
+            _COMPILED["welford"] = jit(_welford_lanes_py)
+    return _COMPILED["welford"]
+
+
+def _welford_compiled(x: Any, acc: np.dtype[Any], width: int) -> Moments:
+    """:func:`_welford_steps` for NumPy data in float32 or float64, compiled."""
+    n = x.shape[-1]
+    batch = tuple(x.shape[:-1])
+    flat = np.ascontiguousarray(x.reshape(-1, n).astype(acc, copy=False))
+    mean = np.empty((flat.shape[0], width), dtype=acc)
+    m2 = np.empty_like(mean)
+    _welford_kernel()(flat, width, np.zeros((), dtype=acc)[()], mean, m2)
+    count = np.full((*batch, width), n // width, dtype=np.int64)
+    count[..., : n % width] += 1
+    return Moments(count, mean.reshape(*batch, width), m2.reshape(*batch, width))
 
 
 def _blocks(a: Any, block: int) -> tuple[Any, Any | None]:
@@ -249,6 +314,31 @@ def _blocks(a: Any, block: int) -> tuple[Any, Any | None]:
     full = n - n % block
     head = xp.reshape(a[..., :full], (*a.shape[:-1], full // block, block))
     return head, (a[..., full:] if full < n else None)
+
+
+def _blockwise_two_pass(head: Any, acc: Any) -> tuple[Any, Any]:
+    """Sequential two-pass mean and M2 of each row of ``(..., blocks, size)``.
+
+    Rows are independent, so NumPy data are taken a few rows at a time: the same
+    results, with temporaries of a chunk instead of the whole input.
+    """
+    rows = head.shape[-2]
+    chunk = max(1, _CHUNK // max(math.prod(head.shape[:-1]) // rows * head.shape[-1], 1))
+    if not isinstance(head, np.ndarray) or chunk >= rows:
+        m = two_pass(head, acc=acc, summation="sequential")
+        return m.mean, m.m2
+    parts = [
+        two_pass(head[..., r : r + chunk, :], acc=acc, summation="sequential")
+        for r in range(0, rows, chunk)
+    ]
+    return (
+        np.concatenate([np.asarray(p.mean) for p in parts], axis=-1),
+        np.concatenate([np.asarray(p.m2) for p in parts], axis=-1),
+    )
+
+
+#: Elements per chunk of :func:`_blockwise_two_pass`.
+_CHUNK = 2**16
 
 
 def _leaf_moments(head: Any, tail: Any | None, acc: Any, rows: bool) -> Moments:
@@ -265,13 +355,10 @@ def _leaf_moments(head: Any, tail: Any | None, acc: Any, rows: bool) -> Moments:
             h = xp.astype(head, acc, copy=False)
             s = row_sum(h)
             mean = s / _count(size, s)
-            subtract, multiply = binary_op(xp, "subtract"), binary_op(xp, "multiply")
-            d = subtract(h, mean[..., None, :], out=lane_major_like(h))
-            m2 = row_sum(multiply(d, d, out=d))
+            m2 = lane_squares(h, mean)
         else:
             size = head.shape[-1]
-            blockwise = two_pass(head, acc=acc, summation="sequential")
-            mean, m2 = blockwise.mean, blockwise.m2
+            mean, m2 = _blockwise_two_pass(head, acc)
         counts.append(np.full(tuple(mean.shape), size, dtype=np.int64))
         means.append(mean)
         m2s.append(m2)

@@ -134,6 +134,7 @@ __all__ = [
     "SUMMATIONS",
     "FailureCounts",
     "bound",
+    "correct_digits",
     "failure_counts",
     "lre",
     "rel_err",
@@ -281,6 +282,80 @@ def ulps(value: npt.ArrayLike, exact: npt.ArrayLike, dtype: Any) -> F64:
     return np.asarray(out, dtype=np.float64)
 
 
+# Logarithms from IEEE-754 operations only. libm's log10/log2 and NumPy's SIMD versions
+# differ in the last bit between builds and CPUs (1,557 rows of errors.csv did); frexp is
+# exact and +, -, *, / are correctly rounded everywhere, so these give the same bits on
+# every machine, within a few ulps of the true logarithm. Float literals are parsed with
+# correct rounding, so the constants are the nearest doubles to the true ones.
+_LOG10_2: Final = 0.30102999566398119521
+_LOG10_E: Final = 0.43429448190325182765
+_LOG2_E: Final = 1.4426950408889634074
+_SQRT_HALF: Final = 0.70710678118654752440
+# 1/(2j + 1) for the atanh series; s**2 <= 0.0295 makes the 13th term < 2**-60
+_ATANH: Final = tuple(1.0 / (2 * j + 1) for j in range(13))
+
+
+def _log_parts(x: F64) -> tuple[F64, F64]:
+    r"""``(e, ln m)`` with :math:`x = m\,2^e`, :math:`m \in [\sqrt{1/2}, \sqrt 2)`.
+
+    .. math::
+        \ln m = 2\,\mathrm{atanh}\,s = 2\sum_j \frac{s^{2j+1}}{2j+1},
+        \qquad s = \frac{m - 1}{m + 1},\ |s| \le 0.172
+
+    For positive finite ``x``; ``m - 1`` is exact (Sterbenz), the rest rounds a few
+    times, so :math:`\ln m` is within about 2 ulps.
+    """
+    m, e = np.frexp(x)  # exact: x = m 2**e, m in [0.5, 1)
+    low = m < _SQRT_HALF
+    m = np.where(low, 2.0 * m, m)
+    e = e - low
+    s = (m - 1.0) / (m + 1.0)
+    s2 = s * s
+    p = np.full_like(s, _ATANH[-1])
+    for c in _ATANH[-2::-1]:  # Horner, one rounding per step, no fused multiply-add
+        p = p * s2 + c
+    return e.astype(np.float64), 2.0 * s * p
+
+
+def _log10(x: F64) -> F64:
+    """log10 of positive finite ``x``, the same bits on every machine (see above)."""
+    e, ln_m = _log_parts(x)
+    return np.asarray(e * _LOG10_2 + ln_m * _LOG10_E, dtype=np.float64)
+
+
+def _log2(x: F64) -> F64:
+    """log2 of positive finite ``x``, the same bits on every machine; exact at powers of 2."""
+    e, ln_m = _log_parts(x)
+    return np.asarray(e + ln_m * _LOG2_E, dtype=np.float64)
+
+
+def correct_digits(rel: npt.ArrayLike, dtype: Any) -> F64:
+    r"""Correct decimal digits of a result with relative error ``rel``, capped for ``dtype``.
+
+    .. math::
+        \min\bigl(d,\ \max(0,\ -\log_{10} r)\bigr), \qquad d = p\log_{10} 2
+
+    :func:`lre` is this of :func:`rel_err`; a normwise error (the sweep's norm-layer
+    outputs) passes its own ``rel``. ``d`` for ``rel == 0``, 0 for ``rel >= 1``, NaN or
+    infinite. The logarithm is evaluated from IEEE-754 operations only, so the same
+    ``rel`` gives the same bits on every machine (libm's ``log10`` does not).
+
+    Examples
+    --------
+    >>> float(correct_digits(1e-3, "float64")), float(correct_digits(0.0, "float16"))
+    (3.0, 3.3113299523037933)
+    """
+    digits = finfo(dtype).digits
+    r = _f64(rel, "rel")
+    ok = np.isfinite(r) & (r > 0)
+    with np.errstate(invalid="ignore"):
+        logs = _log10(np.where(ok, r, 1.0))
+    out = np.where(ok, -logs, np.where(r == 0, np.inf, -np.inf))
+    # r == 0 gives +inf, clipped to the cap; + 0.0 turns the -0.0 of r == 1 into 0.0
+    out = np.clip(out, 0.0, digits) + 0.0
+    return np.asarray(np.where(np.isnan(r), 0.0, out), dtype=np.float64)
+
+
 def lre(value: npt.ArrayLike, exact: npt.ArrayLike, dtype: Any) -> F64:
     r"""Log relative error: the number of correct significant decimal digits.
 
@@ -305,14 +380,12 @@ def lre(value: npt.ArrayLike, exact: npt.ArrayLike, dtype: Any) -> F64:
     0. Here an exact variance of 0 (constant data) scores 0 digits for any nonzero
     result: an absolute error has no scale, and a nonzero variance of constant data
     is the failure (NaN or huge outputs after rsqrt) the reproduction cases report.
+
+    The logarithm is evaluated from IEEE-754 additions, multiplications and divisions
+    (:func:`correct_digits`), never libm's ``log10``: the same inputs give the same bits
+    on every machine, within a few ulps of the true value.
     """
-    digits = finfo(dtype).digits
-    r = rel_err(value, exact)
-    with np.errstate(divide="ignore"):
-        out = -np.log10(r)
-    # r == 0 gives +inf, clipped to the cap; + 0.0 turns the -0.0 of r == 1 into 0.0
-    out = np.clip(out, 0.0, digits) + 0.0
-    return np.asarray(np.where(np.isnan(r), 0.0, out), dtype=np.float64)
+    return correct_digits(rel_err(value, exact), dtype)
 
 
 # ------------------------------------------------------------------------ bounds
@@ -324,7 +397,7 @@ def _summation_length(n: F64, summation: str, block: F64) -> F64:
         return n
     # pairwise tree whose leaves are sequential runs of `block` terms
     leaves = np.minimum(n, block) - 1.0
-    levels = np.log2(np.maximum(n / block, 1.0))
+    levels = _log2(np.maximum(n / block, 1.0))  # libm-free: the bound is written to CSV
     return np.asarray(leaves + levels, dtype=np.float64)
 
 
@@ -446,9 +519,9 @@ def bound(
             eps = 3.0 * u_ + (length * u_) ** 2
             out = eps + eps**3 * k**2
         elif algorithm == "welford":
-            out = (n_ / ell + np.log2(ell)) * k * u_
+            out = (n_ / ell + _log2(ell)) * k * u_
         elif algorithm == "dot2":
-            chain = np.minimum(n_, 32.0) - 1.0 + np.ceil(np.log2(np.ceil(n_ / 32.0)))
+            chain = np.minimum(n_, 32.0) - 1.0 + np.ceil(_log2(np.ceil(n_ / 32.0)))
             out = 4.0 * (chain * u_) ** 2 * (1.0 + (u_ * k) ** 2)
         else:
             # pairwise and chan: two-pass leaves of b' values (sequential sums, so
@@ -457,7 +530,7 @@ def bound(
             ell = leaf_len - 1.0
             leaf = ell * u_ + (ell * k * u_) ** 2
             # pairwise: one merge level per halving; chan: blocks merged left to right
-            merges = np.log2(n_ / leaf_len) if algorithm == "pairwise" else n_ / leaf_len - 1.0
+            merges = _log2(n_ / leaf_len) if algorithm == "pairwise" else n_ / leaf_len - 1.0
             # no merge at all (n <= b) adds nothing, also at kappa = inf
             out = leaf + np.where(merges > 0, merges * k * u_, 0.0)
     # every argument broadcasts, also those a row's formula does not use

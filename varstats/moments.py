@@ -100,16 +100,27 @@ def tree_reduce(parts: tuple[Any, ...], combine: Callable[..., tuple[Any, ...]])
     while parts[0].shape[-1] > 1:
         m = parts[0].shape[-1]
         even = m - m % 2
-        merged = combine(*(p[..., 0:even:2] for p in parts), *(p[..., 1:even:2] for p in parts))
+        left = [p[..., 0:even:2] for p in parts]
+        merged = combine(*left, *(p[..., 1:even:2] for p in parts))
         if m % 2:
+            # the odd one out is carried up a level unchanged
             merged = tuple(
-                xp.concat(
-                    [xp.broadcast_to(as_array(c), p[..., 0:even:2].shape), p[..., -1:]], axis=-1
-                )
-                for c, p, xp in zip(merged, parts, spaces, strict=True)
+                xp.concat([_broadcast(c, q.shape, xp), p[..., -1:]], axis=-1)
+                for c, q, p, xp in zip(merged, left, parts, spaces, strict=True)
             )
-        parts = tuple(as_array(c) for c in merged)
+        parts = tuple(merged) if all(map(_is_array, merged)) else tuple(map(as_array, merged))
     return tuple(p[..., 0] for p in parts)
+
+
+def _is_array(a: Any) -> bool:
+    # NumPy arrays (the common case) need no as_array round trip
+    return isinstance(a, np.ndarray)
+
+
+def _broadcast(c: Any, shape: tuple[int, ...], xp: Any) -> Any:
+    # combine may return a scalar count; broadcast only when the shape differs
+    c = as_array(c)
+    return c if tuple(c.shape) == tuple(shape) else xp.broadcast_to(c, shape)
 
 
 @dataclass(frozen=True, eq=False)

@@ -7,8 +7,8 @@ see :mod:`varstats.algorithms`), ``precision=`` and ``convention=`` (a name in
 :data:`varstats.conventions.CONVENTIONS` or a :class:`~varstats.conventions.Convention`).
 ``algorithm=None`` and ``precision=None`` take the convention's CPU-kernel choice
 for the layer and the input's storage format; with the ``"pytorch"`` convention the
-outputs equal ``torch.nn.functional``'s CPU outputs bit for bit on benign float32
-inputs (see ``tests/test_norms.py``).
+outputs equal ``torch.nn.functional``'s CPU outputs bit for bit on float32, float64,
+float16 and bfloat16 inputs (torch 2.13; see ``tests/test_norms.py``).
 
 All of them are instances of the two steps Wu & He (2018) use to unify BN, LN, IN and
 GN: normalize by the moments of a set of axes, then apply a per-channel affine map
@@ -34,18 +34,20 @@ References
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Final, NamedTuple
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, Final, NamedTuple, ParamSpec, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
 
-from varstats.algorithms import Kernel
+from varstats.algorithms import Kernel, get_algorithm
 from varstats.conventions import Convention, get_convention
 from varstats.moments import Moments
 from varstats.precision import Precision, as_dtype, resolve_precision, round_to
 from varstats.reductions import moments
 from varstats.rounding import fma
+from varstats.torch_cpu import torch_cpu_pow, torch_cpu_sum_rows
 
 __all__ = [
     "NORM_ALGORITHMS",
@@ -97,8 +99,38 @@ class SyncBatchNormOutput(NamedTuple):
 # --------------------------------------------------------------------------- validation
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _quiet(layer: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run a public layer under ``np.errstate(all="ignore")``.
+
+    Overflow, underflow and NaN are results the layers return (and the study
+    measures), never accidents worth a warning; this covers every cast and sum.
+    """
+
+    @functools.wraps(layer)
+    def quiet(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with np.errstate(all="ignore"):
+            return layer(*args, **kwargs)
+
+    return quiet
+
+
+def _to_numpy(x: Any) -> Any:
+    # torch tensors (requires_grad=True included) are read as their values: the
+    # layers compute no gradients, and np.asarray refuses a tensor that needs one.
+    if type(x).__module__.split(".")[0] == "torch" and hasattr(x, "detach"):
+        t = x.detach().cpu()
+        if str(t.dtype) == "torch.bfloat16":  # NumPy has no bfloat16: exact via float32
+            return round_to(t.float().numpy(), "bfloat16")
+        return t.numpy()
+    return x
+
+
 def _float_input(x: Any, name: str, min_ndim: int = 0) -> Array:
-    a = np.asarray(x)
+    a = np.asarray(_to_numpy(x))
     if a.dtype.kind in "biuc" or a.dtype.kind == "O":
         raise TypeError(f"{name}: expected floating-point data, got {a.dtype}")
     try:
@@ -110,12 +142,21 @@ def _float_input(x: Any, name: str, min_ndim: int = 0) -> Array:
     return a
 
 
+def _show(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _check_eps(eps: Any, name: str = "eps") -> float:
     if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)):
         raise TypeError(f"{name}: expected a positive number, got {eps!r}")
-    if not (float(eps) > 0 and np.isfinite(eps)):
+    try:
+        value = float(eps)
+    except OverflowError:  # an int beyond the float range, e.g. 10**400
+        raise ValueError(f"{name}: must be a positive finite number, got {_show(eps)}") from None
+    if not (value > 0 and np.isfinite(value)):
         raise ValueError(f"{name}: must be a positive finite number, got {eps!r}")
-    return float(eps)
+    return value
 
 
 def _per_channel(p: Any, c: int, name: str) -> Array | None:
@@ -136,9 +177,44 @@ def _required(p: Any, c: int, name: str) -> Array:
 
 def _momentum(momentum: Any, conv: Convention) -> float:
     m = conv.momentum if momentum is None else momentum
-    if isinstance(m, bool) or not isinstance(m, (int, float, np.floating)) or not 0 <= m <= 1:
+    if isinstance(m, bool) or not isinstance(m, (int, float, np.floating, np.integer)):
+        raise TypeError(f"momentum: expected a number in [0, 1], got {momentum!r}")
+    if not 0 <= m <= 1:  # exact comparison: no float conversion of huge ints
         raise ValueError(f"momentum: expected a number in [0, 1], got {momentum!r}")
     return float(m)
+
+
+def _axes(axis: Any, ndim: int, name: str = "axis") -> tuple[int, ...]:
+    """Normalized, distinct axes of an ``ndim``-dimensional array; out of range raises."""
+    items = (axis,) if not isinstance(axis, (tuple, list)) else tuple(axis)
+    out = []
+    for ax in items:
+        if isinstance(ax, bool) or not isinstance(ax, (int, np.integer)):
+            raise TypeError(f"{name}: expected an int or a tuple of ints, got {axis!r}")
+        if not -ndim <= ax < ndim:
+            raise ValueError(f"{name}: {ax} is out of range for an array of {ndim} dimensions")
+        out.append(int(ax) % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name}: repeated axes in {axis!r}")
+    return tuple(out)
+
+
+def _positive_int(v: Any, name: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
+        raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+    return int(v)
+
+
+def _positive_float(v: Any, name: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name}: expected a positive number, got {v!r}")
+    try:
+        value = float(v)
+    except OverflowError:
+        raise ValueError(f"{name}: must be a positive finite number, got {_show(v)}") from None
+    if not (value > 0 and np.isfinite(value)):
+        raise ValueError(f"{name}: must be a positive finite number, got {v!r}")
+    return value
 
 
 def _resolve(
@@ -201,7 +277,7 @@ def _affine_output(
 
     ``mean`` and ``invstd`` broadcast against ``x``; so do ``weight`` and ``bias``.
     """
-    xd = x.astype(dtype)
+    xd = x.astype(dtype, copy=False)
     w = None if weight is None else weight.astype(dtype)
     b = None if bias is None else bias.astype(dtype)
     if form == "folded_if_affine":
@@ -226,6 +302,10 @@ def _affine_output(
         t = centered * invstd
         if w is None and b is None:
             return np.asarray(t)
+        if w is None and b is not None and fused:
+            # layer_norm_kernel.cpp's scalar loop for a null gamma: `* 1` is folded
+            # away and (x - mean) * rstd + beta contracts to one FMA (measured)
+            return fma(centered, invstd, b, dtype)
         w1 = np.ones((), dtype) if w is None else w
         b0 = np.zeros((), dtype) if b is None else b
         return fma(t, w1, b0, dtype) if fused else t * w1 + b0
@@ -271,7 +351,13 @@ def _update_running(running: Array, batch: Array, momentum: float, conv: Convent
 
 
 def _torch_running(
-    running_mean: Array, running_var: Array, mean: Array, m2: Array, n: int, momentum: float
+    running_mean: Array,
+    running_var: Array,
+    mean: Array,
+    m2: Array,
+    n: int,
+    momentum: float,
+    mean_float: Array,
 ) -> tuple[Array, Array]:
     # Normalization.cpp batch_norm_cpu_update_stats_template (no FMA in that file):
     #   momentum_ = static_cast<param_t>(momentum)
@@ -279,6 +365,16 @@ def _torch_running(
     #   unbiased_var = var_sum / (n - 1)          (param_t division, stored in accscalar_t)
     #   running_var  = momentum_ * unbiased_var + (1 - momentum_) * running_var
     dt = running_mean.dtype
+    if dt == np.float16:
+        # float16 (measured on 2.13): the batch mean and var_sum stay float (unrounded),
+        # momentum is a float, and both updates run in float before the store to half
+        f32 = np.dtype(np.float32)
+        with np.errstate(all="ignore"):
+            mf, one_minus_f = f32.type(momentum), f32.type(1) - f32.type(momentum)
+            rm = mf * np.asarray(mean_float, f32) + one_minus_f * running_mean.astype(f32)
+            unbiased = np.asarray(m2, f32) / f32.type(n - 1)
+            rv = mf * unbiased + one_minus_f * running_var.astype(f32)
+        return rm.astype(dt), rv.astype(dt)
     acc = np.dtype(np.float64)  # acc_type<float, false> and acc_type<double, false>
     with np.errstate(all="ignore"):
         m = dt.type(momentum)
@@ -303,7 +399,7 @@ def _running_stats(
     if rm is None or rv is None:
         return None, None
     if conv.running_update == "torch_cpu":
-        return _torch_running(rm, rv, batch_mean, np.asarray(m.m2), n, momentum)
+        return _torch_running(rm, rv, batch_mean, np.asarray(m.m2), n, momentum, np.asarray(m.mean))
     var64 = np.asarray(m.m2).astype(np.float64) / n
     return (
         _update_running(rm, batch_mean, momentum, conv),
@@ -328,6 +424,7 @@ def _batch_stats(
     return m, np.dtype(dtype)
 
 
+@_quiet
 def batch_norm(
     x: npt.ArrayLike,
     /,
@@ -370,7 +467,9 @@ def batch_norm(
         ``None``: the convention's accumulator for ``x.dtype`` (PyTorch: float32 data
         accumulated in float64).
     **options
-        Passed to the moments kernel (e.g. ``summation``).
+        Passed to the moments kernel (e.g. ``summation``). ``threads`` (PyTorch preset):
+        torch's thread count, which decides how its channels-last kernel, taken for
+        (N, C) inputs and spatial size 1, splits the batch (default 1).
 
     Returns
     -------
@@ -402,13 +501,27 @@ def batch_norm(
     if not training:
         if rm is None or rv is None:
             raise ValueError("running_mean: evaluation (training=False) needs running statistics")
-        dtype = (
-            np.dtype(rv.dtype)
-            if conv.running_update == "torch_cpu"
-            else np.dtype(conv.precision("batch_norm", xa.dtype).accumulator_dtype)
-        )
+        if algorithm is not None:
+            get_algorithm(algorithm)  # validated, though evaluation computes no moments
+        if precision is not None:  # the arithmetic of the output runs in its accumulator
+            dtype = np.dtype(resolve_precision(precision, xa).accumulator_dtype)
+        elif conv.running_update == "torch_cpu":
+            # batch_norm_cpu_collect_linear_and_constant_terms<param_t, opmath_t>: float
+            # arithmetic for float16/bfloat16 statistics, their own format otherwise
+            dtype = np.dtype(np.float32) if rv.dtype.itemsize < 4 else np.dtype(rv.dtype)
+        else:
+            dtype = np.dtype(conv.precision("batch_norm", xa.dtype).accumulator_dtype)
         mean = rm.astype(dtype)
         inv = _invstd(rv.astype(dtype), eps_v, conv, dtype, in_f64=False)
+        half_bias = b is not None and b.dtype == np.float16 and dtype == np.float32
+        if precision is None and conv.running_update == "torch_cpu" and half_bias:
+            # a c10::Half bias: bias - mean * alpha is not contracted (see
+            # _torch_reduced_normalize); the output is one FMA in float
+            assert b is not None
+            alpha = inv.reshape(shape) * (1 if w is None else w.astype(dtype).reshape(shape))
+            beta = b.astype(dtype).reshape(shape) - mean.reshape(shape) * alpha
+            y = fma(xa.astype(dtype), alpha, beta, dtype)
+            return BatchNormOutput(round_to(y, xa.dtype), rm.copy(), rv.copy())
         y = _affine_output(
             xa,
             mean.reshape(shape),
@@ -426,9 +539,11 @@ def batch_norm(
     if n == 0:
         raise ValueError(f"x: empty reduction for shape {xa.shape}")
     _single_value(n, conv)
-    if xa.ndim == 2 and algorithm is None and conv.algorithm("batch_norm") == "torch_cpu_two_pass":
-        # torch takes the channels-last kernel when image_size == 1
-        options = {"channels_last": True, **options}
+    if (conv.algorithm("batch_norm") if algorithm is None else algorithm) == "torch_cpu_two_pass":
+        # batch_norm_cpu_collect_stats_kernel takes the channels-last kernel whenever
+        # image_size == 1 ("NC11 is also channels last"), for any number of dimensions
+        image_size = n // xa.shape[0]
+        options = {"channels_last": image_size == 1, "image_size": image_size, **options}
     m, dtype = _batch_stats(rows, conv, "batch_norm", algorithm, precision, options, xa)
     y, mean_d, _ = _normalize_from_moments(xa, m, n, w, b, eps_v, conv, "batch_norm", dtype, shape)
     new_rm, new_rv = _running_stats(rm, rv, mean_d, m, n, mom, conv)
@@ -447,6 +562,13 @@ def _normalize_from_moments(
     dtype: np.dtype[Any],
     shape: tuple[int, ...],
 ) -> tuple[Array, Array, Array]:
+    if (
+        conv.running_update == "torch_cpu"
+        and layer in ("batch_norm", "instance_norm")
+        and xa.dtype.itemsize < 4
+        and m.dtype == np.float32
+    ):
+        return _torch_reduced_normalize(xa, m, w, b, eps, shape)
     with np.errstate(all="ignore"):
         mean_d = np.asarray(m.mean).astype(dtype) if m.dtype == dtype else round_to(m.mean, dtype)
         var_acc = m.var(0)
@@ -467,9 +589,54 @@ def _normalize_from_moments(
     return round_to(y, xa.dtype), mean_d, var_d
 
 
+def _torch_reduced_normalize(
+    xa: Array,
+    m: Moments,
+    w: Array | None,
+    b: Array | None,
+    eps: float,
+    shape: tuple[int, ...],
+) -> tuple[Array, Array, Array]:
+    """torch's float16/bfloat16 BatchNorm after the float statistics (measured on 2.13).
+
+    The mean is stored in the input's format; the variance is ``M2 / n`` in float for
+    float16 and ``bf16(bf16(M2) / n)`` for bfloat16 (its ``var_sum`` is a bfloat16
+    tensor); ``invstd = 1 / sqrt(var + eps)`` in double, rounded to float and stored
+    in the input's format; the output ``fma(x, a, b)`` with ``a = invstd * gamma`` and
+    ``b = beta - mean * a`` (one FMA for bfloat16, two roundings for float16) runs in
+    float and is rounded once to the input's format.
+    """
+    storage = np.dtype(xa.dtype)
+    f32 = np.dtype(np.float32)
+    with np.errstate(all="ignore"):
+        count = np.asarray(m.count).astype(f32)
+        mean_s = round_to(m.mean, storage)
+        if storage == np.float16:
+            var = np.asarray(m.m2, f32) / count
+        else:
+            var_sum = round_to(m.m2, storage).astype(f32)
+            var = round_to(var_sum / round_to(count, storage).astype(f32), storage).astype(f32)
+        inv = round_to((1.0 / np.sqrt(var.astype(np.float64) + eps)).astype(f32), storage)
+        channel = _channel_shape(xa.ndim)
+        alpha = inv.astype(f32).reshape(shape)
+        if w is not None:
+            alpha = alpha * w.astype(f32).reshape(channel)
+        beta0 = np.zeros((), f32) if b is None else b.astype(f32).reshape(channel)
+        mean_f = mean_s.astype(f32).reshape(shape)
+        if b is not None and b.dtype == np.float16:
+            # bias_v - mean * alpha with a c10::Half bias: the half-to-float conversion
+            # sits between the product and the subtraction, so no FMA (measured)
+            beta = beta0 - mean_f * alpha
+        else:
+            beta = fma(-mean_f, alpha, beta0, f32)
+        y = fma(xa.astype(f32), alpha, beta, f32)
+    return round_to(y, storage), mean_s, round_to(var, storage)
+
+
 # --------------------------------------------------------------------------- LN, IN, GN
 
 
+@_quiet
 def layer_norm(
     x: npt.ArrayLike,
     /,
@@ -527,6 +694,8 @@ def layer_norm(
         dtype = np.dtype(m.dtype)  # opmath: float for float/half/bfloat16, double for double
     k = len(ns)
     stat_shape = (*lead,) + (1,) * k
+    if conv.running_update == "torch_cpu" and xa.dtype.itemsize < 4 and m.dtype == np.float32:
+        return _torch_reduced_layer_norm(xa, m, w, b, eps_v, stat_shape)
     y, _, _ = (
         _normalize_from_moments(
             xa, m, rows.shape[-1], w, b, eps_v, conv, "layer_norm", dtype, stat_shape
@@ -535,6 +704,25 @@ def layer_norm(
         else _normalize_affine_trailing(xa, m, w, b, eps_v, conv, dtype, stat_shape)
     )
     return y
+
+
+def _torch_reduced_layer_norm(
+    xa: Array, m: Moments, w: Array | None, b: Array | None, eps: float, stat_shape: tuple[int, ...]
+) -> Array:
+    # layer_norm_kernel.cpp for float16/bfloat16 input (measured on torch 2.13): float
+    # statistics, rstd = 1 / sqrt(var + float(eps)) in float, then
+    # y = fma(x, rstd, -mean * rstd), and with an affine map fma(y, gamma, beta).
+    f32 = np.dtype(np.float32)
+    with np.errstate(all="ignore"):
+        mean = np.asarray(m.mean, f32).reshape(stat_shape)
+        var = m.var(0).astype(f32).reshape(stat_shape)
+        rstd = f32.type(1) / np.sqrt(var + f32.type(eps))
+        y = fma(xa.astype(f32), rstd, -mean * rstd, f32)
+        if w is not None or b is not None:
+            g = np.ones((), f32) if w is None else w.astype(f32)
+            beta = np.zeros((), f32) if b is None else b.astype(f32)
+            y = fma(y, g, beta, f32)
+    return round_to(y, xa.dtype)
 
 
 def _normalize_affine_trailing(
@@ -560,6 +748,7 @@ def _normalize_affine_trailing(
     return round_to(y, xa.dtype), mean_d, var_d
 
 
+@_quiet
 def group_norm(
     x: npt.ArrayLike,
     /,
@@ -602,6 +791,13 @@ def group_norm(
     w = _per_channel(weight, c, "weight")
     b = _per_channel(bias, c, "bias")
     g = int(num_groups)
+    if conv.single_value_behaviour == "raise" and (n * c // g) * int(np.prod(xa.shape[2:])) == 1:
+        # torch.nn.functional.group_norm's _verify_batch_size on [N*C/G, G, *spatial]
+        raise ValueError(
+            "x: expected more than 1 value per channel when training, got shape "
+            f"{xa.shape} with num_groups={g} (convention {conv.name!r} raises, as "
+            "torch.nn.functional.group_norm does)"
+        )
     rows = xa.reshape(n, g, -1)
     m, dtype = _batch_stats(rows, conv, "group_norm", algorithm, precision, options, xa)
     if conv.running_update == "torch_cpu":
@@ -620,28 +816,79 @@ def group_norm(
     return y
 
 
+@overload
 def instance_norm(
     x: npt.ArrayLike,
     /,
     *,
+    running_mean: None = None,
+    running_var: None = None,
     weight: npt.ArrayLike | None = None,
     bias: npt.ArrayLike | None = None,
+    use_input_stats: bool = True,
+    momentum: float | None = None,
     eps: float = 1e-5,
     convention: str | Convention = "pytorch",
     algorithm: str | Kernel | None = None,
     precision: Precision | str | None = None,
     **options: Any,
-) -> Array:
+) -> Array: ...
+
+
+@overload
+def instance_norm(
+    x: npt.ArrayLike,
+    /,
+    *,
+    running_mean: npt.ArrayLike,
+    running_var: npt.ArrayLike,
+    weight: npt.ArrayLike | None = None,
+    bias: npt.ArrayLike | None = None,
+    use_input_stats: bool = True,
+    momentum: float | None = None,
+    eps: float = 1e-5,
+    convention: str | Convention = "pytorch",
+    algorithm: str | Kernel | None = None,
+    precision: Precision | str | None = None,
+    **options: Any,
+) -> BatchNormOutput: ...
+
+
+@_quiet
+def instance_norm(
+    x: npt.ArrayLike,
+    /,
+    *,
+    running_mean: npt.ArrayLike | None = None,
+    running_var: npt.ArrayLike | None = None,
+    weight: npt.ArrayLike | None = None,
+    bias: npt.ArrayLike | None = None,
+    use_input_stats: bool = True,
+    momentum: float | None = None,
+    eps: float = 1e-5,
+    convention: str | Convention = "pytorch",
+    algorithm: str | Kernel | None = None,
+    precision: Precision | str | None = None,
+    **options: Any,
+) -> Array | BatchNormOutput:
     r"""Instance normalization (Ulyanov et al. 2016): moments per (sample, channel).
 
     .. math::
         y_{nc\ldots} = \frac{x_{nc\ldots} - \mu_{nc}}
                           {\sqrt{\sigma_{nc}^2 + \epsilon}}\,\gamma_c + \beta_c
 
-    PyTorch computes it as a training-mode BatchNorm of the input viewed as
-    ``(1, N*C, ...)`` (``Normalization.cpp``), so the PyTorch preset uses the
-    BatchNorm kernel (``torch_cpu_two_pass``) and output form. Running statistics
-    (``use_input_stats=False``) are not modelled.
+    PyTorch computes it as a BatchNorm of the input viewed as ``(1, N*C, ...)``
+    (``instance_norm`` in ``aten/src/ATen/native/Normalization.cpp``), so the PyTorch
+    preset uses the BatchNorm kernel (``torch_cpu_two_pass``) and output form.
+
+    Without running statistics the result is the normalized array. With
+    ``running_mean`` and ``running_var`` (shape (C,)) it is a :class:`BatchNormOutput`:
+    as in torch, each is repeated N times, BatchNorm of the view runs in training
+    (``use_input_stats=True``: the batch's moments normalize, the copies are updated
+    with ``momentum``) or evaluation (``use_input_stats=False``: the running statistics
+    normalize, and are returned unchanged), and the new running statistics are the mean
+    over N of the updated copies as ``at::mean`` computes it
+    (:func:`varstats.torch_cpu.torch_cpu_sum_rows`, then a division by N).
     """
     conv = get_convention(convention)
     xa = _float_input(x, "x", min_ndim=3)
@@ -649,9 +896,26 @@ def instance_norm(
     eps_v = _check_eps(eps)
     w = _per_channel(weight, c, "weight")
     b = _per_channel(bias, c, "bias")
+    rm = _per_channel(running_mean, c, "running_mean")
+    rv = _per_channel(running_var, c, "running_var")
+    if (rm is None) != (rv is None):
+        raise ValueError(
+            "running_mean: running_mean and running_var must both be given or both be None"
+        )
+    if rm is not None and rv is not None:
+        return _instance_norm_with_running_stats(
+            xa, rm, rv, w, b, use_input_stats, momentum, eps_v, conv, algorithm, precision, options
+        )
+    if not use_input_stats:
+        raise ValueError("use_input_stats: False needs running_mean and running_var")
     rows = xa.reshape(n, c, -1)
     if rows.shape[-1] == 1:
         _single_value(1, conv)
+    if (
+        conv.algorithm("instance_norm") if algorithm is None else algorithm
+    ) == "torch_cpu_two_pass":
+        # the (1, N*C, ...) view: each row is one contiguous block of the spatial size
+        options = {"image_size": rows.shape[-1], **options}
     m, dtype = _batch_stats(rows, conv, "instance_norm", algorithm, precision, options, xa)
     spatial = (1,) * (xa.ndim - 2)
     m = Moments(
@@ -665,9 +929,63 @@ def instance_norm(
     return y
 
 
+def _instance_norm_with_running_stats(
+    xa: Array,
+    rm: Array,
+    rv: Array,
+    w: Array | None,
+    b: Array | None,
+    use_input_stats: bool,
+    momentum: float | None,
+    eps: float,
+    conv: Convention,
+    algorithm: str | Kernel | None,
+    precision: Precision | str | None,
+    options: dict[str, Any],
+) -> BatchNormOutput:
+    # torch: batch_norm(input.view(1, N*C, ...), running_mean.repeat(N), ...,
+    # training=use_input_stats), then (in training) running_mean.copy_(view(N, C).mean(0))
+    n, c = xa.shape[0], xa.shape[1]
+    view = xa.reshape(1, n * c, *xa.shape[2:])
+    out = batch_norm(
+        view,
+        np.tile(rm, n),
+        np.tile(rv, n),
+        weight=None if w is None else np.tile(w, n),
+        bias=None if b is None else np.tile(b, n),
+        training=bool(use_input_stats),
+        momentum=momentum,
+        eps=eps,
+        convention=conv,
+        algorithm=algorithm,
+        precision=precision,
+        **options,
+    )
+    assert out.running_mean is not None
+    assert out.running_var is not None
+    if not use_input_stats:  # evaluation leaves the running statistics as they were
+        return BatchNormOutput(out.y.reshape(xa.shape), rm.copy(), rv.copy())
+    return BatchNormOutput(
+        out.y.reshape(xa.shape),
+        _mean_over_samples(out.running_mean.reshape(n, c)),
+        _mean_over_samples(out.running_var.reshape(n, c)),
+    )
+
+
+def _mean_over_samples(a: Array) -> Array:
+    # at::mean over dim 0 of a contiguous (N, C) tensor: at::sum (cascade_sum), then
+    # one division by N, in the tensor's own format
+    if a.dtype in (np.float32, np.float64):
+        total = torch_cpu_sum_rows(a)
+    else:
+        total = np.add.accumulate(a, axis=0)[-1]
+    return np.asarray(total / a.dtype.type(a.shape[0]))
+
+
 # --------------------------------------------------------------------------- affine, folding
 
 
+@_quiet
 def affine_channel(
     x: npt.ArrayLike,
     /,
@@ -694,6 +1012,7 @@ def affine_channel(
         return np.asarray(xa * wd + bd)
 
 
+@_quiet
 def fold_batch_norm(
     conv_weight: npt.ArrayLike,
     conv_bias: npt.ArrayLike | None,
@@ -733,6 +1052,7 @@ def fold_batch_norm(
     return np.asarray(fw, dtype=dt), np.asarray(fb, dtype=dt)
 
 
+@_quiet
 def conv2d(
     x: npt.ArrayLike,
     weight: npt.ArrayLike,
@@ -755,6 +1075,9 @@ def conv2d(
         raise ValueError("x: conv2d expects 4-D x (N, C, H, W) and weight (O, C, kH, kW)")
     if xa.shape[1] != wa.shape[1]:
         raise ValueError(f"weight: {wa.shape[1]} input channels, x has C={xa.shape[1]}")
+    stride = _positive_int(stride, "stride")
+    if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)) or padding < 0:
+        raise ValueError(f"padding: expected a non-negative integer, got {padding!r}")
     acc = as_dtype(accumulator, name="accumulator")
     xp = np.pad(xa.astype(acc), ((0, 0), (0, 0), (padding, padding), (padding, padding)))
     kh, kw = wa.shape[2], wa.shape[3]
@@ -775,6 +1098,7 @@ def conv2d(
 # --------------------------------------------------------------------------- sync batch norm
 
 
+@_quiet
 def sync_batch_norm(
     shards: Sequence[npt.ArrayLike],
     /,
@@ -870,6 +1194,7 @@ def _gather_invstd(parts: list[Moments], eps: float, dtype: np.dtype[Any]) -> Mo
 # --------------------------------------------------------------------------- batch renorm
 
 
+@_quiet
 def batch_renorm(
     x: npt.ArrayLike,
     /,
@@ -911,9 +1236,8 @@ def batch_renorm(
     xa = _float_input(x, "x", min_ndim=2)
     c = xa.shape[1]
     eps_v = _check_eps(eps)
-    for name, v in (("rmax", rmax), ("dmax", dmax)):
-        if not (isinstance(v, (int, float)) and v > 0):
-            raise ValueError(f"{name}: must be positive, got {v!r}")
+    rmax = _positive_float(rmax, "rmax")
+    dmax = _positive_float(dmax, "dmax")
     if rmax < 1:
         raise ValueError(f"rmax: must be >= 1, got {rmax!r}")
     mom = _momentum(momentum, conv)
@@ -943,6 +1267,8 @@ def batch_renorm(
     with np.errstate(all="ignore"):
         mean_b = np.asarray(m.mean)
         var_b = m.var(0)
+        if "batch_norm" in conv.clamp_negative_variance:  # as batch_norm does
+            var_b = np.maximum(var_b, acc.type(0))
         sigma_b = np.sqrt(var_b + round_to(eps_v, acc))
         sigma = np.sqrt(rv.astype(acc) + round_to(eps_v, acc))
         r = np.clip(sigma_b / sigma, acc.type(1 / rmax), acc.type(rmax))
@@ -964,8 +1290,16 @@ def batch_renorm(
 # --------------------------------------------------------------------------- LRN
 
 
+@_quiet
 def local_response_norm(
-    x: npt.ArrayLike, /, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0
+    x: npt.ArrayLike,
+    /,
+    size: int,
+    alpha: float = 1e-4,
+    beta: float = 0.75,
+    k: float = 1.0,
+    *,
+    threads: int = 1,
 ) -> Array:
     r"""Local response normalization across channels (Krizhevsky et al. 2012), PyTorch's formula.
 
@@ -977,11 +1311,15 @@ def local_response_norm(
     with zero padding outside the channels and ``n = size``: ``torch/nn/functional.py``
     squares, zero-pads, average-pools ``size`` channels (``count_include_pad``), then
     ``div.mul(alpha).add(k).pow(beta)`` and ``input / div``. The window sum runs in
-    order over channels and every step rounds in ``x.dtype``.
+    order over channels and every step rounds in ``x.dtype``. The power is torch's
+    CPU ``pow`` (:func:`varstats.torch_cpu.torch_cpu_pow`: Sleef's vectorized ``pow``
+    on whole blocks of 32 float32 or 16 float64 values, the C library's ``pow`` on the
+    rest); which elements fall in whole blocks depends on ``threads`` once ``x`` has
+    more than 32768 elements. For float16/bfloat16 input the power is NumPy's, rounded
+    to the input's format (torch's reduced-precision ``pow`` is not modelled).
     """
     xa = _float_input(x, "x", min_ndim=3)
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
-        raise ValueError(f"size: expected a positive integer, got {size!r}")
+    size = _positive_int(size, "size")
     dt = xa.dtype
     c = xa.shape[1]
     with np.errstate(all="ignore"):
@@ -994,13 +1332,17 @@ def local_response_norm(
             acc = acc + np.take(sqp, np.arange(j, j + c), axis=1)
         div = acc / dt.type(size)
         div = div * dt.type(alpha) + dt.type(k)
-        div = np.power(div, dt.type(beta))
+        if dt.itemsize >= 4:
+            div = torch_cpu_pow(div, float(beta), threads=threads)
+        else:  # torch's float16/bfloat16 pow is not modelled: NumPy's, in the format
+            div = np.power(div, dt.type(beta))
         return np.asarray(xa / div)
 
 
 # --------------------------------------------------------------------------- weight norm
 
 
+@_quiet
 def vector_norm(
     v: npt.ArrayLike, /, *, axis: int | tuple[int, ...] | None = None, algorithm: str = "pairwise"
 ) -> Array:
@@ -1019,12 +1361,7 @@ def vector_norm(
     a = _float_input(v, "v")
     if algorithm not in NORM_ALGORITHMS:
         raise ValueError(f"algorithm: expected one of {NORM_ALGORITHMS}, got {algorithm!r}")
-    axes = (
-        tuple(range(a.ndim))
-        if axis is None
-        else ((axis,) if isinstance(axis, int) else tuple(axis))
-    )
-    axes = tuple(ax % a.ndim for ax in axes)
+    axes = tuple(range(a.ndim)) if axis is None else _axes(axis, a.ndim)
     keep = tuple(i for i in range(a.ndim) if i not in axes)
     rows = np.transpose(a, keep + axes).reshape(*(a.shape[i] for i in keep), -1)
     dt = a.dtype
@@ -1058,6 +1395,7 @@ def vector_norm(
         return np.asarray(scale * np.sqrt(ssq))
 
 
+@_quiet
 def weight_norm(
     v: npt.ArrayLike, g: npt.ArrayLike, /, dim: int | None = 0, *, norm_algorithm: str = "pairwise"
 ) -> Array:
@@ -1073,7 +1411,7 @@ def weight_norm(
     if dim is None:
         norm = vector_norm(va, axis=None, algorithm=norm_algorithm).reshape((1,) * va.ndim)
     else:
-        d = dim % va.ndim
+        (d,) = _axes(dim, va.ndim, "dim")
         axes = tuple(i for i in range(va.ndim) if i != d)
         norm = vector_norm(va, axis=axes, algorithm=norm_algorithm) if axes else np.abs(va)
         shape = [1] * va.ndim

@@ -145,7 +145,8 @@ def finfo(dtype: Any, /) -> FloatInfo:
         tiny=float(fi.smallest_normal),
         smallest_subnormal=float(fi.smallest_subnormal),
         max=float(fi.max),
-        digits=float(mant * np.log10(2.0)),
+        # log10(2) as a literal (parsed correctly rounded), not libm: the same digits everywhere
+        digits=mant * 0.30102999566398119521,
     )
 
 

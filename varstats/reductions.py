@@ -102,6 +102,26 @@ def _finish(value: Any, axes: tuple[int, ...], keepdims: bool) -> Any:
     return value[()] if value.ndim == 0 else value
 
 
+def _largest_finite_magnitude(xm: Any, prec: Precision) -> npt.NDArray[np.float64]:
+    """Largest finite ``|x|`` of each slice (0 if none), as float64 on the host.
+
+    ``max(max x, -min x)`` needs no input-sized temporary; only where it is not
+    finite (an inf or NaN in the slice) are the finite magnitudes picked out.
+    """
+    xp = array_namespace(xm)
+    with np.errstate(invalid="ignore"):
+        top = to_host(xp.max(xm, axis=-1)).astype(np.float64)
+        bottom = to_host(xp.min(xm, axis=-1)).astype(np.float64)
+        amax = np.maximum(top, -bottom)
+    if np.all(np.isfinite(amax)):
+        return np.asarray(amax)
+    # the slice maxima are exact in float32 (float64 for float64 data)
+    wide = "float64" if prec.storage == "float64" else "float32"
+    mag = xp.abs(xp.astype(xm, namespace_dtype(xp, wide, argname="x", device=device(xm))))
+    finite = xp.max(xp.where(xp.isfinite(mag), mag, xp.zeros_like(mag)), axis=-1)
+    return np.asarray(to_host(finite).astype(np.float64))
+
+
 def _rescaled(
     a: Any, axes: tuple[int, ...], kernel: Kernel, prec: Precision, correction: float, options: Any
 ) -> tuple[Any, Any]:
@@ -115,13 +135,15 @@ def _rescaled(
     acc = _accumulator(a, prec)
     xm = reduced_last(a, axes)
     n = xm.shape[-1]
-    # the slice maxima are exact in float32 (float64 for float64 data)
-    wide = "float64" if prec.storage == "float64" else "float32"
-    mag = xp.abs(xp.astype(xm, namespace_dtype(xp, wide, argname="x", device=device(a))))
-    amax = xp.max(xp.where(xp.isfinite(mag), mag, xp.zeros_like(mag)), axis=-1)
-    k = rescale_exponents(to_host(amax).astype(np.float64), n, prec.accumulator)
+    last = (len(xm.shape) - 1,)
+    k = rescale_exponents(_largest_finite_magnitude(xm, prec), n, prec.accumulator)
+    if not np.any(k):
+        # nothing to scale: 2**0 is the identity, so this is the kernel on the data
+        # cast to acc (exact), with no float64 copy and no rounding back
+        m = apply_kernel(kernel, xp.astype(xm, acc, copy=False), axes=last, acc=acc, **options)
+        return m.mean, m.var(correction)
     scaled = ldexp(xm, -k[..., None], dtype=acc)
-    m = apply_kernel(kernel, scaled, axes=(len(xm.shape) - 1,), acc=acc, **options)
+    m = apply_kernel(kernel, scaled, axes=last, acc=acc, **options)
     return ldexp(m.mean, k, dtype=acc), ldexp(m.var(correction), 2 * k, dtype=acc)
 
 

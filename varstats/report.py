@@ -3,6 +3,11 @@ r"""Tables and figures of the study, rebuilt from ``errors.csv`` without recompu
 ``python -m varstats.report results/`` reads ``results/errors.csv`` (written by
 :mod:`varstats.sweep`) and writes ``results/summary.md`` and ``results/figures/*.png``.
 Everything here is a pure function of the CSV, so the same CSV gives the same bytes.
+The report reads results, it never makes them: without ``errors.csv``,
+:func:`load_results` and ``main`` name the sweep command that writes it. Every file is
+written through a temporary file and a rename (:func:`write_atomic`), under the same
+directory lock as the sweep (:func:`output_lock`); the column names and orders come
+from :mod:`varstats.schema`, which the sweep shares.
 
 Definitions used in the summary
 -------------------------------
@@ -26,11 +31,13 @@ first.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, Final
 
@@ -42,87 +49,66 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 from varstats.cases import ORDERS
+from varstats.conventions import CONVENTIONS
 from varstats.precision import DTYPES, finfo
 from varstats.recommendation import RECOMMENDED_ACCUMULATOR
+from varstats.schema import COLUMNS, COST_ORDER
+from varstats.schema import PRECISION_ORDER as _PRECISION_ORDER
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
-    "COLUMNS",
-    "COST_ORDER",
+    "EXIT_BUSY",
+    "EXIT_NOT_WRITABLE",
     "HEADLINE_END",
     "HEADLINE_START",
     "KERNEL_SHAPES",
     "ONE_PASS_VARIANTS",
+    "FigureSpec",
+    "OutputBusyError",
+    "OutputNotWritableError",
     "attainable_lre",
     "bound_explanations",
+    "bound_section",
+    "build_figures",
     "build_report",
+    "check_writable",
+    "clear_temporaries",
+    "failure_by_regime",
+    "failure_table",
+    "figure_plan",
+    "headline_table",
     "kernel_table",
+    "layer_tables",
+    "layout_check",
     "load_results",
     "main",
+    "offset_tables",
     "ordering_table",
+    "output_lock",
+    "public_tables",
     "read_errors",
+    "recommendation_table",
     "recommendations",
     "recommended_ulps_table",
+    "results_dir",
+    "scale_table",
+    "size_tables",
     "summary_markdown",
+    "sweep_command",
+    "write_atomic",
 ]
 
-#: Columns of ``errors.csv`` and their types ("str", "int", "float", "bool").
-COLUMNS: Final[dict[str, str]] = {
-    "kind": "str",  # "var" (generated data), "public" (reproduction case), "layer"
-    "case": "str",  # public case name; layer shape for "layer"; "-" otherwise
-    "layer": "str",  # norm layer, or "-"
-    "convention": "str",  # framework preset, or "-"
-    "algorithm": "str",  # registry name of the moments algorithm
-    "variant": "str",  # algorithm + options label (sweep.VARIANTS); output form for layers
-    "summation": "str",  # "pairwise", "sequential" or "-"
-    "storage": "str",
-    "accumulator": "str",
-    "layout": "str",  # "contiguous" or "strided"
-    "distribution": "str",
-    "scale_point": "str",  # "low", "unit", "high"
-    "n": "int",  # values per reduction (per layer input for "layer")
-    "offset": "float",  # offset/std ratio (absolute offset = offset * scale)
-    "scale": "float",  # standard deviation before rounding to storage
-    "correction": "int",
-    "seed": "int",  # seed of cases.generate for this case
-    "rows": "int",  # independent data rows (output elements for "layer")
-    "row": "int",  # index of the worst row (element)
-    "kappa": "float",  # condition number of the worst row, from exact moments
-    "value": "float",  # computed variance of the worst row (accumulator dtype, exactly)
-    "exact": "float",  # exact variance, correctly rounded to float64
-    "rel_err": "float",  # worst relative error
-    "ulps": "float",  # worst row's error in ulps of the accumulator
-    "lre": "float",  # worst correct digits
-    "lre_median": "float",  # median correct digits over the rows
-    "bound": "float",  # first-order CGL bound (metrics.bound) of the worst row
-    "exceeds_bound": "bool",  # some row has rel_err > bound + 2u
-    "negative": "int",  # rows with a negative variance
-    "nan": "int",  # rows with a NaN result
-    "inf": "int",  # rows with an infinite result
-    "nonfinite": "int",  # nan + inf
-}
+#: Exit status when another process holds the output directory (``EX_TEMPFAIL``).
+EXIT_BUSY: Final = 75
+#: Exit status when the output directory cannot be written (``EX_CANTCREAT``).
+EXIT_NOT_WRITABLE: Final = 73
 
 HEADLINE_START: Final = "<!-- headline:start -->"
 HEADLINE_END: Final = "<!-- headline:end -->"
-
-#: Variants from cheapest to dearest (see the module docstring).
-COST_ORDER: Final = (
-    "naive",
-    "naive/seq",
-    "shifted",
-    "shifted/seq",
-    "welford/lanes8",
-    "welford",
-    "two_pass",
-    "two_pass/seq",
-    "pairwise",
-    "chan",
-    "corrected_two_pass",
-    "corrected_two_pass/seq",
-    "corrected_two_pass/rescale",
-    "compensated",
-    "compensated/seq",
-    "dot2",
-)
 
 #: Variants that read the data once, as a stream: the one-pass formulas, Welford's
 #: update, and ``chan`` (one pass over the stream; a two-pass inside each block of
@@ -135,16 +121,6 @@ ONE_PASS_VARIANTS: Final = (
     "welford/lanes8",
     "welford",
     "chan",
-)
-
-_PRECISION_ORDER: Final = (
-    "float16:float16",
-    "float16:float32",
-    "bfloat16:bfloat16",
-    "bfloat16:float32",
-    "float32:float32",
-    "float32:float64",
-    "float64:float64",
 )
 
 # the variants drawn in the figures: pairwise-summation panel and sequential panel
@@ -216,23 +192,24 @@ def results_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "results"
 
 
-def load_results(
-    results: str | Path | None = None, /, *, grid_if_missing: str | None = None
-) -> tuple[pd.DataFrame, Path]:
+def sweep_command(out: str | Path | None = None, /, *, grid: str = "standard") -> str:
+    """The command that writes ``errors.csv`` into ``out`` (default: ``results/``)."""
+    cmd = "python -m varstats.sweep" + ("" if grid == "standard" else f" --grid {grid}")
+    return cmd if out is None else f"{cmd} --out {out}"
+
+
+def load_results(results: str | Path | None = None, /) -> tuple[pd.DataFrame, Path]:
     """Read ``errors.csv`` of ``results`` (default :func:`results_dir`).
 
-    Without one and with ``grid_if_missing`` (e.g. ``"quick"``), that sweep grid is
-    run once into a temporary directory and read from there, so notebooks work
-    in a fresh checkout. Returns the typed frame and the path it was read from.
+    Returns the typed frame (:func:`read_errors`) and the path it was read from. The
+    report never runs the sweep: without the file this raises :class:`FileNotFoundError`
+    naming the command that writes it.
     """
-    path = Path(results if results is not None else results_dir()) / "errors.csv"
-    if not path.exists() and grid_if_missing is not None:
-        from varstats import sweep  # the sweep imports this module
-
-        out = Path(tempfile.gettempdir()) / f"varstats-sweep-{grid_if_missing}"
-        if not (out / "errors.csv").exists():
-            sweep.main(["--grid", grid_if_missing, "--out", str(out), "--no-progress"])
-        path = out / "errors.csv"
+    out = Path(results) if results is not None else results_dir()
+    path = out / "errors.csv"
+    if not path.is_file():
+        cmd = sweep_command(None if results is None else out)
+        raise FileNotFoundError(f"{path} not found; the sweep writes it: {cmd}")
     return read_errors(path), path
 
 
@@ -994,7 +971,14 @@ def layer_tables(df: pd.DataFrame) -> str:
         "Worst correct digits of the normalized output (normwise: max |y - exact| over "
         "the output's rms) per convention, each with its own moments algorithm, "
         "accumulator and output form; columns are the offset/std ratio of the input. "
-        "NaN outputs count as 0 digits.\n"
+        "NaN outputs count as 0 digits.\n",
+        "Where each preset's numbers come from (`Convention.verified`): a preset marked "
+        "*run* was checked against the installed framework by the tests named; the others "
+        "are modelled from the framework's source.\n",
+        _table(
+            ["convention", "verified"],
+            [[f"`{name}`", conv.verified] for name, conv in CONVENTIONS.items()],
+        ),
     ]
     for storage in [d for d in DTYPES if d in set(lay["storage"])]:
         sub = lay[lay["storage"] == storage]
@@ -1260,11 +1244,102 @@ def _layer_figure(df: pd.DataFrame, layer: str, path: Path) -> None:
     fig.savefig(path, dpi=110, metadata={"Software": None})
 
 
-def build_figures(df: pd.DataFrame, out: Path) -> list[str]:
-    """Write ``figures/*.png``; returns their file names in order."""
-    figdir = out / "figures"
-    figdir.mkdir(parents=True, exist_ok=True)
-    names: list[str] = []
+# --------------------------------------------------------------------------- writing
+#
+# Every output is written to a temporary file in its own directory and renamed over the
+# old one (os.replace is atomic within a file system), so a reader, or a run killed at
+# any instant, sees either the old file or the new one, never a part of either.
+
+#: What one figure is: its file name, the function that draws it and that function's
+#: arguments between the frame and the path.
+FigureSpec = tuple[str, Callable[..., None], tuple[Any, ...]]
+
+
+class OutputBusyError(RuntimeError):
+    """Another sweep or report holds the output directory."""
+
+
+class OutputNotWritableError(PermissionError):
+    """The output directory (or its ``figures/``) cannot be written."""
+
+
+def _temporary(path: Path) -> Path:
+    # hidden, in the same directory (same file system, so the rename is atomic), named
+    # by process so two writers never share one; the suffix keeps the format visible
+    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+
+
+def write_atomic(path: str | Path, data: str | bytes, /) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    tmp = _temporary(path)
+    try:
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            tmp.write_text(data, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def clear_temporaries(directory: str | Path, /) -> None:
+    """Remove what :func:`write_atomic` leaves behind when a run is killed mid-write."""
+    for tmp in Path(directory).glob(".*.tmp*"):
+        if tmp.is_file():
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def output_lock(out: str | Path, /) -> Iterator[None]:
+    """Hold ``out`` for one writer; :class:`OutputBusyError` if another holds it.
+
+    The lock is :func:`fcntl.flock` on the directory itself, so no lock file is left
+    in the results, and the kernel releases it when the holder dies, however it dies.
+    Where :mod:`fcntl` does not exist (Windows) there is no lock.
+    """
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputBusyError(
+                f"{out}: another sweep or report is writing here; wait for it to finish "
+                "or choose another --out"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def check_writable(out: str | Path, /, *, figures: bool = True) -> None:
+    """Raise :class:`OutputNotWritableError` unless ``out`` (and ``out/figures``) take files.
+
+    A file is created and removed in each: permission bits do not tell (root ignores
+    them; a read-only mount does not show in them).
+    """
+    out = Path(out)
+    dirs = [out]
+    if figures and (out / "figures").exists():
+        dirs.append(out / "figures")
+    for d in dirs:
+        try:
+            fd, name = tempfile.mkstemp(prefix=".write-test.", suffix=".tmp", dir=d)
+            os.close(fd)
+            os.unlink(name)
+        except OSError as exc:
+            raise OutputNotWritableError(
+                f"{d}: cannot write here ({exc.strerror or exc}); choose another --out "
+                "or make it writable"
+            ) from None
+
+
+def figure_plan(df: pd.DataFrame) -> list[FigureSpec]:
+    """The figures of ``df`` in order: one per precision and axis, one per norm layer."""
+    plan: list[FigureSpec] = []
     core = _core(df)
     precs = _ordered((core["storage"] + ":" + core["accumulator"]).unique(), _PRECISION_ORDER)
     for p in precs:
@@ -1272,33 +1347,95 @@ def build_figures(df: pd.DataFrame, out: Path) -> list[str]:
         sub = core[(core["storage"] == storage) & (core["accumulator"] == acc)]
         ns = sorted(sub["n"].unique())
         n0 = int(min(ns, key=lambda n: (abs(math.log10(n) - 3), n)))
-        name = f"error_vs_offset_{storage}_{acc}.png"
-        _figure_vs(df, p, "offset", "n", n0, figdir / name)
-        names.append(name)
+        plan.append((f"error_vs_offset_{storage}_{acc}.png", _figure_vs, (p, "offset", "n", n0)))
         o0 = _nearest(sorted(sub["offset"].unique()), 100.0)
-        name = f"error_vs_n_{storage}_{acc}.png"
-        _figure_vs(df, p, "n", "offset", o0, figdir / name)
-        names.append(name)
+        plan.append((f"error_vs_n_{storage}_{acc}.png", _figure_vs, (p, "n", "offset", o0)))
     for layer in dict.fromkeys(df.loc[df["kind"] == "layer", "layer"]):
-        name = f"layer_{layer}.png"
-        _layer_figure(df, layer, figdir / name)
-        names.append(name)
-    return names
+        plan.append((f"layer_{layer}.png", _layer_figure, (layer,)))
+    return plan
 
 
-def build_report(out: str | Path) -> None:
-    """Read ``out/errors.csv``; write ``out/summary.md`` and ``out/figures/``."""
+def _draw(df: pd.DataFrame, spec: FigureSpec, path: Path) -> None:
+    _, draw, args = spec
+    tmp = _temporary(path)
+    try:
+        draw(df, *args, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def build_figures(df: pd.DataFrame, out: Path) -> list[str]:
+    """Write ``figures/*.png``; returns their file names in order."""
+    figdir = Path(out) / "figures"
+    figdir.mkdir(parents=True, exist_ok=True)
+    plan = figure_plan(df)
+    for spec in plan:
+        _draw(df, spec, figdir / spec[0])
+    return [spec[0] for spec in plan]
+
+
+# one frame per process: the sweep's workers draw several figures of one errors.csv
+_FRAME: dict[tuple[str, int, int], pd.DataFrame] = {}
+
+
+def _cached_errors(path: str) -> pd.DataFrame:
+    st = os.stat(path)
+    key = (path, st.st_mtime_ns, st.st_size)
+    if key not in _FRAME:
+        _FRAME.clear()
+        _FRAME[key] = read_errors(path)
+    return _FRAME[key]
+
+
+def _figure_task(errors: str, spec: FigureSpec, path: str) -> None:
+    _draw(_cached_errors(errors), spec, Path(path))
+
+
+def _summary_task(errors: str, names: list[str], path: str) -> None:
+    write_atomic(path, summary_markdown(_cached_errors(errors), names))
+
+
+def build_report(out: str | Path, /, *, executor: Executor | None = None) -> None:
+    """Read ``out/errors.csv``; write ``out/summary.md`` and ``out/figures/``.
+
+    Every file is written atomically; figures of the report's own kinds
+    (``error_vs_*``, ``layer_*``) left from an earlier run that this one does not draw
+    are removed last, and other files in ``figures/`` are left alone. With ``executor``
+    (the sweep's worker pool) the summary and each figure are separate tasks; the bytes
+    are the same.
+    """
     out = Path(out)
-    df = read_errors(out / "errors.csv")
+    errors = out / "errors.csv"
+    df = read_errors(errors)
     figdir = out / "figures"
-    if figdir.exists():
-        for old in figdir.glob("*.png"):
-            old.unlink()
-    names = build_figures(df, out)
-    (out / "summary.md").write_text(summary_markdown(df, names))
+    figdir.mkdir(parents=True, exist_ok=True)
+    clear_temporaries(out)
+    clear_temporaries(figdir)
+    plan = figure_plan(df)
+    names = [spec[0] for spec in plan]
+    if executor is None:
+        for spec in plan:
+            _draw(df, spec, figdir / spec[0])
+        write_atomic(out / "summary.md", summary_markdown(df, names))
+    else:
+        # the summary is the longest task: start it first
+        tasks = [executor.submit(_summary_task, str(errors), names, str(out / "summary.md"))]
+        tasks += [
+            executor.submit(_figure_task, str(errors), spec, str(figdir / spec[0])) for spec in plan
+        ]
+        for task in tasks:
+            task.result()
+    # only the report's own kinds of figure: results/figures/ also holds other outputs
+    # (batch_size.png from python -m varstats.batch_size)
+    for pattern in ("error_vs_*.png", "layer_*.png"):
+        for old in figdir.glob(pattern):
+            if old.name not in names:
+                old.unlink()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m varstats.report``."""
     parser = argparse.ArgumentParser(
         prog="python -m varstats.report",
         description="Rebuild summary.md and figures/ from errors.csv.",
@@ -1312,9 +1449,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if not (args.out / "errors.csv").is_file():
-        print(f"{parser.prog}: error: {args.out / 'errors.csv'} not found", file=sys.stderr)
+        print(
+            f"{parser.prog}: error: {args.out / 'errors.csv'} not found; the sweep writes it: "
+            f"{sweep_command(args.out)}",
+            file=sys.stderr,
+        )
         return 2
-    build_report(args.out)
+    try:
+        with output_lock(args.out):
+            check_writable(args.out)
+            build_report(args.out)
+    except OutputBusyError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return EXIT_BUSY
+    except OutputNotWritableError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return EXIT_NOT_WRITABLE
     return 0
 
 

@@ -17,7 +17,7 @@ References
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -65,6 +65,33 @@ def two_product(a: Array, b: Array) -> tuple[Array, Array]:
     return p, e
 
 
+_F32_LOW: Final = np.uint64((1 << 29) - 1)  # float64 significand bits below float32's
+_F32_HALF: Final = np.uint64(1 << 28)  # ... that make a float32 midpoint
+_F32_TINY: Final = float(np.finfo(np.float32).tiny)
+
+
+def _fma_float32(a: npt.ArrayLike, b: npt.ArrayLike, c: npt.ArrayLike) -> Array:
+    # The product of two float32 values is exact in float64, so s = fl64(ab + c) is
+    # one rounding away from the exact sum, and rounding s to float32 is correct
+    # unless s is a float32 midpoint (the one case where double rounding can go the
+    # wrong way) or lies in float32's subnormal range (a coarser grid). Only those
+    # few elements take the round-to-odd path; the result is the same bits. The
+    # ufuncs cast the (float32 or narrower) operands to float64 as they go.
+    p = np.multiply(a, b, dtype=np.float64)
+    c64 = np.asarray(c, dtype=np.float64)
+    s = np.asarray(np.add(p, c64))
+    bits = s.view(np.uint64)
+    suspect = ((bits & _F32_LOW) == _F32_HALF) | (np.abs(s) < _F32_TINY)
+    out = s.astype(np.float32)
+    if suspect.any():
+        pb = np.broadcast_to(p, s.shape)[suspect]
+        cb = np.broadcast_to(c64, s.shape)[suspect]
+        fixed = _add_round_to_odd(pb, cb)
+        fixed = np.where(np.isfinite(fixed), fixed, pb + cb)
+        out[suspect] = fixed.astype(np.float32)
+    return np.asarray(out)
+
+
 def fma(a: npt.ArrayLike, b: npt.ArrayLike, c: npt.ArrayLike, /, dtype: Any) -> Array:
     r"""Fused multiply-add :math:`\operatorname{fl}(ab + c)`: one rounding to ``dtype``.
 
@@ -81,6 +108,9 @@ def fma(a: npt.ArrayLike, b: npt.ArrayLike, c: npt.ArrayLike, /, dtype: Any) -> 
            proved algorithms using rounding to odd", IEEE Trans. Computers 57(4), 2008.
     """
     dt = as_dtype(dtype)
+    if dt == np.float32:
+        with np.errstate(all="ignore"):
+            return _fma_float32(a, b, c)
     a64, b64, c64 = (np.asarray(v).astype(np.float64) for v in (a, b, c))
     with np.errstate(all="ignore"):
         if dt != np.float64:

@@ -30,7 +30,10 @@ References
 
 from __future__ import annotations
 
+import math
 from typing import Any, Final, NamedTuple
+
+import numpy as np
 
 from varstats.array_api import (
     array_namespace,
@@ -50,8 +53,11 @@ __all__ = [
     "compensated_sum",
     "deviations",
     "lane_matrix",
+    "lane_squares",
     "row_sum",
+    "rows_reducible",
     "split",
+    "squared_deviation_total",
     "squares",
     "total",
 ]
@@ -79,11 +85,30 @@ def lane_matrix(a: Any, rows: int, /) -> tuple[Any, Any | None]:
 
 def row_sum(head: Any, /) -> Any:
     """Sequential sum down the rows of ``(..., rows, m)``: one sum per lane."""
+    if rows_reducible(head):
+        return np.add.reduce(head, axis=-2)
     add = binary_op(array_namespace(head), "add")
     s = own(head[..., 0, :])
     for k in range(1, head.shape[-2]):
         s = add(s, head[..., k, :], out=s)  # in place where possible, rounded in s.dtype
     return s
+
+
+def rows_reducible(head: Any) -> bool:
+    """Whether ``np.add.reduce(head, axis=-2)`` adds each lane row by row, as the loop does.
+
+    It does when every row is contiguous and longer than one SIMD register: NumPy's
+    iterator then keeps the lanes as its inner loop and adds whole rows, rounding each
+    sum in the array's dtype. With one lane, or rows that are not contiguous, the
+    reduced axis can become the inner loop, which NumPy sums pairwise (float16 in
+    float32): a different order. ``tests/test_algorithms.py`` pins the two against
+    each other.
+    """
+    if not isinstance(head, np.ndarray) or head.ndim < 2:
+        return False
+    item = head.dtype.itemsize
+    m = head.shape[-1]
+    return bool(m >= 8 and head.strides[-1] == item and head.strides[-2] == m * item)
 
 
 class Split(NamedTuple):
@@ -130,6 +155,70 @@ def squares(p: Split, /, *, in_place: bool = False) -> Split:
     return Split(head, tail)
 
 
+def squared_deviation_total(p: Split, center: Any, /) -> Any:
+    """``total(squares(deviations(p, center)))``, the same roundings in the same order.
+
+    For NumPy lanes it works a cache-sized block of lanes at a time, so the deviations
+    are never written out as an input-sized array: one read of the data instead of a
+    write and two more passes.
+    """
+    if not isinstance(p.head, np.ndarray):
+        return total(squares(deviations(p, center), in_place=True))
+    head = p.head
+    batch, m = head.shape[:-2], head.shape[-1]
+    width = max(8, _LANE_BLOCK // max(math.prod(batch), 1))
+    c = center[..., None]
+    if width >= m:  # one block: whole-array operations are the fewest calls
+        d = np.subtract(head, c[..., None])
+        sums = row_sum(np.multiply(d, d, out=d))
+    else:
+        sums = _blocked_squares(head, c, width)
+    leaves = [sums]
+    if p.tail is not None:
+        d = p.tail - c
+        leaves.append(sequential_sum(d * d)[..., None])
+    return _tree_sum(np.concatenate(leaves, axis=-1))
+
+
+def lane_squares(head: Any, center: Any, /) -> Any:
+    """``row_sum((head - center[..., None, :])**2)``: each lane about its own center.
+
+    The same roundings in the same order; NumPy lanes are taken a cache-sized block at
+    a time, so no input-sized array of deviations is written.
+    """
+    if not isinstance(head, np.ndarray):
+        subtract, multiply = (binary_op(array_namespace(head), f) for f in ("subtract", "multiply"))
+        d = subtract(head, center[..., None, :], out=lane_major_like(head))
+        return row_sum(multiply(d, d, out=d))
+    width = max(8, _LANE_BLOCK // max(math.prod(head.shape[:-2]), 1))
+    if width >= head.shape[-1]:
+        d = np.subtract(head, center[..., None, :])
+        return row_sum(np.multiply(d, d, out=d))
+    return _blocked_squares(head, center, width, per_lane=True)
+
+
+def _blocked_squares(head: Any, c: Any, width: int, *, per_lane: bool = False) -> Any:
+    """Row sums of ``(head - c)**2``, ``width`` lanes at a time (``c`` per lane or per slice)."""
+    batch, m = head.shape[:-2], head.shape[-1]
+    sums = np.empty((*batch, m), dtype=head.dtype)
+    for j0 in range(0, m, width):
+        j1 = min(j0 + width, m)
+        out = sums[..., j0:j1]
+        cj = c[..., j0:j1] if per_lane else c
+        np.subtract(head[..., 0, j0:j1], cj, out=out)
+        np.multiply(out, out, out=out)
+        d = np.empty_like(out)
+        for k in range(1, head.shape[-2]):
+            np.subtract(head[..., k, j0:j1], cj, out=d)
+            np.multiply(d, d, out=d)
+            np.add(out, d, out=out)
+    return sums
+
+
+#: Lanes per block of :func:`squared_deviation_total` (a row of them stays in cache).
+_LANE_BLOCK: Final = 2**14
+
+
 def _leaves(p: Split, lane_sum: Any) -> list[Any]:
     """Per-lane partial results of ``lane_sum`` over the head, then over the tail as one lane."""
     out = [] if p.head is None else [lane_sum(p.head)]
@@ -144,12 +233,27 @@ def total(p: Split, /) -> Any:
     if p.tail is not None:
         leaves.append(sequential_sum(p.tail)[..., None])
     xp = array_namespace(leaves[0])
-    (result,) = tree_reduce((xp.concat(leaves, axis=-1),), lambda a, b: (a + b,))
+    sums = xp.concat(leaves, axis=-1)
+    if isinstance(sums, np.ndarray):
+        return _tree_sum(sums)
+    (result,) = tree_reduce((sums,), lambda a, b: (a + b,))
     return result
+
+
+def _tree_sum(a: Any) -> Any:
+    """:func:`~varstats.moments.tree_reduce` with ``+`` on a NumPy array, in fewer calls."""
+    while a.shape[-1] > 1:
+        m = a.shape[-1]
+        even = m - m % 2
+        pairs = a[..., 0:even:2] + a[..., 1:even:2]
+        a = np.concatenate([pairs, a[..., -1:]], axis=-1) if m % 2 else pairs
+    return a[..., 0]
 
 
 def _neumaier_rows(head: Any) -> tuple[Any, Any]:
     """Neumaier's sequential compensated sum down the rows of ``(..., rows, m)``."""
+    if isinstance(head, np.ndarray) and head.shape[-1] == 1:
+        return _neumaier_sequential(head[..., 0])
     xp = array_namespace(head)
     add = binary_op(xp, "add")
     s = own(head[..., 0, :])
@@ -158,6 +262,25 @@ def _neumaier_rows(head: Any) -> tuple[Any, Any]:
         s, e = two_sum(s, head[..., k, :])
         c = add(c, e, out=c)
     return s, c
+
+
+def _neumaier_sequential(a: Any) -> tuple[Any, Any]:
+    """:func:`_neumaier_rows` of one lane (NumPy), without a Python step per element.
+
+    The running sums ``s_k`` are ``np.add.accumulate`` (left to right, rounded in
+    ``a.dtype``); TwoSum's error of each step then follows from whole-array
+    operations, and ``c`` is their left-to-right sum starting from ``+0``, as in the
+    loop.
+    """
+    partial = np.add.accumulate(a, axis=-1)
+    prev, t = partial[..., :-1], partial[..., 1:]
+    z = t - prev
+    e = prev - (t - z)
+    np.subtract(a[..., 1:], z, out=z)
+    e += z
+    errors = np.concatenate([np.zeros_like(a[..., :1]), e], axis=-1)
+    c = np.add.accumulate(errors, axis=-1)[..., -1:]
+    return partial[..., -1:], c
 
 
 def compensated_sum(p: Split, /) -> Any:

@@ -5,7 +5,7 @@ The sweep writes to ``--out`` (default ``results/``):
 
 ``errors.csv``
     One row per (case, algorithm variant, precision, correction); columns in
-    :data:`varstats.report.COLUMNS`. A *case* is one set of generator parameters
+    :data:`varstats.schema.COLUMNS`. A *case* is one set of generator parameters
     (storage, distribution, layout, n, offset, scale) drawn as ``rows`` independent
     rows; the CSV row reports the worst of them (``value``, ``exact``, ``rel_err``,
     ``ulps``, ``lre``, ``kappa`` and ``bound`` of that row, its index in ``row``) and
@@ -27,12 +27,42 @@ Determinism and resumption
 --------------------------
 Every case's seed is derived (SHA-256) from its parameters and ``--seed``, never from
 the order or the process it runs in; floats are written with ``repr`` (shortest
-round-trip); units are concatenated in grid order. Each finished unit is written
-atomically (temporary file, then :func:`os.replace`) to ``OUT/.partial/KEY.csv``, where
-``KEY`` hashes everything the unit computes. ``--resume`` skips every unit whose file
-exists, so a killed run restarted with ``--resume`` recomputes nothing already written
-and ends with the same bytes as an uninterrupted run; without ``--resume`` the partial
-store is cleared first. It is removed once the outputs are written.
+round-trip, :func:`varstats.schema.format_field`), and every derived column (``lre``,
+``kappa``, ``bound``) is computed from IEEE-754 operations only, never libm's
+logarithms, so the same command gives the same bytes on any machine; units are
+concatenated in grid order. Each finished unit is written atomically (temporary file,
+then :func:`os.replace`) to ``OUT/.partial/KEY.csv``, where ``KEY`` hashes everything the
+unit computes, under a first line holding its row count and SHA-256. ``--resume`` keeps
+every unit whose file passes that check and recomputes the rest (missing, emptied,
+truncated or altered files alike), so a killed run restarted with ``--resume`` ends with
+the same bytes as an uninterrupted run; without ``--resume`` the partial store is cleared
+first. It is removed after the last output is written.
+
+Faults
+------
+- Every output (``errors.csv``, ``summary.md``, each figure) is written to a temporary
+  file in its own directory and renamed: a kill at any instant leaves old or new files,
+  never a part of one, and ``--resume`` completes the set.
+- One writer per output directory: :func:`varstats.report.output_lock` (``flock`` on the
+  directory). A second sweep (or ``python -m varstats.report``) exits with
+  :data:`EXIT_BUSY` and a message.
+- The output directory (and ``figures/``) is checked by writing a file into it before
+  anything is computed; if it cannot be written the sweep exits with
+  :data:`EXIT_NOT_WRITABLE`.
+- Local workers die with the sweep (``PR_SET_PDEATHSIG`` on Linux, a watcher thread
+  elsewhere) and ignore SIGINT; on Ctrl-C the sweep kills them, keeps the finished
+  units, prints the command that resumes and exits with :data:`EXIT_INTERRUPTED`.
+- ``--jobs`` is capped at the number of tasks; above the core count it warns.
+- Only the full standard study writes to ``results/`` by default: a filtered or other
+  grid needs ``--out`` (or ``--force``).
+
+Where the work runs
+-------------------
+``--jobs J`` runs the units on ``J`` local processes, longest first, and then the
+report's summary and figures as tasks on the same processes. ``--scheduler ADDRESS``
+sends the units to an existing dask.distributed cluster instead
+(``distributed`` is needed only then); the workers send back the CSV rows, this process
+stores them and writes the report, so the bytes are the same as with ``--jobs``.
 
 Scale points
 ------------
@@ -50,15 +80,20 @@ spread (:func:`varstats.cases.max_offset_ratio`); the absolute offset is
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import hashlib
 import json
 import math
 import multiprocessing
 import os
+import shlex
 import shutil
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -67,25 +102,46 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+from tqdm import tqdm
 
 from varstats import cases as vcases
 from varstats import metrics, norms, oracle
+from varstats import report as _report
 from varstats.algorithms import ALGORITHMS
 from varstats.conventions import CONVENTIONS, LAYERS
 from varstats.precision import DTYPES, PRECISIONS, Precision, finfo
 from varstats.reductions import mean_var
 from varstats.reductions import moments as compute_moments
+from varstats.schema import COLUMNS, format_field
 
 __all__ = [
+    "EXIT_BUSY",
+    "EXIT_INTERRUPTED",
+    "EXIT_NOT_WRITABLE",
+    "EXIT_UNAVAILABLE",
     "GRIDS",
+    "GRID_HELP",
+    "LAYER_EPS",
+    "LAYER_GROUPS",
+    "MAX_JOBS",
+    "PARTIAL_DIR",
     "SCALE_POINTS",
     "VARIANTS",
     "Grid",
+    "RunStats",
+    "SchedulerError",
     "Unit",
     "Variant",
     "build_grid",
+    "case_seed",
+    "compute_unit",
+    "format_rows",
     "main",
+    "make_parser",
     "run",
+    "scale_for",
+    "strided",
+    "unit_text",
 ]
 
 Array = npt.NDArray[Any]
@@ -370,8 +426,11 @@ def build_grid(
                     slow = tuple(v for v in unit_variants if VARIANTS[v].sequential_loop)
                     top = tuple(p for p in sprecs if p in spec.loop_top_precisions)
                     units.append(_replace(base, variants=fast))
-                    if slow and top:
-                        units.append(_replace(base, variants=slow, precisions=top))
+                    # one unit per (precision, loop): the loops are the grid's longest
+                    # units and run side by side this way; the rows keep their order
+                    units += [
+                        _replace(base, variants=(v,), precisions=(p,)) for p in top for v in slow
+                    ]
                 else:
                     units.append(base)
     if spec.public:
@@ -486,16 +545,6 @@ def _exact(x: Array, corrections: Iterable[int]) -> _Exact:
 
 
 # --------------------------------------------------------------------------- rows
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, (bool, np.bool_)):
-        return "True" if v else "False"
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    if isinstance(v, (float, np.floating)):
-        return repr(float(v))
-    return str(v)
 
 
 def _worst(rel: Array) -> int:
@@ -792,8 +841,7 @@ def _layer_unit(unit: Unit) -> list[dict[str, Any]]:
             err = np.abs(y64 - e64) / (rms if rms > 0 else 1.0)
             w = _worst(err)
             worst = float(np.where(np.isnan(err), np.inf, err)[w])
-            with np.errstate(divide="ignore"):
-                digits = np.clip(-np.log10(np.where(np.isnan(err), np.inf, err)), 0.0, fi.digits)
+            digits = metrics.correct_digits(err, unit.storage)  # NaN error: 0 digits
             nan = int(np.count_nonzero(np.isnan(y64)))
             inf = int(np.count_nonzero(np.isinf(y64)))
             out.append(
@@ -841,45 +889,149 @@ def compute_unit(unit: Unit) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- storage
 
 
-def _columns() -> tuple[str, ...]:
-    from varstats.report import COLUMNS
-
-    return tuple(COLUMNS)
-
-
 def format_rows(rows: Iterable[dict[str, Any]]) -> str:
-    """CSV text (no header) of rows, every float written with ``repr``."""
-    cols = _columns()
-    lines = []
-    for r in rows:
-        fields = [_fmt(r[c]) for c in cols]
-        if any("," in f or '"' in f or "\n" in f for f in fields):
-            raise ValueError(f"unquotable field in {fields}")
-        lines.append(",".join(fields) + "\n")
-    return "".join(lines)
+    """CSV text (no header) of rows in :data:`varstats.schema.COLUMNS` order."""
+    cols = tuple(COLUMNS)
+    return "".join(",".join(format_field(r[c]) for c in cols) + "\n" for r in rows)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def unit_text(unit: Unit) -> str:
+    """The CSV rows of one unit; what a worker (local or on a cluster) sends back."""
+    return format_rows(compute_unit(unit))
 
 
-def _work(unit: Unit, partial: str) -> tuple[str, float]:
-    """Compute one unit and store it; runs in a worker process."""
-    t0 = time.perf_counter()
-    text = format_rows(compute_unit(unit))
-    _atomic_write(Path(partial) / f"{unit.key}.csv", text)
-    return unit.key, time.perf_counter() - t0
+def _digest(body: str) -> str:
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _unit_header(key: str, body: str) -> str:
+    # the row count and checksum make an emptied, truncated or foreign file detectable
+    return f"# varstats unit {key} rows={body.count(chr(10))} sha256={_digest(body)}\n"
+
+
+def _store_unit(partial: Path, unit: Unit, body: str) -> None:
+    _report.write_atomic(partial / f"{unit.key}.csv", _unit_header(unit.key, body) + body)
+
+
+def _load_unit(partial: Path, unit: Unit) -> str | None:
+    """The stored rows of ``unit``, or None when absent or not exactly what was written."""
+    try:
+        text = (partial / f"{unit.key}.csv").read_bytes().decode()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+    header, _, body = text.partition("\n")
+    return body if header + "\n" == _unit_header(unit.key, body) else None
+
+
+class SchedulerError(RuntimeError):
+    """The dask.distributed scheduler given to ``--scheduler`` cannot be used."""
 
 
 @dataclass
 class RunStats:
+    """What :func:`run` did: units in the grid, computed, taken from ``.partial``, ..."""
+
     units: int
     computed: int
     resumed: int
     rows: int
     seconds: float
+    jobs: int = 1
+    invalid: int = 0  # stored units that failed their check and were recomputed
+
+
+_PR_SET_PDEATHSIG: Final = 1  # from <linux/prctl.h>
+
+
+def _worker_init(parent: int) -> None:
+    """Runs first in every local worker: die with the parent, leave Ctrl-C to it."""
+    # a terminal's Ctrl-C reaches the whole process group; the parent stops the workers
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # PR_SET_PDEATHSIG: the kernel kills this process when its parent dies, even by
+    # SIGKILL, which no handler in the parent can see; elsewhere a thread watches
+    linux = sys.platform.startswith("linux")
+    if not linux or ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+@contextlib.contextmanager
+def _local_pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
+    """A pool of ``jobs`` spawned workers that never outlive this process.
+
+    On any exception (Ctrl-C included) the workers are killed at once instead of
+    finishing the queued units, as ``ProcessPoolExecutor.__exit__`` would.
+    """
+    pool = ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_init,
+        initargs=(os.getpid(),),
+    )
+    try:
+        yield pool
+    except BaseException:
+        # the executor has no public way to stop running tasks: kill its processes
+        workers = list((pool._processes or {}).values())
+        for w in workers:
+            w.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for w in workers:
+            w.join(timeout=2.0)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _compute_local(
+    todo: Sequence[Unit], pool: ProcessPoolExecutor | None
+) -> Iterator[tuple[Unit, str]]:
+    if pool is None:
+        for u in todo:
+            yield u, unit_text(u)
+        return
+    futures = {pool.submit(unit_text, u): u for u in todo}
+    pending: set[Future[str]] = set(futures)
+    while pending:
+        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        for f in done:
+            yield futures[f], f.result()
+
+
+def _compute_cluster(todo: Sequence[Unit], scheduler: str) -> Iterator[tuple[Unit, str]]:
+    """Units computed on the dask.distributed cluster at ``scheduler``; rows come back."""
+    try:
+        from distributed import Client, as_completed  # optional: the dask extra
+    except ImportError:
+        raise SchedulerError(
+            "--scheduler needs dask.distributed (pip install varstats[dask])"
+        ) from None
+    from distributed.comm.addressing import parse_address
+    from distributed.comm.registry import get_backend
+
+    try:
+        # a malformed address fails here, before a half-made Client lingers on close
+        get_backend(parse_address(scheduler)[0])
+        client = Client(scheduler, set_as_default=False, timeout="10s")  # type: ignore[no-untyped-call]
+    except (OSError, ValueError) as exc:
+        raise SchedulerError(f"--scheduler: cannot reach {scheduler}: {exc}") from None
+    with client:
+        # key: the unit's own hash, so a resubmitted unit is the same task
+        futures = {
+            client.submit(unit_text, u, key=f"varstats-unit-{u.key}", pure=False): u for u in todo
+        }
+        try:
+            for f in as_completed(futures, loop=client.loop):  # type: ignore[no-untyped-call]
+                yield futures[f], f.result()
+        except BaseException:  # Ctrl-C included: the cluster stops too
+            client.cancel(list(futures), force=True)  # type: ignore[no-untyped-call]
+            raise
 
 
 def run(
@@ -891,67 +1043,106 @@ def run(
     progress: bool = True,
     finalize: bool = True,
     report: bool = True,
+    scheduler: str | None = None,
 ) -> RunStats:
-    """Compute ``units`` (skipping stored ones if ``resume``), then write the outputs."""
-    from tqdm import tqdm
+    """Compute ``units`` (skipping valid stored ones if ``resume``), then write the outputs.
 
+    Raises :class:`varstats.report.OutputBusyError` if another run holds ``out`` and
+    :class:`varstats.report.OutputNotWritableError` if ``out`` cannot be written, both
+    before anything is computed. ``scheduler`` is the address of a dask.distributed
+    scheduler to compute the units on instead of ``jobs`` local processes.
+    """
     t0 = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    partial = out / PARTIAL_DIR
-    if partial.exists() and not resume:
-        shutil.rmtree(partial)
-    partial.mkdir(exist_ok=True)
+    out = Path(out)
     keys = [u.key for u in units]
     if len(set(keys)) != len(keys):
-        raise AssertionError("duplicate units in the grid")
-    todo = [u for u in units if not (partial / f"{u.key}.csv").exists()]
-    todo.sort(key=lambda u: -u.cost)  # longest first; output order does not depend on it
-    resumed = len(units) - len(todo)
-    bar = tqdm(
-        total=len(units),
-        initial=resumed,
-        unit="unit",
-        file=sys.stderr,
-        disable=not progress,
-        mininterval=1.0,
-        dynamic_ncols=True,
-    )
+        raise ValueError("units: the grid holds the same unit twice")
     try:
-        if jobs <= 1 or len(todo) <= 1:
-            for u in todo:
-                _work(u, str(partial))
-                bar.update(1)
-        else:
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-                pending: set[Future[tuple[str, float]]] = {
-                    pool.submit(_work, u, str(partial)) for u in todo
-                }
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for f in done:
-                        f.result()
-                        bar.update(1)
-    finally:
-        bar.close()
-    nrows = 0
-    if finalize:
-        header = ",".join(_columns()) + "\n"
-        parts = [header]
-        for u in units:  # grid order
-            text = (partial / f"{u.key}.csv").read_text()
-            nrows += text.count("\n")
-            parts.append(text)
-        _atomic_write(out / "errors.csv", "".join(parts))
-        if report:
-            from varstats.report import build_report
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _report.OutputNotWritableError(
+            f"{out}: cannot create it ({exc.strerror or exc}); choose another --out"
+        ) from None
+    with _report.output_lock(out):
+        _report.check_writable(out, figures=finalize and report)
+        partial = out / PARTIAL_DIR
+        if partial.exists() and not resume:
+            shutil.rmtree(partial)
+        partial.mkdir(exist_ok=True)
+        for d in (out, partial):  # what a killed run was writing
+            _report.clear_temporaries(d)
+        bodies: dict[str, str] = {}
+        invalid = 0
+        for u in units:
+            body = _load_unit(partial, u) if resume else None
+            if body is not None:
+                bodies[u.key] = body
+            elif (partial / f"{u.key}.csv").exists():
+                invalid += 1
+        todo = [u for u in units if u.key not in bodies]
+        todo.sort(key=lambda u: -u.cost)  # longest first; output order does not depend on it
+        resumed = len(units) - len(todo)
+        # more workers than tasks would only start idle processes
+        tasks = len(todo) + (_REPORT_TASKS if finalize and report else 0)
+        jobs = max(1, min(jobs, tasks)) if scheduler is None else 1
+        bar = tqdm(
+            total=len(units),
+            initial=resumed,
+            unit="unit",
+            file=sys.stderr,
+            disable=not progress,
+            mininterval=1.0,
+            dynamic_ncols=True,
+        )
+        with contextlib.ExitStack() as stack:
+            pool = stack.enter_context(_local_pool(jobs)) if jobs > 1 else None
+            try:
+                results = (
+                    _compute_cluster(todo, scheduler)
+                    if scheduler is not None
+                    else _compute_local(todo, pool)
+                )
+                for unit, body in results:
+                    _store_unit(partial, unit, body)
+                    bodies[unit.key] = body
+                    bar.update(1)
+            finally:
+                bar.close()
+            nrows = sum(b.count("\n") for b in bodies.values())
+            if finalize:
+                header = ",".join(COLUMNS) + "\n"
+                _report.write_atomic(out / "errors.csv", header + "".join(bodies[k] for k in keys))
+                if report:
+                    _report.build_report(out, executor=pool)
+                shutil.rmtree(partial)
+    return RunStats(len(units), len(todo), resumed, nrows, time.perf_counter() - t0, jobs, invalid)
 
-            build_report(out)
-        shutil.rmtree(partial)
-    return RunStats(len(units), len(todo), resumed, nrows, time.perf_counter() - t0)
+
+#: The most tasks the report adds to the pool: the summary and its figures.
+_REPORT_TASKS: Final = 1 + 2 * len(PRECISIONS) + len(LAYERS)
 
 
 # --------------------------------------------------------------------------- CLI
+
+#: Exit status after Ctrl-C (SIGINT), as a shell reports a command killed by it.
+EXIT_INTERRUPTED: Final = 130
+#: Exit status when another sweep holds the output directory (``EX_TEMPFAIL``).
+EXIT_BUSY: Final = _report.EXIT_BUSY
+#: Exit status when the output directory cannot be written (``EX_CANTCREAT``).
+EXIT_NOT_WRITABLE: Final = _report.EXIT_NOT_WRITABLE
+#: Exit status when the ``--scheduler`` cannot be reached (``EX_UNAVAILABLE``).
+EXIT_UNAVAILABLE: Final = 69
+#: The largest ``--jobs`` accepted (the pool is capped at the number of units anyway).
+MAX_JOBS: Final = 1024
+
+#: What each ``--grid`` is for and about how long it takes with ``--jobs 2`` on two idle
+#: cores (``benchmarks/bench_sweep.py`` measures it; ``full`` is scaled from the cost model).
+GRID_HELP: Final = {
+    "tiny": ("a few seconds", "a slice for the tests"),
+    "quick": ("about 15 s", "every axis at small n, for CI"),
+    "standard": ("about 1 min", "the committed study, the default"),
+    "full": ("about 5-10 min", "more rows, n = 3, the extremes up to n = 10**6"),
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -985,13 +1176,15 @@ def _precision_list(text: str) -> tuple[Precision, ...]:
     return tuple(out)
 
 
-def _positive_int(text: str) -> int:
+def _jobs(text: str) -> int:
     try:
         v = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if not 1 <= v <= MAX_JOBS:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer from 1 to {MAX_JOBS}, got {text if len(text) < 30 else 'more'}"
+        )
     return v
 
 
@@ -1007,20 +1200,25 @@ def _seed(text: str) -> int:
 
 def make_parser() -> argparse.ArgumentParser:
     layers = tuple(LAYERS)
+    grids = "; ".join(f"{g} ({GRID_HELP[g][0]}): {GRID_HELP[g][1]}" for g in GRIDS)
     p = _Parser(
         prog="varstats-sweep",
         description="Measure every variance algorithm, precision and norm-layer convention "
         "against exact ground truth; write errors.csv, summary.md and figures/.",
+        epilog=f"Exit status: 0 done, 2 usage, {EXIT_NOT_WRITABLE} output not writable, "
+        f"{EXIT_BUSY} another sweep is writing the same --out, {EXIT_UNAVAILABLE} "
+        f"--scheduler unreachable, {EXIT_INTERRUPTED} "
+        "interrupted (rerun with --resume).",
     )
     p.add_argument(
         "--grid",
         choices=GRIDS,
         default="standard",
-        help="grid size: quick (CI, < 1 min), standard (default, minutes), full",
+        help=f"grid size, with its time for --jobs 2 on two idle cores: {grids}",
     )
     p.add_argument(
         "--algorithms",
-        type=_csv_list("algorithm", (*ALGORITHMS, *VARIANTS)),
+        type=_csv_list("algorithm", tuple(dict.fromkeys((*ALGORITHMS, *VARIANTS)))),
         help="comma-separated algorithms or variant labels (default: all)",
     )
     p.add_argument(
@@ -1038,12 +1236,26 @@ def make_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--jobs",
-        type=_positive_int,
+        type=_jobs,
         default=os.cpu_count() or 1,
-        help="worker processes (default: all cores)",
+        help="worker processes (default: all cores; at most one per unit)",
     )
     p.add_argument(
-        "--out", type=Path, default=Path("results"), help="output directory (default: results/)"
+        "--scheduler",
+        metavar="ADDRESS",
+        help="compute the units on this dask.distributed scheduler (e.g. tcp://host:8786) "
+        "instead of local processes; same bytes out",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output directory (default: results/, for the full standard study only)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="let a filtered or non-standard run replace results/ when --out is not given",
     )
     p.add_argument(
         "--resume", action="store_true", help="keep the units an interrupted run already wrote"
@@ -1053,8 +1265,14 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _resume_command(argv: Sequence[str]) -> str:
+    args = [a for a in argv if a != "--resume"]
+    return shlex.join(["python", "-m", "varstats.sweep", *args, "--resume"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m varstats.sweep`` and ``varstats-sweep``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = make_parser()
     args = parser.parse_args(argv)
     layers: tuple[str, ...] = args.layers
@@ -1064,8 +1282,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         layers = ()
     elif "all" in layers:
         layers = tuple(LAYERS)
-    if args.out.exists() and not args.out.is_dir():
-        parser.error(f"--out: {args.out} is not a directory")
+    standard = (
+        args.grid == "standard"
+        and args.algorithms is None
+        and args.precisions is None
+        and layers == tuple(LAYERS)
+        and args.seed == 0
+    )
+    out: Path = args.out if args.out is not None else Path("results")
+    if args.out is None and not standard and not args.force:
+        parser.error(
+            "--out: only the full standard study goes to results/ by default; "
+            "give --out DIR for this run (or --force to replace results/)"
+        )
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out: {out} is not a directory")
     units = build_grid(
         args.grid,
         algorithms=args.algorithms,
@@ -1075,11 +1306,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not units:
         parser.error("the selection is empty (no unit matches --algorithms/--precisions)")
-    stats = run(units, args.out, jobs=args.jobs, resume=args.resume, progress=not args.no_progress)
+    cores = os.cpu_count() or 1
+    if args.scheduler is None and args.jobs > cores:
+        print(
+            f"varstats-sweep: warning: --jobs {args.jobs} is more than the {cores} cores; "
+            "the workers will share them",
+            file=sys.stderr,
+        )
+    try:
+        stats = run(
+            units,
+            out,
+            jobs=args.jobs,
+            resume=args.resume,
+            progress=not args.no_progress,
+            scheduler=args.scheduler,
+        )
+    except _report.OutputBusyError as exc:
+        print(f"varstats-sweep: error: {exc}", file=sys.stderr)
+        return EXIT_BUSY
+    except (_report.OutputNotWritableError, PermissionError) as exc:
+        print(f"varstats-sweep: error: {exc}", file=sys.stderr)
+        return EXIT_NOT_WRITABLE
+    except SchedulerError as exc:
+        print(f"varstats-sweep: error: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        print(
+            f"\nvarstats-sweep: interrupted; finished units are kept in {out / PARTIAL_DIR}. "
+            f"Resume with: {_resume_command(argv)}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    if stats.invalid:
+        print(
+            f"varstats-sweep: {stats.invalid} stored units failed their checksum and were "
+            "recomputed",
+            file=sys.stderr,
+        )
+    where = f"scheduler {args.scheduler}" if args.scheduler else f"jobs {stats.jobs}"
     print(
         f"varstats-sweep: grid {args.grid}, {stats.units} units ({stats.computed} computed, "
-        f"{stats.resumed} resumed), {stats.rows} rows, jobs {args.jobs}, "
-        f"wall {stats.seconds:.1f} s -> {args.out}",
+        f"{stats.resumed} resumed), {stats.rows} rows, {where}, "
+        f"wall {stats.seconds:.1f} s -> {out}",
         file=sys.stderr,
     )
     return 0

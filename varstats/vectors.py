@@ -46,7 +46,9 @@ from varstats.oracle import exact_mean, exact_normalize, exact_var
 from varstats.precision import DTYPES, as_dtype, dtype_name, finfo
 
 __all__ = [
+    "DEFAULT_EPS",
     "FORMAT",
+    "NOTES",
     "VERSION",
     "build",
     "decode",
