@@ -379,6 +379,23 @@ def test_all_is_complete() -> None:
     assert all(hasattr(cases_module, name) for name in cases_module.__all__)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "error", "name"),
+    [
+        ({"offset": 10**400}, ValueError, "offset"),
+        ({"scale": 10**400}, ValueError, "scale"),
+        ({"offset": "1"}, TypeError, "offset"),
+        ({"scale": None}, TypeError, "scale"),
+        ({"seed": -1}, ValueError, "seed"),
+        ({"seed": 1.5}, TypeError, "seed"),
+        ({"seed": True}, TypeError, "seed"),
+    ],
+)
+def test_generate_names_a_bad_argument(kwargs: dict[str, Any], error: type, name: str) -> None:
+    with pytest.raises(error, match=name):
+        generate(3, storage="float32", **kwargs)
+
+
 def _exp_rounded_to_float32(z: float) -> np.float32:
     import mpmath
 

@@ -226,3 +226,16 @@ def test_no_degrees_of_freedom_is_nan_with_one_warning(
     assert np.all(np.isnan(variance))
     if shape[1] == 0:
         assert np.all(np.isnan(mean))
+
+
+@pytest.mark.parametrize(("shape", "axis"), [((0, 3), 1), ((0, 0), 0), ((0, 3), (0, 1))])
+def test_an_empty_kept_axis_reduces_to_an_empty_result_like_numpy(
+    shape: tuple[int, ...], axis: Any
+) -> None:
+    x = np.zeros(shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # n - correction <= 0 where n == 0
+        got = vd.var(da.from_array(x, chunks=2), axis=axis).compute(scheduler="synchronous")
+        expected = vs.var(x, axis=axis)
+    assert np.shape(got) == np.shape(expected)
+    assert np.array_equal(got, expected, equal_nan=True)

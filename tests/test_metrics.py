@@ -343,3 +343,30 @@ def test_tree_and_blocked_bounds_cover_their_two_pass_leaves(
             b = bound(algorithm, n, k, u)
             finite = np.isfinite(got.astype(np.float64))
             assert np.all(err[finite] <= b[finite] + 2 * u), (n, ratio, float(np.max(err / b)))
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (np.ones(2, dtype=complex), TypeError),  # would drop the imaginary part
+        (np.ma.array([1.0, 2.0], mask=[0, 1]), TypeError),  # would score the masked value
+        (np.array(["1.5"]), TypeError),  # would be parsed
+        (10**400, ValueError),  # not an OverflowError
+    ],
+)
+def test_errors_refuse_what_float64_would_silently_change(value: Any, error: type) -> None:
+    for call in (
+        lambda: rel_err(value, 1.0),
+        lambda: ulps(value, 1.0, "float32"),
+        lambda: lre(1.0, value, "float32"),
+    ):
+        with pytest.raises(error, match=r"value|exact"):
+            call()
+
+
+def test_errors_of_big_endian_and_torch_values_are_those_of_their_values() -> None:
+    torch = pytest.importorskip("torch")
+    x = np.array([1.0, 1.5, 3.0])
+    assert np.array_equal(rel_err(x.astype(">f8"), 1.0), rel_err(x, 1.0))
+    grad = torch.tensor(x, requires_grad=True)
+    assert np.array_equal(ulps(grad, 1.0, "float64"), ulps(x, 1.0, "float64"))

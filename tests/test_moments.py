@@ -207,3 +207,19 @@ def test_merge_along_rejects_what_is_not_moments() -> None:
         vs.merge_along((1, 2, 3))  # type: ignore[arg-type]
     with pytest.raises(np.exceptions.AxisError, match="axis"):
         vs.merge_along(vs.moments(np.ones((2, 2)), axis=1), axis=1)
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (lambda m: vs.merge_along(m, None), TypeError, "axis: expected one int"),
+        (lambda m: vs.merge_along(m, (0, 1)), TypeError, "axis: expected one int"),
+        (lambda m: vs.merge_along(m, 2), np.exceptions.AxisError, "axis"),
+        (lambda m: vs.Moments([1, 2, 3], m.mean, m.m2), ValueError, "count: shape"),
+        (lambda m: vs.Moments(m.count, np.ma.array(m.mean), m.m2), TypeError, "mean: a masked"),
+    ],
+)
+def test_bad_arguments_name_themselves(make: Any, error: type, message: str) -> None:
+    m = vs.moments(np.ones((2, 4)), axis=1)
+    with pytest.raises(error, match=message):
+        make(m)

@@ -127,3 +127,18 @@ def test_resolve_precision_refuses_to_round_silently() -> None:
     assert resolve_precision(None, x) == vs.Precision("float64")
     with pytest.raises(ValueError, match="round_to"):
         resolve_precision("float32", x)
+
+
+@pytest.mark.parametrize("accumulator", [0, False, 3])
+def test_an_accumulator_that_is_not_a_format_is_refused(accumulator: Any) -> None:
+    # only "" (the default) and None mean "the storage format"
+    with pytest.raises(TypeError, match="accumulator"):
+        vs.Precision("float32", accumulator)
+
+
+def test_precision_none_and_parse_of_none_are_type_errors() -> None:
+    with pytest.raises(TypeError, match="storage"):
+        vs.Precision(None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="text"):
+        vs.Precision.parse(None)  # type: ignore[arg-type]
+    assert vs.Precision("float16", None) == vs.Precision("float16")  # type: ignore[arg-type]

@@ -118,3 +118,37 @@ def test_positive_int(value: Any) -> None:
     with pytest.raises(ValueError, match="lanes"):
         va.positive_int(value, name="lanes")
     assert va.positive_int(np.int32(4), name="lanes") == 4
+
+
+def test_host_float_array_reads_any_library_and_byte_order() -> None:
+    torch = pytest.importorskip("torch")
+    x = np.array([1.0, 2.0, 4.0])
+    t = torch.tensor(x, requires_grad=True)
+    for value in (x.astype(">f8"), t, x.tolist()):
+        got = va.host_float_array(value)
+        assert type(got) is np.ndarray
+        assert got.dtype == np.float64
+        assert np.array_equal(got, x)
+    with pytest.raises(TypeError, match="weight: a masked array"):
+        va.host_float_array(np.ma.array(x), name="weight")
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: vs.var(np.ones(1), correction=1),
+        lambda: vs.mean_var(np.ones((2, 0)), axis=1),
+        lambda: vs.moments(np.ones(1)).var(1),
+        lambda: vs.oracle.exact_var(np.ones(1), correction=1),
+        lambda: vs.oracle.exact_normalize(np.ones(1), axis=0, correction=1),
+    ],
+)
+def test_the_correction_warning_points_at_the_callers_line(call: Any) -> None:
+    with pytest.warns(RuntimeWarning, match="correction") as record:
+        call()
+    assert [w.filename for w in record] == [__file__]
+
+
+def test_a_repeated_axis_names_the_argument() -> None:
+    with pytest.raises(ValueError, match=r"^axis: repeated axis in \(0, -2\)"):
+        va.normalize_axes((0, -2), 2)

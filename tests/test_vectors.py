@@ -279,3 +279,11 @@ def test_torch_float64_against_the_vectors(vector_dir: Path, dtype: str) -> None
             failures[(dtype, case["name"], "layer_norm")] = "outside bound"
     expected = {k for k in TORCH_KNOWN_FAILURES if k[0] == dtype}
     assert set(failures) == expected, f"torch failures changed: {failures}"
+
+
+@pytest.mark.parametrize(("dtypes", "error"), [("float32", TypeError), (["float99"], ValueError)])
+def test_write_checks_the_dtypes_before_writing(tmp_path: Path, dtypes: Any, error: type) -> None:
+    out = tmp_path / "vectors"
+    with pytest.raises(error, match="dtypes"):
+        vectors.write(out, dtypes)
+    assert not out.exists()

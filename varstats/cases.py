@@ -218,10 +218,15 @@ def generate(
         raise ValueError(f"n: expected an integer >= 1, got {n!r}")
     if isinstance(batch, bool) or not isinstance(batch, int | np.integer) or batch < 1:
         raise ValueError(f"batch: expected an integer >= 1, got {batch!r}")
+    offset, scale = _real(offset, "offset"), _real(scale, "scale")
     if not math.isfinite(offset):
         raise ValueError(f"offset: expected a finite float, got {offset!r}")
     if not (math.isfinite(scale) and scale >= 0):
         raise ValueError(f"scale: expected a finite float >= 0, got {scale!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise TypeError(f"seed: expected an integer, got {type(seed).__name__}")
+    if seed < 0:
+        raise ValueError(f"seed: expected an integer >= 0, got {seed!r}")
     if layout not in LAYOUTS:
         raise ValueError(f"layout: unknown {layout!r}; expected one of {LAYOUTS}")
     if distribution not in DISTRIBUTIONS:
@@ -242,6 +247,16 @@ def generate(
     buf = np.full((int(n), 2 * int(batch)), np.nan, dtype=dt)
     buf[:, ::2] = x.T
     return buf[:, ::2].T
+
+
+def _real(value: Any, name: str) -> float:
+    """``value`` as a float, for a real number (an int beyond float64's range is a ValueError)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{name}: {value!r} is beyond float64's range") from None
 
 
 def _reorder(x: Array, order: str, seed: int) -> Array:

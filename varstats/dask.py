@@ -99,7 +99,9 @@ def _merge(state: Array, axis: tuple[int, ...], keepdims: bool) -> Array:
     """Merge the chunk states laid out along ``axis`` by a balanced Chan tree."""
     keep = tuple(i for i in range(state.ndim) if i not in axis)
     batch = tuple(state.shape[i] for i in keep)
-    flat = np.transpose(state, keep + axis).reshape(*batch, -1)
+    # the merged length spelled out: reshape cannot infer -1 when a kept axis is empty
+    parts = int(np.prod([state.shape[i] for i in axis], dtype=np.int64))
+    flat = np.transpose(state, keep + axis).reshape(*batch, parts)
     merged = merge_along(
         Moments(flat["count"], flat["mean"], flat["m2"]), axis=-1, order="pairwise"
     )

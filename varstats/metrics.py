@@ -126,7 +126,8 @@ import numpy as np
 import numpy.typing as npt
 
 from varstats.algorithms import PAIRWISE_BLOCK, get_algorithm
-from varstats.precision import finfo
+from varstats.array_api import is_foreign_array, to_host
+from varstats.precision import as_dtype, finfo
 
 __all__ = [
     "BOUND_ALGORITHMS",
@@ -160,9 +161,34 @@ BOUND_ALGORITHMS: Final = (
 SUMMATIONS: Final = ("pairwise", "sequential")
 
 
-def _f64(a: npt.ArrayLike) -> F64:
+def _f64(a: npt.ArrayLike, name: str) -> F64:
+    if isinstance(a, np.ma.MaskedArray):
+        # np.asarray would drop the mask and score the masked values too
+        raise TypeError(f"{name}: a masked array; pass the unmasked values")
+    # a torch tensor that requires grad: its values only
+    arr = to_host(a) if is_foreign_array(a) else np.asarray(a)
+    if arr.dtype.kind not in "biufO" and arr.dtype != as_dtype("bfloat16"):
+        # complex would lose its imaginary part (with a warning), strings would be parsed
+        raise TypeError(f"{name}: expected real numbers, got {arr.dtype}")
     # every DTYPES value (bfloat16 included) converts to float64 exactly
-    return np.asarray(np.asarray(a).astype(np.float64))
+    try:
+        return np.asarray(arr.astype(np.float64))
+    except OverflowError:  # a Python int beyond float64's range
+        raise ValueError(f"{name}: an integer beyond float64's range") from None
+    except (TypeError, ValueError) as exc:  # an object array holding something else
+        raise TypeError(f"{name}: expected real numbers ({exc})") from None
+
+
+def _pair(value: npt.ArrayLike, exact: npt.ArrayLike) -> tuple[F64, F64]:
+    """``value`` and ``exact`` in float64, checked to broadcast against each other."""
+    v, e = _f64(value, "value"), _f64(exact, "exact")
+    try:
+        np.broadcast_shapes(v.shape, e.shape)
+    except ValueError:
+        raise ValueError(
+            f"exact: shape {e.shape} does not broadcast against value's shape {v.shape}"
+        ) from None
+    return v, e
 
 
 # ------------------------------------------------------------------------ errors
@@ -197,8 +223,7 @@ def rel_err(value: npt.ArrayLike, exact: npt.ArrayLike) -> F64:
     >>> float(rel_err(1.5, 1.0)), float(rel_err(0.0, 0.0)), float(rel_err(1e-300, 0.0))
     (0.5, 0.0, inf)
     """
-    v = _f64(value)
-    e = _f64(exact)
+    v, e = _pair(value, exact)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         diff = np.abs(v - e)
         out = diff / np.abs(e)
@@ -226,7 +251,7 @@ def ulp(x: npt.ArrayLike, dtype: Any) -> F64:
     NaN and infinite ``x`` give NaN.
     """
     fi = finfo(dtype)
-    a = np.abs(_f64(x))
+    a = np.abs(_f64(x, "x"))
     _, e = np.frexp(a)  # a = m 2**e, m in [0.5, 1): the binade is [2**(e-1), 2**e)
     with np.errstate(over="ignore", invalid="ignore"):
         out = np.ldexp(1.0, e - fi.mant)
@@ -249,8 +274,7 @@ def ulps(value: npt.ArrayLike, exact: npt.ArrayLike, dtype: Any) -> F64:
     Returns NaN where either input is NaN, ``inf`` for an infinite ``value``
     with finite ``exact``, and 0 or ``inf`` for an infinite ``exact``.
     """
-    v = _f64(value)
-    e = _f64(exact)
+    v, e = _pair(value, exact)
     with np.errstate(over="ignore", invalid="ignore"):
         out = np.abs(v - e) / ulp(e, dtype)
         out = np.where(np.isinf(e), np.where(v == e, 0.0, np.inf), out)
@@ -322,7 +346,7 @@ def correct_digits(rel: npt.ArrayLike, dtype: Any) -> F64:
     (3.0, 3.3113299523037933)
     """
     digits = finfo(dtype).digits
-    r = _f64(rel)
+    r = _f64(rel, "rel")
     ok = np.isfinite(r) & (r > 0)
     with np.errstate(invalid="ignore"):
         logs = _log10(np.where(ok, r, 1.0))
@@ -464,26 +488,28 @@ def bound(
         )
     if summation not in SUMMATIONS:
         raise ValueError(f"summation: unknown {summation!r}; expected one of {SUMMATIONS}")
-    n_ = _f64(n)
+    n_ = _f64(n, "n")
     if np.any(n_ < 1):
         raise ValueError("n: must be at least 1")
     if block is None:
         tree = algorithm in ("pairwise", "chan")
         block = _kernel_default(algorithm, "block") if tree else float(PAIRWISE_BLOCK)
-    b = _f64(block)
+    b = _f64(block, "block")
     if np.any(b < 1):
         raise ValueError("block: must be at least 1")
-    ell = _f64(_kernel_default("welford", "lanes") if lanes is None else lanes)
+    ell = _f64(_kernel_default("welford", "lanes") if lanes is None else lanes, "lanes")
     if np.any(ell < 1):
         raise ValueError("lanes: must be at least 1")
-    k = _f64(kappa)
-    u_ = _f64(u)
+    k = _f64(kappa, "kappa")
+    u_ = _f64(u, "u")
     length = _summation_length(n_, summation, b)
     with np.errstate(over="ignore", invalid="ignore"):
         if algorithm == "naive":
             out = length * k**2 * u_
         elif algorithm == "shifted":
-            kd = np.sqrt(1.0 + n_) if shifted_kappa is None else _f64(shifted_kappa)
+            kd = (
+                np.sqrt(1.0 + n_) if shifted_kappa is None else _f64(shifted_kappa, "shifted_kappa")
+            )
             out = length * kd**2 * u_
         elif algorithm == "two_pass":
             out = length * u_ + (length * k * u_) ** 2
@@ -555,7 +581,7 @@ def failure_counts(values: npt.ArrayLike) -> FailureCounts:
     >>> failure_counts([1.0, -0.5, float("nan"), float("inf"), -0.0])
     FailureCounts(total=5, negative=1, nan=1, posinf=1, neginf=0)
     """
-    v = _f64(values)
+    v = _f64(values, "values")
     return FailureCounts(
         total=int(v.size),
         negative=int(np.count_nonzero(np.isfinite(v) & (v < 0))),

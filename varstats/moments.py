@@ -151,6 +151,11 @@ class Moments:
 
     def __post_init__(self) -> None:
         foreign = is_foreign_array(self.mean)
+        for name, value in (("mean", self.mean), ("m2", self.m2)):
+            if isinstance(value, np.ma.MaskedArray):
+                raise TypeError(f"{name}: a masked array; varstats does not honour masks")
+            if is_foreign_array(value) != foreign:  # np.asarray of a tensor may fail or copy
+                raise TypeError(f"{name}: mean and m2 must be arrays of the same library")
         mean = self.mean if foreign else np.asarray(self.mean)
         m2 = self.m2 if foreign else np.asarray(self.m2)
         if foreign:
@@ -170,7 +175,13 @@ class Moments:
             # (the upper check keeps a uint64 count from wrapping to a negative int64)
             raise ValueError("count: must be non-negative and fit in int64")
         shape = tuple(mean.shape)
-        object.__setattr__(self, "count", np.broadcast_to(count.astype(np.int64), shape))
+        try:
+            count = np.broadcast_to(count.astype(np.int64), shape)
+        except ValueError:
+            raise ValueError(
+                f"count: shape {count.shape} does not broadcast to mean's shape {shape}"
+            ) from None
+        object.__setattr__(self, "count", count)
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "m2", m2)
 
@@ -284,6 +295,8 @@ def merge_along(m: Moments, /, axis: int = -1, *, order: str = "pairwise") -> Mo
         raise ValueError(f"order: expected 'pairwise' or 'sequential', got {order!r}")
     if not m.shape:
         raise ValueError("m: needs at least one axis of parts to merge")
+    if isinstance(axis, bool) or not isinstance(axis, int | np.integer):
+        raise TypeError(f"axis: expected one int, got {axis!r}")
     (ax,) = normalize_axes(axis, len(m.shape))
     xp = array_namespace(m.mean)
     count = np.moveaxis(m.count, ax, -1)

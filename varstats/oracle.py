@@ -43,6 +43,14 @@ Two paths compute the same numbers (``method=``):
     Obviously correct and slow: one :class:`fractions.Fraction` per element for the
     moments, :mod:`mpmath` interval arithmetic for the normalized output.
 
+Input
+    The rules of :func:`varstats.var` (:mod:`varstats.validation`): data stored in one of
+    the four formats, in either byte order, as a NumPy array or an array of another
+    Array API library (read on the host; a ``torch.Tensor`` that requires grad is
+    detached). Masked arrays, integer, boolean, complex and object data are a
+    ``TypeError``. Where :math:`n - c \le 0` the variance (and the normalized output)
+    is NaN with one ``RuntimeWarning`` naming ``correction``, as the Array API standard
+    specifies; the mean of an empty slice is NaN.
 Non-finite input (the IEEE result of the exact computation)
     Per reduced slice: any NaN makes the mean and the variance NaN. Both ``+inf``
     and ``-inf`` make the mean NaN (``inf - inf``); ``+inf`` (``-inf``) alone makes the
@@ -77,9 +85,14 @@ from typing import Any, Final, Literal
 import numpy as np
 import numpy.typing as npt
 from mpmath import iv, libmp
-from numpy.lib.array_utils import normalize_axis_tuple
 
-from varstats.precision import DTYPES, as_dtype, finfo
+from varstats.precision import as_dtype, finfo
+from varstats.validation import (
+    check_correction,
+    host_float_array,
+    normalize_axes,
+    warn_no_degrees_of_freedom,
+)
 
 __all__ = [
     "ExactMoments",
@@ -211,39 +224,19 @@ def _fraction_to_float(value: Fraction) -> float:
 
 
 def _as_float_array(x: Any, /, *, name: str) -> Array:
-    a = np.asarray(x)
-    try:
-        dt = as_dtype(a.dtype, name=name)
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"{name}: expected floating-point data of one of {DTYPES}, got {a.dtype}"
-        ) from None
-    return np.asarray(a, dtype=dt)
+    # the reductions' rules (varstats.validation): masked arrays refused, any byte order
+    # and any Array API library accepted, the values read on the host
+    return host_float_array(x, name=name)
 
 
 def _check_method(method: Any) -> Method:
-    if method not in _METHODS:
+    if not isinstance(method, str) or method not in _METHODS:
         raise ValueError(f"method: expected one of {_METHODS}, got {method!r}")
-    return method  # type: ignore[no-any-return]
+    return method  # type: ignore[return-value]
 
 
 def _reduced_axes(axis: Axis, ndim: int) -> tuple[int, ...]:
-    if axis is None:
-        return tuple(range(ndim))
-    if isinstance(axis, bool):
-        raise TypeError("axis: expected None, an int or a tuple of ints, got bool")
-    if isinstance(axis, (int, np.integer)):
-        axes: tuple[int, ...] = (operator.index(axis),)
-    else:
-        try:
-            axes = tuple(operator.index(a) for a in axis)
-        except TypeError:
-            raise TypeError(
-                f"axis: expected None, an int or a tuple of ints, got {axis!r}"
-            ) from None
-    # raises numpy.exceptions.AxisError (a ValueError and IndexError) naming the axis,
-    # and ValueError for repeated axes
-    return tuple(normalize_axis_tuple(axes, ndim, argname="axis"))
+    return normalize_axes(axis, ndim)
 
 
 def _to_slices(a: Array, axes: tuple[int, ...]) -> tuple[Array, tuple[int, ...]]:
@@ -251,26 +244,27 @@ def _to_slices(a: Array, axes: tuple[int, ...]) -> tuple[Array, tuple[int, ...]]
     kept = tuple(i for i in range(a.ndim) if i not in axes)
     out_shape = tuple(a.shape[i] for i in kept)
     n = math.prod(a.shape[i] for i in axes)
-    if n == 0:
-        raise ValueError(f"x: empty reduction over axis {axes} of an array of shape {a.shape}")
     moved = np.transpose(a, kept + axes)
     return moved.reshape(math.prod(out_shape), n), out_shape
 
 
-def _check_correction(correction: Any, n: int) -> Fraction:
-    if isinstance(correction, bool) or not isinstance(
-        correction, (int, float, np.integer, np.floating)
-    ):
-        raise TypeError(f"correction: expected a real number, got {type(correction).__name__}")
-    c = float(correction)
-    if not math.isfinite(c) or c < 0:
-        raise ValueError(f"correction: must be a finite number >= 0, got {correction!r}")
-    if c >= n:
-        raise ValueError(
-            f"correction: {correction!r} >= the number of values reduced ({n}); "
-            "the variance is undefined"
-        )
-    return Fraction(correction) if isinstance(correction, int) else Fraction(c)
+def _check_correction(correction: Any, n: int, slices: int = 1) -> Fraction | None:
+    r"""The exact correction :math:`c`, or ``None`` (after one warning) where :math:`n - c \le 0`.
+
+    The rule of :func:`varstats.var` (the Array API standard): the variance of a slice
+    with no degrees of freedom left, an empty one included, is NaN.
+    """
+    c = check_correction(correction)
+    # no slices, nothing to warn about (as for the reductions)
+    counts = np.full(min(slices, 1), n)
+    if warn_no_degrees_of_freedom(correction, counts):
+        return None
+    # an integer correction is exact as it is; a float's stored value is
+    return (
+        Fraction(operator.index(correction))
+        if isinstance(correction, int | np.integer)
+        else Fraction(c)
+    )
 
 
 def _finish(values: list[float], shape: tuple[int, ...]) -> Any:
@@ -767,11 +761,18 @@ class ExactMoments:
     m2: ObjectArray
 
     def var(self, correction: float = 0) -> ObjectArray:
-        r"""Exact variance :math:`M_2 / (n - c)` per slice (object array of Fraction)."""
-        c = _check_correction(correction, self.count)
+        r"""Exact variance :math:`M_2 / (n - c)` per slice (object array of Fraction).
+
+        Where :math:`n - c \le 0` every slice is float NaN, after one ``RuntimeWarning``
+        naming ``correction`` (the rule of :func:`exact_var`).
+        """
+        c = _check_correction(correction, self.count, self.m2.size)
         out = np.empty(self.m2.shape, dtype=object)
         for idx, m2 in np.ndenumerate(self.m2):
-            out[idx] = m2 / (self.count - c) if isinstance(m2, Fraction) else m2
+            if c is None:
+                out[idx] = math.nan
+            else:
+                out[idx] = m2 / (self.count - c) if isinstance(m2, Fraction) else m2
         return out
 
 
@@ -814,7 +815,9 @@ def exact_moments(
     n = rows.shape[1]
     means: list[Any] = []
     m2s: list[Any] = []
-    if method == "reference":
+    if rows.size == 0:  # the mean of nothing is NaN; its M2, an empty sum, is 0
+        means, m2s = [math.nan] * len(rows), [Fraction(0)] * len(rows)
+    elif method == "reference":
         for row in rows:
             r = _reference_slice(row)
             means.append(r.mean)
@@ -859,9 +862,10 @@ def exact_mean(x: npt.ArrayLike, /, *, axis: Axis = None, method: Method = "fast
     Raises
     ------
     TypeError
-        Non-floating ``x``.
+        Non-floating or masked ``x``.
     ValueError
-        Empty reduction, unknown ``method``; ``numpy.exceptions.AxisError`` for a bad axis.
+        Unknown ``method``; ``numpy.exceptions.AxisError`` for a bad axis. The mean of
+        an empty slice is NaN (Array API standard), without a warning.
 
     Examples
     --------
@@ -871,7 +875,9 @@ def exact_mean(x: npt.ArrayLike, /, *, axis: Axis = None, method: Method = "fast
     method = _check_method(method)
     a = _as_float_array(x, name="x")
     rows, shape = _to_slices(a, _reduced_axes(axis, a.ndim))
-    if method == "reference":
+    if rows.size == 0:  # the mean of nothing is NaN (Array API standard)
+        values = [math.nan] * len(rows)
+    elif method == "reference":
         values = [_reference_mean_value(_reference_slice(row)) for row in rows]
     else:
         values = _fast_mean(_fast_sums(rows, want_squares=False))
@@ -900,7 +906,10 @@ def exact_var(
         Axes to reduce; ``None`` reduces all of them.
     correction : float
         Degrees-of-freedom correction :math:`c` (``ddof``); ``1`` is Bessel's. Its
-        exact value is used (``0.5`` is one half). Must satisfy ``0 <= c < n``.
+        exact value is used (``0.5`` is one half). A finite
+        number >= 0; where :math:`n - c \le 0` (an empty slice, ``axis=()`` with
+        ``c >= 1``) the variance is NaN, with one ``RuntimeWarning`` naming
+        ``correction``: the rule of :func:`varstats.var` and of the Array API standard.
     method : {"fast", "reference"}
         See :func:`exact_mean`.
 
@@ -914,9 +923,9 @@ def exact_var(
     Raises
     ------
     TypeError
-        Non-floating ``x`` or a non-real ``correction``.
+        Non-floating or masked ``x``, a non-real ``correction``.
     ValueError
-        Empty reduction, ``correction >= n``, unknown ``method``;
+        A negative, non-finite or huge ``correction``, unknown ``method``;
         ``numpy.exceptions.AxisError`` for a bad axis.
 
     Examples
@@ -932,8 +941,10 @@ def exact_var(
     method = _check_method(method)
     a = _as_float_array(x, name="x")
     rows, shape = _to_slices(a, _reduced_axes(axis, a.ndim))
-    c = _check_correction(correction, rows.shape[1])
-    if method == "reference":
+    c = _check_correction(correction, rows.shape[1], len(rows))
+    if c is None or rows.size == 0:  # no degrees of freedom left (warned), or no slices
+        values = [math.nan] * len(rows)
+    elif method == "reference":
         values = [_reference_var_value(_reference_slice(row), c) for row in rows]
     else:
         values = _fast_var(_fast_sums(rows), c)
@@ -954,7 +965,12 @@ def _exact_scalar(value: Any, /, *, name: str) -> Fraction:
             raise TypeError(f"{name}: expected a real number, got {value.dtype}") from None
     elif isinstance(value, bool) or not isinstance(value, (int, float, np.integer)):
         raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
-    v = float(value)  # exact for every DTYPES scalar and for Python floats
+    try:
+        v = float(value)  # exact for every DTYPES scalar and for Python floats
+    except OverflowError:  # an int beyond float64's range
+        raise ValueError(
+            f"{name}: must be a finite number >= 0, got an int of {value.bit_length()} bits"
+        ) from None
     if not math.isfinite(v) or v < 0:
         raise ValueError(f"{name}: must be a finite number >= 0, got {value!r}")
     return Fraction(int(value)) if isinstance(value, (int, np.integer)) else Fraction(v)
@@ -1181,7 +1197,7 @@ def exact_normalize(
     w = _affine(weight, a.shape, name="weight", default=1.0)
     b = _affine(bias, a.shape, name="bias", default=0.0)
     rows, _ = _to_slices(a, axes)
-    c = _check_correction(correction, rows.shape[1])
+    c = _check_correction(correction, rows.shape[1], len(rows))
     kept = tuple(i for i in range(a.ndim) if i not in axes)
     order = kept + axes
     w_rows = np.transpose(w, order).reshape(rows.shape)
@@ -1192,7 +1208,7 @@ def exact_normalize(
     out = np.empty(rows.shape, dtype=np.float64)
     for i in range(rows.shape[0]):
         mean, m2 = means[i], m2_all[i]
-        if not isinstance(m2, Fraction) or not isinstance(mean, Fraction):
+        if c is None or not isinstance(m2, Fraction) or not isinstance(mean, Fraction):
             out[i] = math.nan
             continue
         denom = m2 / (rows.shape[1] - c) + eps_q
@@ -1203,4 +1219,5 @@ def exact_normalize(
         out[i] = kernel(xs, w_rows[i].tolist(), b_rows[i].tolist(), mean, denom)
     # back to x's layout
     shaped = out.reshape(tuple(a.shape[i] for i in order))
-    return np.ascontiguousarray(np.transpose(shaped, np.argsort(order)))
+    # (np.ascontiguousarray would turn a 0-d result into shape (1,))
+    return np.transpose(shaped, np.argsort(order)).copy(order="C")

@@ -178,7 +178,8 @@ class Precision:
 
     def __post_init__(self) -> None:
         storage = dtype_name(as_dtype(self.storage, name="storage"))
-        accumulator = self.accumulator or storage
+        # "" (the default) and None mean the storage format; any other value must name one
+        accumulator = storage if self.accumulator in ("", None) else self.accumulator
         accumulator = dtype_name(as_dtype(accumulator, name="accumulator"))
         if storage not in _CONTAINS[accumulator]:
             raise ValueError(

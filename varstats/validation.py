@@ -12,6 +12,8 @@ from __future__ import annotations
 import functools
 import inspect
 import operator
+import os
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -19,7 +21,7 @@ from typing import Any, Final
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
 
-from varstats.array_api import array_namespace, dtype_name, is_foreign_array
+from varstats.array_api import array_namespace, dtype_name, is_foreign_array, to_host
 from varstats.precision import Precision
 from varstats.precision import resolve_precision as _resolve_storage
 
@@ -27,6 +29,7 @@ __all__ = [
     "check_correction",
     "check_options",
     "float_array",
+    "host_float_array",
     "normalize_axes",
     "positive_int",
     "resolve_precision",
@@ -76,6 +79,16 @@ def float_array(x: Any, /, *, name: str = "x") -> Any:
     return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
 
 
+def host_float_array(x: Any, /, *, name: str = "x") -> np.ndarray[Any, Any]:
+    """``x`` as a NumPy array stored in one of the :data:`~varstats.DTYPES`, bit for bit.
+
+    The rules of :func:`float_array`; an array of another library is copied to the
+    host (a ``torch.Tensor`` that requires grad is detached first: only its values
+    are read). For the entry points that compute on the host, like the oracle.
+    """
+    return to_host(float_array(x, name=name))
+
+
 def normalize_axes(axis: int | Sequence[int] | None, ndim: int, /) -> tuple[int, ...]:
     """``axis`` as a tuple of non-negative axes of an ``ndim``-dimensional array.
 
@@ -102,6 +115,10 @@ def normalize_axes(axis: int | Sequence[int] | None, ndim: int, /) -> tuple[int,
         raise np.exceptions.AxisError(
             f"axis: {axis!r} is out of bounds for an array of dimension {ndim}"
         ) from None
+    except np.exceptions.AxisError:
+        raise
+    except ValueError:  # NumPy's words for it do not start with the argument's name
+        raise ValueError(f"axis: repeated axis in {axis!r}") from None
 
 
 def check_correction(correction: Any, /) -> float:
@@ -127,7 +144,9 @@ def warn_no_degrees_of_freedom(correction: Any, count: Any, /) -> bool:
 
     The Array API standard (``var``) makes the variance NaN there, empty reductions
     included, as NumPy and torch do; like NumPy, varstats says so with one
-    ``RuntimeWarning``, the one warning a reduction lets escape.
+    ``RuntimeWarning``, the one warning a reduction lets escape. It points at the
+    caller's line: the first frame outside the varstats package, however deep the
+    public function that checks it.
     """
     counts = np.asarray(count)
     if not counts.size or np.min(counts) - float(correction) > 0:
@@ -136,9 +155,24 @@ def warn_no_degrees_of_freedom(correction: Any, count: Any, /) -> bool:
         f"correction: {correction!r} >= the number of values reduced "
         f"({int(np.min(counts))}); the variance is NaN there (Array API standard)",
         RuntimeWarning,
-        stacklevel=3,
+        stacklevel=_caller_stacklevel(),
     )
     return True
+
+
+_PACKAGE: Final = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _caller_stacklevel() -> int:
+    """:func:`warnings.warn`'s ``stacklevel`` of the first frame outside the package.
+
+    Counted for a warning issued by the function that calls this one (level 1).
+    """
+    frame = sys._getframe(2)  # that function's caller
+    level = 2
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
+    return level
 
 
 def resolve_precision(precision: Precision | str | None, x: Any, /) -> Precision:

@@ -43,7 +43,7 @@ import numpy.typing as npt
 
 from varstats.cases import PUBLIC_CASES, generate, max_offset_ratio
 from varstats.oracle import exact_mean, exact_normalize, exact_var
-from varstats.precision import DTYPES, as_dtype, finfo
+from varstats.precision import DTYPES, as_dtype, dtype_name, finfo
 
 __all__ = [
     "DEFAULT_EPS",
@@ -248,6 +248,9 @@ def write(out: Path | str, /, dtypes: Sequence[str] = DTYPES) -> list[Path]:
     ``out`` is created if missing. Raises :class:`NotADirectoryError` naming ``out`` when
     it, or one of its parents, is an existing file.
     """
+    if isinstance(dtypes, str):  # iterating would give one dtype per character
+        raise TypeError(f"dtypes: expected a sequence of dtype names, got the string {dtypes!r}")
+    dtypes = [dtype_name(as_dtype(dtype, name="dtypes")) for dtype in dtypes]
     root = Path(out)
     # mkdir's own FileExistsError says only "File exists"; say which argument is wrong
     blocker = _file_in_the_way(root)
