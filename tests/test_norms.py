@@ -736,3 +736,17 @@ def test_no_runtime_warning_escapes_on_extreme_values():
         vn.local_response_norm(x, 3, alpha=1e300)
         for algorithm in vn.NORM_ALGORITHMS:
             vn.vector_norm(x, axis=(0, 2), algorithm=algorithm)
+
+
+def test_degenerate_norm_inputs_name_their_argument() -> None:
+    # found by tests/test_public_api_fuzz.py: each used to end in a NumPy or Python message
+    with pytest.raises(TypeError, match="normalized_shape"):
+        vn.layer_norm(np.ones((2, 3)), None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="dim"):
+        vn.weight_norm(np.ones((2, 3)), np.ones(2), dim=())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="shards: shard 0 holds no values"):
+        vn.sync_batch_norm([np.ones((0, 2))], None, None)
+    with pytest.raises(ValueError, match="size: at most"):
+        vn.local_response_norm(np.ones((1, 2, 3)), 2**70)
+    # empty batches normalize to empty outputs instead of failing in a reshape
+    assert vn.instance_norm(np.ones((0, 0, 0), np.float32)).shape == (0, 0, 0)

@@ -376,13 +376,6 @@ def test_metrics_return_or_raise_value_or_type_error(value: Any, exact: Any, dty
 
 # --------------------------------------------------------------------------- norms
 
-# norm-layer inputs are the `torch` helper's fix in flight (norms.py); a failure found
-# here is an xfail until that branch is merged, and the lead makes it strict then
-NORMS_PENDING = pytest.mark.xfail(
-    reason="norms.py input handling: the `torch` helper's pending fix (issue 14)", strict=False
-)
-
-
 NORM_CALLS: dict[str, Callable[..., Any]] = {
     "layer_norm": lambda x, num, axis, layer: norms.layer_norm(x, num, **layer),
     "group_norm": lambda x, num, axis, layer: norms.group_norm(x, num, **layer),
@@ -405,7 +398,7 @@ NORM_CALLS: dict[str, Callable[..., Any]] = {
 }
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=NORMS_PENDING) for n in NORM_CALLS])
+@pytest.mark.parametrize("name", list(NORM_CALLS))
 @FEW
 @given(
     x=arrays(max_side=3),

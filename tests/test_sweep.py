@@ -505,21 +505,21 @@ def test_ctrl_c_stops_within_5_s_with_exit_130_and_says_how_to_resume(
 
 
 def test_a_second_sweep_into_the_same_directory_is_refused(reference: Path, tmp_path: Path) -> None:
+    # another process holds the directory (as a running sweep does, for its whole run):
+    # held here, so the test does not race a sweep that may finish first
     out = tmp_path / "shared"
-    first = _start([*FAST, "--jobs", "1"], out)
-    if not _wait_for(first, _units_stored(out)):
-        pytest.skip("the first run finished before the second could start")
-    second = subprocess.run(
-        [sys.executable, "-m", "varstats.sweep", *FAST, "--out", str(out)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    shutil.copytree(reference, out)
+    with report.output_lock(out):
+        second = subprocess.run(
+            [sys.executable, "-m", "varstats.sweep", *FAST, "--out", str(out)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
     assert second.returncode == sweep.EXIT_BUSY, second.stderr
     assert "another sweep" in second.stderr
     assert "Traceback" not in second.stderr
-    assert first.wait(timeout=120) == 0, first.stderr and first.stderr.read()
     assert _outputs(out) == _outputs(reference), "the refused run touched nothing"
 
 

@@ -35,6 +35,7 @@ References
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, Final, NamedTuple, ParamSpec, TypeVar, overload
 
@@ -127,6 +128,11 @@ def _to_numpy(x: Any) -> Any:
             return round_to(t.float().numpy(), "bfloat16")
         return t.numpy()
     return x
+
+
+def _flatten_after(a: Array, k: int) -> Array:
+    """``a`` with the axes from ``k`` on flattened into one (sizes explicit: 0 is fine)."""
+    return a.reshape(*a.shape[:k], math.prod(a.shape[k:]))
 
 
 def _float_input(x: Any, name: str, min_ndim: int = 0) -> Array:
@@ -534,7 +540,7 @@ def batch_norm(
         )
         return BatchNormOutput(round_to(y, xa.dtype), rm.copy(), rv.copy())
 
-    rows = np.moveaxis(xa, 1, 0).reshape(c, -1)  # per channel: n-major, then spatial
+    rows = _flatten_after(np.moveaxis(xa, 1, 0), 1)  # per channel: n-major, then spatial
     n = rows.shape[1]
     if n == 0:
         raise ValueError(f"x: empty reduction for shape {xa.shape}")
@@ -668,11 +674,17 @@ def layer_norm(
     """
     conv = get_convention(convention)
     xa = _float_input(x, "x", min_ndim=1)
-    ns = (
-        (normalized_shape,)
-        if isinstance(normalized_shape, (int, np.integer))
-        else tuple(normalized_shape)
-    )
+    if isinstance(normalized_shape, (int, np.integer)) and not isinstance(normalized_shape, bool):
+        ns: tuple[Any, ...] = (normalized_shape,)
+    elif isinstance(normalized_shape, (tuple, list)) and all(
+        isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in normalized_shape
+    ):
+        ns = tuple(normalized_shape)
+    else:
+        raise TypeError(
+            "normalized_shape: expected an int or a sequence of ints, "
+            f"got {_show(normalized_shape)}"
+        )
     if (
         not ns
         or any(int(d) <= 0 for d in ns)
@@ -688,7 +700,7 @@ def layer_norm(
         if p is not None and p.shape != ns:
             raise ValueError(f"{name}: expected shape {ns}, got {p.shape}")
     lead = xa.shape[: xa.ndim - len(ns)]
-    rows = xa.reshape(*lead, -1)
+    rows = _flatten_after(xa, len(lead))
     m, dtype = _batch_stats(rows, conv, "layer_norm", algorithm, precision, options, xa)
     if conv.running_update == "torch_cpu":
         dtype = np.dtype(m.dtype)  # opmath: float for float/half/bfloat16, double for double
@@ -798,7 +810,7 @@ def group_norm(
             f"{xa.shape} with num_groups={g} (convention {conv.name!r} raises, as "
             "torch.nn.functional.group_norm does)"
         )
-    rows = xa.reshape(n, g, -1)
+    rows = xa.reshape(n, g, math.prod(xa.shape[1:]) // g)
     m, dtype = _batch_stats(rows, conv, "group_norm", algorithm, precision, options, xa)
     if conv.running_update == "torch_cpu":
         dtype = np.dtype(m.dtype)
@@ -908,7 +920,7 @@ def instance_norm(
         )
     if not use_input_stats:
         raise ValueError("use_input_stats: False needs running_mean and running_var")
-    rows = xa.reshape(n, c, -1)
+    rows = _flatten_after(xa, 2)
     if rows.shape[-1] == 1:
         _single_value(1, conv)
     if (
@@ -1134,11 +1146,17 @@ def sync_batch_norm(
     if isinstance(shards, np.ndarray) or len(shards) == 0:
         raise ValueError("shards: expected a non-empty list of (N_k, C, ...) arrays")
     conv = get_convention(convention)
-    xs = [_float_input(s, f"shards[{k}]", min_ndim=2) for k, s in enumerate(shards)]
+    xs = [_float_input(s, f"shards: shard {k}", min_ndim=2) for k, s in enumerate(shards)]
     c = xs[0].shape[1]
     for k, s in enumerate(xs):
         if s.shape[1:] != xs[0].shape[1:] or s.dtype != xs[0].dtype:
-            raise ValueError(f"shards[{k}]: shape {s.shape}/{s.dtype} differs from shards[0]")
+            raise ValueError(
+                f"shards: shard {k} has shape/dtype {s.shape}/{s.dtype}, "
+                f"shard 0 {xs[0].shape}/{xs[0].dtype}"
+            )
+        if c == 0 or s.size == 0:
+            # a shard with no values: its moments would be NaN (one warning per shard)
+            raise ValueError(f"shards: shard {k} holds no values per channel (shape {s.shape})")
     eps_v = _check_eps(conv.eps if eps is None else eps)
     mom = _momentum(momentum, conv)
     w = _per_channel(weight, c, "weight")
@@ -1149,7 +1167,7 @@ def sync_batch_norm(
     parts = []
     dtype = np.dtype(xs[0].dtype)
     for s in xs:
-        rows = np.moveaxis(s, 1, 0).reshape(c, -1)
+        rows = _flatten_after(np.moveaxis(s, 1, 0), 1)
         m, dtype = _batch_stats(rows, conv, "batch_norm", algorithm, precision, options, s)
         parts.append(m)
     n = sum(int(np.asarray(p.count).flat[0]) for p in parts)
@@ -1258,7 +1276,7 @@ def batch_renorm(
             algorithm=algorithm,
             precision=precision,
         )
-    rows = np.moveaxis(xa, 1, 0).reshape(c, -1)
+    rows = _flatten_after(np.moveaxis(xa, 1, 0), 1)
     _single_value(rows.shape[1], conv)
     algo, prec = _resolve(xa, "batch_norm", conv, algorithm, precision)
     m = _row_moments(rows, algo, prec, options)
@@ -1288,6 +1306,10 @@ def batch_renorm(
 
 
 # --------------------------------------------------------------------------- LRN
+
+
+#: Largest LRN window :func:`local_response_norm` accepts (torch's nets use 5).
+_LRN_MAX_SIZE: Final = 1 << 16
 
 
 @_quiet
@@ -1320,6 +1342,9 @@ def local_response_norm(
     """
     xa = _float_input(x, "x", min_ndim=3)
     size = _positive_int(size, "size")
+    if size > _LRN_MAX_SIZE:
+        # the window sum is a loop over the window: a bound keeps it from running forever
+        raise ValueError(f"size: at most {_LRN_MAX_SIZE} channels in a window, got {_show(size)}")
     dt = xa.dtype
     c = xa.shape[1]
     with np.errstate(all="ignore"):
@@ -1363,7 +1388,7 @@ def vector_norm(
         raise ValueError(f"algorithm: expected one of {NORM_ALGORITHMS}, got {algorithm!r}")
     axes = tuple(range(a.ndim)) if axis is None else _axes(axis, a.ndim)
     keep = tuple(i for i in range(a.ndim) if i not in axes)
-    rows = np.transpose(a, keep + axes).reshape(*(a.shape[i] for i in keep), -1)
+    rows = _flatten_after(np.transpose(a, keep + axes), len(keep))
     dt = a.dtype
     with np.errstate(all="ignore"):
         if algorithm == "naive":
@@ -1411,6 +1436,8 @@ def weight_norm(
     if dim is None:
         norm = vector_norm(va, axis=None, algorithm=norm_algorithm).reshape((1,) * va.ndim)
     else:
+        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+            raise TypeError(f"dim: expected an int or None, got {_show(dim)}")
         (d,) = _axes(dim, va.ndim, "dim")
         axes = tuple(i for i in range(va.ndim) if i != d)
         norm = vector_norm(va, axis=axes, algorithm=norm_algorithm) if axes else np.abs(va)
