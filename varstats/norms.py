@@ -49,6 +49,7 @@ from varstats.precision import Precision, as_dtype, resolve_precision, round_to
 from varstats.reductions import moments
 from varstats.rounding import fma
 from varstats.torch_cpu import torch_cpu_pow, torch_cpu_sum_rows
+from varstats.validation import host_float_array, normalize_axes, positive_float, positive_int
 
 __all__ = [
     "NORM_ALGORITHMS",
@@ -119,30 +120,15 @@ def _quiet(layer: Callable[_P, _R]) -> Callable[_P, _R]:
     return quiet
 
 
-def _to_numpy(x: Any) -> Any:
-    # torch tensors (requires_grad=True included) are read as their values: the
-    # layers compute no gradients, and np.asarray refuses a tensor that needs one.
-    if type(x).__module__.split(".")[0] == "torch" and hasattr(x, "detach"):
-        t = x.detach().cpu()
-        if str(t.dtype) == "torch.bfloat16":  # NumPy has no bfloat16: exact via float32
-            return round_to(t.float().numpy(), "bfloat16")
-        return t.numpy()
-    return x
-
-
 def _flatten_after(a: Array, k: int) -> Array:
     """``a`` with the axes from ``k`` on flattened into one (sizes explicit: 0 is fine)."""
     return a.reshape(*a.shape[:k], math.prod(a.shape[k:]))
 
 
 def _float_input(x: Any, name: str, min_ndim: int = 0) -> Array:
-    a = np.asarray(_to_numpy(x))
-    if a.dtype.kind in "biuc" or a.dtype.kind == "O":
-        raise TypeError(f"{name}: expected floating-point data, got {a.dtype}")
-    try:
-        as_dtype(a.dtype, name=name)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}: unsupported dtype {a.dtype}") from None
+    # torch tensors (requires_grad=True included) are read as their values: the
+    # layers compute no gradients
+    a = host_float_array(x, name=name)
     if a.ndim < min_ndim:
         raise ValueError(f"{name}: expected at least {min_ndim} dimensions, got shape {a.shape}")
     return a
@@ -154,15 +140,7 @@ def _show(v: Any) -> str:
 
 
 def _check_eps(eps: Any, name: str = "eps") -> float:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{name}: expected a positive number, got {eps!r}")
-    try:
-        value = float(eps)
-    except OverflowError:  # an int beyond the float range, e.g. 10**400
-        raise ValueError(f"{name}: must be a positive finite number, got {_show(eps)}") from None
-    if not (value > 0 and np.isfinite(value)):
-        raise ValueError(f"{name}: must be a positive finite number, got {eps!r}")
-    return value
+    return positive_float(eps, name=name)
 
 
 def _per_channel(p: Any, c: int, name: str) -> Array | None:
@@ -191,36 +169,10 @@ def _momentum(momentum: Any, conv: Convention) -> float:
 
 
 def _axes(axis: Any, ndim: int, name: str = "axis") -> tuple[int, ...]:
-    """Normalized, distinct axes of an ``ndim``-dimensional array; out of range raises."""
-    items = (axis,) if not isinstance(axis, (tuple, list)) else tuple(axis)
-    out = []
-    for ax in items:
-        if isinstance(ax, bool) or not isinstance(ax, (int, np.integer)):
-            raise TypeError(f"{name}: expected an int or a tuple of ints, got {axis!r}")
-        if not -ndim <= ax < ndim:
-            raise ValueError(f"{name}: {ax} is out of range for an array of {ndim} dimensions")
-        out.append(int(ax) % ndim)
-    if len(set(out)) != len(out):
-        raise ValueError(f"{name}: repeated axes in {axis!r}")
-    return tuple(out)
-
-
-def _positive_int(v: Any, name: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
-        raise ValueError(f"{name}: expected a positive integer, got {v!r}")
-    return int(v)
-
-
-def _positive_float(v: Any, name: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{name}: expected a positive number, got {v!r}")
-    try:
-        value = float(v)
-    except OverflowError:
-        raise ValueError(f"{name}: must be a positive finite number, got {_show(v)}") from None
-    if not (value > 0 and np.isfinite(value)):
-        raise ValueError(f"{name}: must be a positive finite number, got {v!r}")
-    return value
+    """Normalized, distinct axes of an ``ndim``-dimensional array; ``None`` is refused."""
+    if axis is None:
+        raise TypeError(f"{name}: expected an int or a tuple of ints, got None")
+    return normalize_axes(axis, ndim, name=name)
 
 
 def _resolve(
@@ -1087,7 +1039,7 @@ def conv2d(
         raise ValueError("x: conv2d expects 4-D x (N, C, H, W) and weight (O, C, kH, kW)")
     if xa.shape[1] != wa.shape[1]:
         raise ValueError(f"weight: {wa.shape[1]} input channels, x has C={xa.shape[1]}")
-    stride = _positive_int(stride, "stride")
+    stride = positive_int(stride, name="stride")
     if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)) or padding < 0:
         raise ValueError(f"padding: expected a non-negative integer, got {padding!r}")
     acc = as_dtype(accumulator, name="accumulator")
@@ -1254,8 +1206,8 @@ def batch_renorm(
     xa = _float_input(x, "x", min_ndim=2)
     c = xa.shape[1]
     eps_v = _check_eps(eps)
-    rmax = _positive_float(rmax, "rmax")
-    dmax = _positive_float(dmax, "dmax")
+    rmax = positive_float(rmax, name="rmax")
+    dmax = positive_float(dmax, name="dmax")
     if rmax < 1:
         raise ValueError(f"rmax: must be >= 1, got {rmax!r}")
     mom = _momentum(momentum, conv)
@@ -1341,7 +1293,7 @@ def local_response_norm(
     to the input's format (torch's reduced-precision ``pow`` is not modelled).
     """
     xa = _float_input(x, "x", min_ndim=3)
-    size = _positive_int(size, "size")
+    size = positive_int(size, name="size")
     if size > _LRN_MAX_SIZE:
         # the window sum is a loop over the window: a bound keeps it from running forever
         raise ValueError(f"size: at most {_LRN_MAX_SIZE} channels in a window, got {_show(size)}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import operator
 import os
 import sys
@@ -31,6 +32,7 @@ __all__ = [
     "float_array",
     "host_float_array",
     "normalize_axes",
+    "positive_float",
     "positive_int",
     "resolve_precision",
     "storage_name",
@@ -89,36 +91,38 @@ def host_float_array(x: Any, /, *, name: str = "x") -> np.ndarray[Any, Any]:
     return to_host(float_array(x, name=name))
 
 
-def normalize_axes(axis: int | Sequence[int] | None, ndim: int, /) -> tuple[int, ...]:
+def normalize_axes(
+    axis: int | Sequence[int] | None, ndim: int, /, *, name: str = "axis"
+) -> tuple[int, ...]:
     """``axis`` as a tuple of non-negative axes of an ``ndim``-dimensional array.
 
     ``None`` is every axis. Raises ``TypeError`` for anything but None, an int or a
     sequence of ints, ``numpy.exceptions.AxisError`` (a ``ValueError``) for an axis out
-    of range and ``ValueError`` for a repeated axis; every message names ``axis``.
+    of range and ``ValueError`` for a repeated axis; every message names ``name``.
     """
     if axis is None:
         return tuple(range(ndim))
     if type(axis) is int and -ndim <= axis < ndim:  # the common case, answered first
         return (axis % ndim,)
     if isinstance(axis, bool | float) or not isinstance(axis, int | np.integer | tuple | list):
-        raise TypeError(f"axis: expected None, an int or a tuple of ints, got {axis!r}")
+        raise TypeError(f"{name}: expected None, an int or a tuple of ints, got {axis!r}")
     items = [axis] if isinstance(axis, int | np.integer) else list(axis)
     try:
         axes = tuple(operator.index(a) for a in items if not isinstance(a, bool))
     except TypeError:
         axes = ()
     if len(axes) != len(items):
-        raise TypeError(f"axis: expected None, an int or a tuple of ints, got {axis!r}")
+        raise TypeError(f"{name}: expected None, an int or a tuple of ints, got {axis!r}")
     try:
-        return tuple(normalize_axis_tuple(axes, ndim, argname="axis"))
+        return tuple(normalize_axis_tuple(axes, ndim, argname=name))
     except OverflowError:  # an axis beyond C's integers is out of range too
         raise np.exceptions.AxisError(
-            f"axis: {axis!r} is out of bounds for an array of dimension {ndim}"
+            f"{name}: {axis!r} is out of bounds for an array of dimension {ndim}"
         ) from None
     except np.exceptions.AxisError:
         raise
     except ValueError:  # NumPy's words for it do not start with the argument's name
-        raise ValueError(f"axis: repeated axis in {axis!r}") from None
+        raise ValueError(f"{name}: repeated axis in {axis!r}") from None
 
 
 def check_correction(correction: Any, /) -> float:
@@ -232,3 +236,18 @@ def positive_int(value: Any, /, *, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
         raise ValueError(f"{name}: expected a positive integer, got {value!r}")
     return int(value)
+
+
+def positive_float(value: Any, /, *, name: str) -> float:
+    """``value`` as a positive finite Python float (an ``eps``, a clipping bound)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+        raise TypeError(f"{name}: expected a positive number, got {value!r}")
+    try:
+        result = float(value)
+    except OverflowError:  # an int beyond the float range, e.g. 10**400
+        text = repr(value)
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise ValueError(f"{name}: must be a positive finite number, got {shown}") from None
+    if not (result > 0 and math.isfinite(result)):
+        raise ValueError(f"{name}: must be a positive finite number, got {value!r}")
+    return result
