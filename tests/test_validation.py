@@ -156,16 +156,16 @@ def test_a_repeated_axis_names_the_argument() -> None:
 
 def test_positive_float_names_the_argument() -> None:
     assert va.positive_float(3, name="eps") == 3.0
-    with pytest.raises(TypeError, match="^eps: "):
+    with pytest.raises(TypeError, match=r"^eps: "):
         va.positive_float("1e-5", name="eps")
     for bad in (0.0, -1.0, float("inf"), float("nan"), 10**400):
-        with pytest.raises(ValueError, match="^eps: must be a positive finite number"):
+        with pytest.raises(ValueError, match=r"^eps: must be a positive finite number"):
             va.positive_float(bad, name="eps")
 
 
 def test_normalize_axes_names_the_argument_it_is_given() -> None:
     assert va.normalize_axes(-1, 2, name="dim") == (1,)
-    with pytest.raises(ValueError, match="^dim: "):
+    with pytest.raises(ValueError, match=r"^dim: "):
         va.normalize_axes(5, 2, name="dim")
-    with pytest.raises(ValueError, match="^dim: repeated"):
+    with pytest.raises(ValueError, match=r"^dim: repeated"):
         va.normalize_axes((0, 0), 2, name="dim")
