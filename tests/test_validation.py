@@ -169,3 +169,11 @@ def test_normalize_axes_names_the_argument_it_is_given() -> None:
         va.normalize_axes(5, 2, name="dim")
     with pytest.raises(ValueError, match=r"^dim: repeated"):
         va.normalize_axes((0, 0), 2, name="dim")
+
+
+def test_keepdims_and_rescale_take_only_booleans() -> None:
+    x = np.ones(3)
+    assert vs.var(x, keepdims=np.True_).shape == (1,)
+    for name in ("keepdims", "rescale"):
+        with pytest.raises(TypeError, match=f"{name}: expected True or False"):
+            vs.var(x, **{name: "no"})

@@ -33,6 +33,7 @@ from varstats.precision import Precision, rescale_exponents
 from varstats.validation import (
     check_correction,
     check_options,
+    flag,
     float_array,
     normalize_axes,
     resolve_precision,
@@ -161,6 +162,8 @@ def _mean_var(
     options: dict[str, Any],
 ) -> tuple[Any, Any]:
     """:func:`mean_var` and :func:`var`; ``function`` names the caller in error messages."""
+    keepdims = flag(keepdims, name="keepdims")
+    rescale = flag(rescale, name="rescale")
     if is_dask_array(x):
         from varstats import dask  # lazy: Dask is an optional dependency
 

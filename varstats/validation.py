@@ -29,6 +29,7 @@ from varstats.precision import resolve_precision as _resolve_storage
 __all__ = [
     "check_correction",
     "check_options",
+    "flag",
     "float_array",
     "host_float_array",
     "normalize_axes",
@@ -251,3 +252,10 @@ def positive_float(value: Any, /, *, name: str) -> float:
     if not (result > 0 and math.isfinite(result)):
         raise ValueError(f"{name}: must be a positive finite number, got {value!r}")
     return result
+
+
+def flag(value: Any, /, *, name: str) -> bool:
+    """``value`` as a bool: only ``True``, ``False`` and NumPy's bools (not any truthy value)."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    raise TypeError(f"{name}: expected True or False, got {value!r}")
