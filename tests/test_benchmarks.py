@@ -71,3 +71,14 @@ def test_committed_report_holds_no_machine_path() -> None:
     text = (ROOT / "results" / "benchmarks.md").read_text()
     assert text.startswith("# Benchmarks\n")
     assert not re.search(r"(^|\s)/(home|tmp|work|usr|opt)/", text)
+
+
+def test_the_sweep_rows_run_the_quick_grid() -> None:
+    # the runner calls bench_sweep.run_grid: a signature change there must fail here,
+    # not in the middle of `python -m benchmarks`
+    rows = list(run.sweep_rows(run.Settings(rounds=1, budget=1.0, full=False)))
+    assert [r.what for r in rows] == [
+        "quick sweep, `--jobs 2`",
+        "quick sweep, `--jobs 1` / `--jobs 2`",
+    ]
+    assert all(r.value > 0 for r in rows)
