@@ -34,9 +34,7 @@
 
 # %%
 import os
-import tempfile
 from fractions import Fraction
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -51,15 +49,7 @@ pd.set_option("display.width", 140)
 
 def load_errors() -> pd.DataFrame:
     """The sweep's ``errors.csv``; without one, a small sweep into a temporary directory."""
-    results = report.results_dir()
-    shown = f"{results.name}/errors.csv"  # relative: the output must not name this machine
-    if not (results / "errors.csv").is_file():  # a checkout without results/
-        grid = "tiny" if QUICK else "quick"
-        results = Path(tempfile.gettempdir()) / f"varstats-sweep-{grid}"
-        if not (results / "errors.csv").is_file():
-            sweep.main(["--grid", grid, "--out", str(results), "--no-progress"])
-        shown = f"a {grid} sweep in a temporary directory"
-    frame, _ = report.load_results(results)
+    frame, shown = sweep.load_or_sweep(quick=QUICK)
     print(f"{len(frame):,} sweep measurements from {shown}")
     return frame
 

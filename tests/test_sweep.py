@@ -786,3 +786,21 @@ def test_the_report_keeps_figures_it_does_not_own(reference: Path, tmp_path: Pat
     other.write_bytes(b"another module's figure")
     assert report.main([str(out)]) == 0
     assert other.read_bytes() == b"another module's figure"
+
+
+def test_load_or_sweep_reads_the_committed_results_and_names_no_machine_path() -> None:
+    frame, shown = sweep.load_or_sweep()
+    assert shown == "results/errors.csv"
+    assert list(frame.columns) == list(COLUMNS)
+    assert len(frame) > 0
+
+
+def test_load_or_sweep_sweeps_a_small_grid_where_results_are_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(report, "results_dir", lambda: tmp_path / "results")
+    monkeypatch.setattr(sweep.tempfile, "gettempdir", lambda: str(tmp_path))
+    frame, shown = sweep.load_or_sweep(quick=True)
+    assert shown == "a tiny sweep in a temporary directory"
+    assert (tmp_path / "varstats-sweep-tiny" / "errors.csv").is_file()
+    assert len(frame) > 0

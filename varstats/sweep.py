@@ -91,6 +91,7 @@ import shlex
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -136,6 +137,7 @@ __all__ = [
     "case_seed",
     "compute_unit",
     "format_rows",
+    "load_or_sweep",
     "main",
     "make_parser",
     "run",
@@ -1356,3 +1358,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def load_or_sweep(*, quick: bool = False) -> tuple[Any, str]:
+    """The committed ``results/errors.csv``, or a small sweep where a checkout has none.
+
+    For the notebooks: returns the typed frame (:func:`varstats.report.load_results`)
+    and where it came from, said without any absolute path (outputs must not name the
+    machine). Without ``results/errors.csv`` the ``quick`` grid (``tiny`` with
+    ``quick=True``) is swept once into the system's temporary directory and reused.
+    """
+    results = _report.results_dir()
+    shown = f"{results.name}/errors.csv"
+    if not (results / "errors.csv").is_file():
+        grid = "tiny" if quick else "quick"
+        results = Path(tempfile.gettempdir()) / f"varstats-sweep-{grid}"
+        if not (results / "errors.csv").is_file():
+            main(["--grid", grid, "--out", str(results), "--no-progress"])
+        shown = f"a {grid} sweep in a temporary directory"
+    frame, _ = _report.load_results(results)
+    return frame, shown
