@@ -78,3 +78,15 @@ def nhwc(x: Array) -> Array:
 def nchw(y: Array) -> Array:
     """Channels-last output back to channels-first."""
     return np.moveaxis(np.asarray(y), -1, 1)
+
+
+def layer_data(
+    shape: tuple[int, ...], dtype: Any, seed: int, offset: float = 3.0
+) -> tuple[Array, Array, Array, Array, Array]:
+    """Seeded ``(x, weight, bias, running_mean, running_var)`` for ``shape`` (N, C, ...)."""
+    rng = np.random.default_rng(seed)
+    c = shape[1]
+    x = rng.normal(offset, 1.0, size=shape).astype(dtype)
+    w, b = rng.normal(1, 0.1, c).astype(dtype), rng.normal(0, 0.1, c).astype(dtype)
+    rm, rv = rng.normal(3, 0.1, c).astype(dtype), rng.uniform(0.5, 2, c).astype(dtype)
+    return x, w, b, rm, rv

@@ -6,7 +6,7 @@ that float64 stays float64. Skipped when the ``frameworks`` extra is not install
 
 import numpy as np
 import pytest
-from _framework_checks import nchw, nhwc, scale_ulps, ulps
+from _framework_checks import layer_data, nchw, nhwc, scale_ulps, ulps
 
 import varstats.jax_cpu as vj
 from varstats import norms
@@ -28,15 +28,6 @@ SHAPES = [(2, 3, 1, 1), (4, 6, 3, 3), (8, 4, 5, 5), (16, 3, 4, 4), (2, 8, 12, 12
 # 2 ulps (float32) and 1 ulp (float64) of the correctly rounded 1/sqrt, which moves an
 # output by about as many ulps of its scale
 RSQRT_ULPS = 4
-
-
-def _data(shape, dtype, seed, offset=3.0):
-    rng = np.random.default_rng(seed)
-    c = shape[1]
-    x = rng.normal(offset, 1.0, size=shape).astype(dtype)
-    w, b = rng.normal(1, 0.1, c).astype(dtype), rng.normal(0, 0.1, c).astype(dtype)
-    rm, rv = rng.normal(3, 0.1, c).astype(dtype), rng.uniform(0.5, 2, c).astype(dtype)
-    return x, w, b, rm, rv
 
 
 def test_all_matches_module():
@@ -101,7 +92,7 @@ def test_xla_rsqrt_is_an_estimate_within_two_ulps(dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
 def test_batch_norm_statistics_bit_for_bit(shape, dtype, fast):
-    x = _data(shape, dtype, 1)[0]
+    x = layer_data(shape, dtype, 1)[0]
     mean, var = _compute_stats(jnp.asarray(nhwc(x)), (0, 1, 2), None, use_fast_variance=fast)
     rows = np.moveaxis(x, 1, 0).reshape(shape[1], -1)
     kernel = vj.xla_cpu_naive_loop if fast else vj.xla_cpu_two_pass_loop
@@ -137,7 +128,7 @@ def _flax_batch_norm(x, w, b, rm, rv, *, training, fast=True):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
 def test_batch_norm_layer_three_training_steps_then_eval(shape, dtype, fast):
-    x, w, b, rm, rv = _data(shape, dtype, 2)
+    x, w, b, rm, rv = layer_data(shape, dtype, 2)
     algorithm = "xla_cpu_naive_loop" if fast else "xla_cpu_two_pass_loop"
     f_rm, f_rv, v_rm, v_rv = rm, rv, rm, rv
     for step in range(3):
@@ -187,7 +178,7 @@ def test_group_norm_statistics_in_flax_order_within_measured_ulps(groups, dtype,
     # emits that reduction, whose minor axis is reduced, in an order varstats does not
     # model (a row-major loop matches 4 channels per group only): measured within 5 ulps
     # of the mean and, amplified by mean^2 / var with the fast variance, 160 of the var.
-    x = _data((2, 8, 4, 4), dtype, 4)[0]
+    x = layer_data((2, 8, 4, 4), dtype, 4)[0]
     grouped = nhwc(x).reshape(2, 4, 4, groups, 8 // groups)
     mean, var = _compute_stats(jnp.asarray(grouped), (1, 2, 4), None, use_fast_variance=fast)
     rows = np.moveaxis(grouped, 3, 1).reshape(2, groups, -1)
@@ -204,7 +195,7 @@ def test_group_norm_layer(groups, dtype, fast):
     # order. With the fast variance E[x^2] - E[x]^2 the reordering's rounding is
     # amplified by mean^2 / var (about 10 here): measured up to 56 ulps of the output
     # scale; two-pass up to 5.
-    x, w, b, _, _ = _data((2, 8, 4, 4), dtype, 4)
+    x, w, b, _, _ = layer_data((2, 8, 4, 4), dtype, 4)
     layer = nn.GroupNorm(
         num_groups=groups, use_fast_variance=fast, dtype=x.dtype, param_dtype=x.dtype
     )
@@ -240,7 +231,7 @@ def test_public_layer_norm_cases_stay_finite_in_flax(name):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_batch_norm_one_value_per_channel_is_not_an_error(dtype):
     # single_value_behaviour="none": no Bessel factor, the batch variance is 0
-    x, w, b, rm, rv = _data((1, 3, 1, 1), dtype, 5)
+    x, w, b, rm, rv = layer_data((1, 3, 1, 1), dtype, 5)
     y, f_rm, f_rv = _flax_batch_norm(x, w, b, rm, rv, training=True)
     out = norms.batch_norm(x, rm, rv, weight=w, bias=b, training=True, convention="flax")
     assert CONVENTIONS["flax"].single_value_behaviour == "none"

@@ -13,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import pytest
-from _framework_checks import folded_term_size, nchw, nhwc, scale_ulps, ulps
+from _framework_checks import folded_term_size, layer_data, nchw, nhwc, scale_ulps, ulps
 
 from varstats import norms
 from varstats.conventions import CONVENTIONS
@@ -27,15 +27,6 @@ SHAPES = [(2, 3, 1, 1), (4, 6, 3, 3), (16, 5, 4, 4), (4, 8, 3, 3), (3, 16, 4, 4)
 # fast-math rsqrt (within 2 ulps, not modelled). x * inv + res is
 # the folded form: its rounding is measured in ulps of the output's scale.
 RSQRT_ULPS = 4
-
-
-def _data(shape, dtype, seed):
-    rng = np.random.default_rng(seed)
-    c = shape[1]
-    x = rng.normal(3.0, 1.0, size=shape).astype(dtype)
-    w, b = rng.normal(1, 0.1, c).astype(dtype), rng.normal(0, 0.1, c).astype(dtype)
-    rm, rv = rng.normal(3, 0.1, c).astype(dtype), rng.uniform(0.5, 2, c).astype(dtype)
-    return x, w, b, rm, rv
 
 
 def test_backend_is_tensorflow():
@@ -52,7 +43,7 @@ def test_defaults_match_the_preset():
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [s for s in SHAPES if s[1] > 1])
 def test_ops_moments_bit_for_bit(shape, dtype):
-    x = _data(shape, dtype, 0)[0]
+    x = layer_data(shape, dtype, 0)[0]
     mean, var = keras.ops.moments(nhwc(x), axes=[0, 1, 2])
     m, v = eigen_cpu_moments_mean_var(
         np.moveaxis(x, 1, 0).reshape(shape[1], -1), acc=np.dtype(dtype)
@@ -64,7 +55,7 @@ def test_ops_moments_bit_for_bit(shape, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
 def test_batch_normalization_three_training_steps_then_inference(shape, dtype):
-    x, w, b, rm, rv = _data(shape, dtype, 1)
+    x, w, b, rm, rv = layer_data(shape, dtype, 1)
     layer = keras.layers.BatchNormalization(dtype=dtype)
     layer.build(nhwc(x).shape)
     layer.set_weights([w, b, rm, rv])  # gamma, beta, moving_mean, moving_variance
@@ -113,7 +104,7 @@ def test_group_normalization(groups, dtype):
     # TensorFlow transposes them innermost and runs the inner-most reducer (not
     # modelled; varstats sums (channel, H, W) left to right): measured up to 4 ulps of
     # the output's scale.
-    x, w, b, _, _ = _data((2, 8, 4, 4), dtype, 3)
+    x, w, b, _, _ = layer_data((2, 8, 4, 4), dtype, 3)
     layer = keras.layers.GroupNormalization(groups=groups, dtype=dtype)
     layer.build(nhwc(x).shape)
     layer.set_weights([w, b])
@@ -125,7 +116,7 @@ def test_group_normalization(groups, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_batch_normalization_one_value_per_channel_is_not_an_error(dtype):
     # single_value_behaviour="none": the biased batch variance 0 enters the moving average
-    x, w, b, rm, rv = _data((1, 3, 1, 1), dtype, 4)
+    x, w, b, rm, rv = layer_data((1, 3, 1, 1), dtype, 4)
     layer = keras.layers.BatchNormalization(dtype=dtype)
     layer.build(nhwc(x).shape)
     layer.set_weights([w, b, rm, rv])

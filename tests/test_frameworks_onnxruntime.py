@@ -6,7 +6,7 @@ execution provider with one intra-op thread. Skipped without the ``frameworks`` 
 
 import numpy as np
 import pytest
-from _framework_checks import folded_term_size, scale_ulps, ulps
+from _framework_checks import folded_term_size, layer_data, scale_ulps, ulps
 
 import varstats.onnxruntime_cpu as vort
 from varstats import norms
@@ -60,15 +60,6 @@ def _aligned(x, offset=0):
     return out
 
 
-def _data(shape, dtype, seed):
-    rng = np.random.default_rng(seed)
-    c = shape[1]
-    x = rng.normal(3.0, 1.0, size=shape).astype(dtype)
-    w, b = rng.normal(1, 0.1, c).astype(dtype), rng.normal(0, 0.1, c).astype(dtype)
-    rm, rv = rng.normal(3, 0.1, c).astype(dtype), rng.uniform(0.5, 2, c).astype(dtype)
-    return x, w, b, rm, rv
-
-
 def test_all_matches_module():
     assert sorted(vort.__all__) == [
         "eigen_sse_sum",
@@ -89,7 +80,7 @@ def test_preset_says_it_was_run():
 def test_batch_norm_inference_bit_for_bit(shape, dtype):
     # batch_norm.h: inv_std = 1 / sqrt(var + eps); y = x * (inv_std * scale)
     # + (bias - mean * inv_std * scale), no FMA
-    x, w, b, rm, rv = _data(shape, dtype, 0)
+    x, w, b, rm, rv = layer_data(shape, dtype, 0)
     (y,) = _run("BatchNormalization", [x, w, b, rm, rv], opset=15, epsilon=1e-5)
     out = norms.batch_norm(x, rm, rv, weight=w, bias=b, convention="onnx")
     assert ulps(y, out.y) == 0
@@ -103,7 +94,7 @@ def test_batch_norm_training_mode(shape, dtype):
     # (n, c) column) accumulated over n, and inv_std = sqrt(1 / (var + eps)); the preset
     # uses a left-to-right two-pass and 1 / sqrt: measured 2 ulps of the folded terms
     # and 1 ulp of the running statistics.
-    x, w, b, rm, rv = _data(shape, dtype, 1)
+    x, w, b, rm, rv = layer_data(shape, dtype, 1)
     y, new_rm, new_rv = _run(
         "BatchNormalization",
         [_aligned(x), w, b, rm, rv],
@@ -126,7 +117,7 @@ def test_batch_norm_training_mode(shape, dtype):
 @pytest.mark.parametrize("offset", [0, 1, 2, 3])
 @pytest.mark.parametrize("shape", [(2, 3, 5, 5), (4, 3, 7, 7), (2, 5, 3, 3), (1, 2, 4, 4)])
 def test_instance_norm_bit_for_bit_at_every_alignment(shape, offset):
-    x, w, b, _, _ = _data(shape, "float32", 2)
+    x, w, b, _, _ = layer_data(shape, "float32", 2)
     (y,) = _run("InstanceNormalization", [_aligned(x, offset), w, b], opset=22, epsilon=1e-5)
     out = norms.instance_norm(x, weight=w, bias=b, eps=EPS, convention="onnx", offset=offset)
     assert ulps(y, out) == 0
@@ -135,14 +126,14 @@ def test_instance_norm_bit_for_bit_at_every_alignment(shape, offset):
 def test_instance_norm_depends_on_the_buffer_address():
     # The same values at another 16-byte phase give other bits (Eigen aligns the mean's
     # reduction to the buffer): ORT's InstanceNormalization is not a function of the values.
-    x, w, b, _, _ = _data((2, 3, 5, 5), "float32", 2)
+    x, w, b, _, _ = layer_data((2, 3, 5, 5), "float32", 2)
     (y0,) = _run("InstanceNormalization", [_aligned(x, 0), w, b], opset=22, epsilon=1e-5)
     (y1,) = _run("InstanceNormalization", [_aligned(x, 1), w, b], opset=22, epsilon=1e-5)
     assert not np.array_equal(y0, y1)
 
 
 def test_instance_norm_has_no_float64_kernel():
-    x, w, b, _, _ = _data((2, 3, 4), "float64", 0)
+    x, w, b, _, _ = layer_data((2, 3, 4), "float64", 0)
     with pytest.raises(Exception, match="InstanceNormalization"):
         _run("InstanceNormalization", [x, w, b], opset=22, epsilon=1e-5)
 
@@ -180,7 +171,7 @@ def test_group_norm(groups, dtype):
     # modelled (group_norm.cc as read, double sums of float values, misses by 1000 ulps). The
     # preset (a two-pass in the data's type) is measured against it in float32 terms:
     # up to 13 ulps of the output's scale (4 groups of 32 values).
-    x, w, b, _, _ = _data((2, 8, 4, 4), dtype, 4)
+    x, w, b, _, _ = layer_data((2, 8, 4, 4), dtype, 4)
     (y,) = _run("GroupNormalization", [x, w, b], opset=21, epsilon=EPS, num_groups=groups)
     out = norms.group_norm(x, groups, weight=w, bias=b, eps=EPS, convention="onnx")
     f32 = np.float32
@@ -218,7 +209,7 @@ def test_public_layer_norm_cases_are_fixed_in_ort_1_31(name):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_batch_norm_training_one_value_per_channel_is_not_an_error(dtype):
-    x, w, b, rm, rv = _data((1, 3), dtype, 6)
+    x, w, b, rm, rv = layer_data((1, 3), dtype, 6)
     y, new_rm, new_rv = _run(
         "BatchNormalization",
         [x, w, b, rm, rv],

@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import pytest
-from _framework_checks import nchw, nhwc, scale_ulps, ulps
+from _framework_checks import layer_data, nchw, nhwc, scale_ulps, ulps
 
 import varstats.tensorflow_cpu as vtf
 from varstats import norms
@@ -35,16 +35,8 @@ SHAPES += [(3, 16, 4, 4), (64, 3, 4, 4)]
 
 
 def _data(shape, dtype, seed):
-    rng = np.random.default_rng(seed)
-    c = shape[1]
-    x = rng.normal(3.0, 1.0, size=shape).astype(dtype)
-    params = [
-        rng.normal(1, 0.1, c),  # scale
-        rng.normal(0, 0.1, c),  # offset
-        rng.normal(3, 0.1, c),  # running mean
-        rng.uniform(0.5, 2, c),  # running variance
-    ]
-    return x, [p.astype(dtype) for p in params]
+    x, *params = layer_data(shape, dtype, seed)  # params: scale, offset, running mean, variance
+    return x, params
 
 
 def test_all_matches_module():
