@@ -275,14 +275,30 @@ def attainable_lre(df: pd.DataFrame) -> pd.Series:
 
 def _var_rows(df: pd.DataFrame) -> pd.DataFrame:
     """Generated-data rows, their ``lre`` judged by :func:`attainable_lre`."""
-    v = df[df["kind"] == "var"]
-    return v.assign(lre=attainable_lre(v)) if len(v) else v
+    return _derived(df)[0]
 
 
 def _accuracy_cases(df: pd.DataFrame) -> pd.DataFrame:
     """Generated data at unit scale with a nonzero variance: where 'accuracy' is defined."""
-    v = _var_rows(df)
-    return v[(v["scale_point"] == "unit") & (v["distribution"] != "constant")]
+    return _derived(df)[1]
+
+
+#: While :func:`summary_markdown` runs: the frame it was given and what
+#: :func:`_derived` made of it (its tables ask for the same subsets about ten times and
+#: only read them). Empty otherwise, so a caller's later change to a frame is seen.
+_DERIVED: list[tuple[pd.DataFrame, tuple[pd.DataFrame, pd.DataFrame] | None]] = []
+
+
+def _derived(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    cached = _DERIVED[0] if _DERIVED and _DERIVED[0][0] is df else None
+    if cached is not None and cached[1] is not None:
+        return cached[1]
+    v = df[df["kind"] == "var"]
+    v = v.assign(lre=attainable_lre(v)) if len(v) else v
+    acc = v[(v["scale_point"] == "unit") & (v["distribution"] != "constant")]
+    if cached is not None:
+        _DERIVED[0] = (df, (v, acc))
+    return v, acc
 
 
 # --------------------------------------------------------------------------- tables
@@ -1043,6 +1059,14 @@ def layout_check(df: pd.DataFrame) -> str:
 
 
 def summary_markdown(df: pd.DataFrame, figures: Sequence[str] = ()) -> str:
+    _DERIVED[:] = [(df, None)]
+    try:
+        return _summary_markdown(df, figures)
+    finally:
+        _DERIVED.clear()
+
+
+def _summary_markdown(df: pd.DataFrame, figures: Sequence[str]) -> str:
     v = df[df["kind"] == "var"]
     cases = v.drop_duplicates(["storage", "layout", "distribution", "scale_point", "n", "offset"])
     ncases, nrows = len(cases), int(cases["rows"].sum())
