@@ -82,7 +82,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import functools
 import hashlib
 import json
 import math
@@ -428,9 +427,7 @@ def build_grid(
                     fast = tuple(v for v in unit_variants if not VARIANTS[v].sequential_loop)
                     slow = tuple(v for v in unit_variants if VARIANTS[v].sequential_loop)
                     top = tuple(p for p in sprecs if p in spec.loop_top_precisions)
-                    # one unit per precision: the grid's largest data, so the units
-                    # balance over the workers (the rows keep their order)
-                    units += [_replace(base, variants=fast, precisions=(p,)) for p in sprecs]
+                    units.append(_replace(base, variants=fast))
                     # one unit per (precision, loop): the loops are the grid's longest
                     # units and run side by side this way; the rows keep their order
                     units += [
@@ -932,13 +929,7 @@ def format_rows(rows: Iterable[dict[str, Any]]) -> str:
 
 #: Formatters that give :func:`~varstats.schema.format_field`'s text for these exact
 #: types, without its checks (``str(True) == "True"``, ``repr`` of a float).
-_FAST_FORMAT: Final[dict[type, Callable[[Any], str]]] = {
-    float: repr,
-    int: str,
-    bool: str,
-    # the few distinct labels (kind, variant, storage, ...) are checked once each
-    str: functools.lru_cache(maxsize=4096)(format_field),
-}
+_FAST_FORMAT: Final[dict[type, Callable[[Any], str]]] = {float: repr, int: str, bool: str}
 
 
 def unit_text(unit: Unit) -> str:
