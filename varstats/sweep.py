@@ -82,6 +82,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import functools
 import hashlib
 import json
 import math
@@ -929,7 +930,13 @@ def format_rows(rows: Iterable[dict[str, Any]]) -> str:
 
 #: Formatters that give :func:`~varstats.schema.format_field`'s text for these exact
 #: types, without its checks (``str(True) == "True"``, ``repr`` of a float).
-_FAST_FORMAT: Final[dict[type, Callable[[Any], str]]] = {float: repr, int: str, bool: str}
+_FAST_FORMAT: Final[dict[type, Callable[[Any], str]]] = {
+    float: repr,
+    int: str,
+    bool: str,
+    # the few distinct labels (kind, variant, storage, ...) are checked once each
+    str: functools.lru_cache(maxsize=4096)(format_field),
+}
 
 
 def unit_text(unit: Unit) -> str:
