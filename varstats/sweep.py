@@ -528,21 +528,30 @@ def _exact(x: Array, corrections: Iterable[int]) -> _Exact:
     n = x.shape[-1]
     means = list(em.mean.reshape(-1))
     m2s = list(em.m2.reshape(-1))
-    var = {
-        c: np.array(
-            [_to_float(m2 / (n - c)) if isinstance(m2, Fraction) else math.nan for m2 in m2s]
+
+    # each ratio rounded once from its unreduced numerator and denominator: the same
+    # rational as the Fraction arithmetic, without a gcd of large integers per row
+    def var_of(c: int) -> Array:
+        return np.array(
+            [
+                oracle.round_ratio(m2.numerator, m2.denominator * (n - c))
+                if isinstance(m2, Fraction)
+                else math.nan
+                for m2 in m2s
+            ]
         )
-        for c in corrections
-    }
-    var0 = np.array([_to_float(m2 / n) if isinstance(m2, Fraction) else math.nan for m2 in m2s])
+
+    def shifted(m: Any, f: float) -> float:
+        if not isinstance(m, Fraction):
+            return math.nan
+        a, b = f.as_integer_ratio()
+        return oracle.round_ratio(m.numerator * b - a * m.denominator, m.denominator * b)
+
+    var = {c: var_of(c) for c in corrections}
+    var0 = var[0] if 0 in var else var_of(0)
     mean = np.array([_to_float(m) for m in means])
-    first = x[:, 0].astype(np.float64)
-    shift = np.array(
-        [
-            _to_float(m - Fraction(float(f))) if isinstance(m, Fraction) else math.nan
-            for m, f in zip(means, first, strict=True)
-        ]
-    )
+    first = x[:, 0].astype(np.float64).tolist()
+    shift = np.array([shifted(m, f) for m, f in zip(means, first, strict=True)])
     # kappa depends on S only through S/n: pass the variance so S cannot overflow
     return _Exact(mean, var, vcases.kappa(1, mean, var0), vcases.kappa(1, shift, var0))
 
