@@ -20,7 +20,9 @@ in ``_lib/_utils/_compat``):
 * **Memory layout.** :func:`lane_major_like` and :func:`steps_first` give NumPy buffers
   whose loop steps are contiguous; other libraries get ``None`` or a plain view.
 * **A sequential sum.** ``np.add.accumulate`` rounds every partial sum in the array's
-  own dtype; no Array API function promises that (:func:`sequential_sum`).
+  own dtype; no Array API function promises that (:func:`sequential_sum`). With numba
+  (the ``jit`` extra) float32/float64 slices are summed by a compiled loop instead,
+  with the same bits and without ``accumulate``'s input-sized output.
 * **Host values.** Counts, count ratios and rescaling exponents are metadata known from
   the shapes. They are formed on the host with NumPy, rounded once into the accumulator
   (:func:`varstats.round_to`) and moved to the data's device by :func:`from_host`.
@@ -56,6 +58,7 @@ __all__ = [
     "lane_major_like",
     "ldexp",
     "namespace_dtype",
+    "neumaier_sum",
     "own",
     "round_host",
     "scratch_like",
@@ -276,11 +279,79 @@ def sequential_sum(a: Any, /) -> Any:
     if isinstance(a, np.ndarray):
         if a.shape[-1] == 1:
             return a[..., 0].copy()
+        compiled = _compiled("sequential_sum", a.dtype)
+        if compiled is not None:
+            flat = a.reshape(-1, a.shape[-1])
+            out = np.empty(flat.shape[0], dtype=a.dtype)
+            compiled(flat, out)
+            return out.reshape(a.shape[:-1])
         return np.add.accumulate(a, axis=-1)[..., -1]
     s = a[..., 0]
     for k in range(1, a.shape[-1]):
         s = s + a[..., k]
     return s
+
+
+def _sequential_sum_py(a: Any, out: Any) -> None:
+    # s_1 = a_1, s_k = s_{k-1} + a_k, rounded in a's dtype (numba keeps float32 in float32)
+    for b in range(a.shape[0]):
+        s = a[b, 0]
+        for k in range(1, a.shape[1]):
+            s = s + a[b, k]
+        out[b] = s
+
+
+def _neumaier_py(a: Any, zero: Any, s_out: Any, c_out: Any) -> None:
+    # Neumaier: s_k = s_{k-1} + a_k with TwoSum's exact error added to c, from +0
+    for b in range(a.shape[0]):
+        s = a[b, 0]
+        c = zero[0]
+        for k in range(1, a.shape[1]):
+            x = a[b, k]
+            t = s + x
+            z = t - s
+            c = c + ((s - (t - z)) + (x - z))
+            s = t
+        s_out[b] = s
+        c_out[b] = c
+
+
+#: Whether the sequential loops may run compiled by numba (the ``jit`` extra): the same
+#: operations in the same order and dtype, no fast-math, so the same bits as
+#: ``np.add.accumulate`` (``tests/test_array_api.py`` compares both).
+_USE_JIT = True
+_JIT_LOOPS: Final = {"sequential_sum": _sequential_sum_py, "neumaier": _neumaier_py}
+_COMPILED: dict[str, Any] = {}
+
+
+def _compiled(name: str, dtype: Any) -> Any:
+    """The compiled loop ``name`` for float32/float64 data, or None (numba imported once)."""
+    if not _USE_JIT or dtype not in (np.float32, np.float64):
+        return None
+    if name not in _COMPILED:
+        try:
+            import numba
+        except ImportError:  # pragma: no cover - the jit extra is optional
+            _COMPILED[name] = None
+        else:
+            _COMPILED[name] = numba.njit(cache=True, nogil=True)(_JIT_LOOPS[name])
+    return _COMPILED[name]
+
+
+def neumaier_sum(a: Any, /) -> tuple[Any, Any] | None:
+    """Neumaier's sequential sum ``(s, c)`` of each NumPy slice (last axis), compiled.
+
+    None where no compiled loop applies (no numba, not float32/float64): the caller
+    then uses its vectorized form, which gives the same bits.
+    """
+    compiled = _compiled("neumaier", a.dtype) if isinstance(a, np.ndarray) else None
+    if compiled is None:
+        return None
+    flat = a.reshape(-1, a.shape[-1])
+    s = np.empty(flat.shape[0], dtype=a.dtype)
+    c = np.empty_like(s)
+    compiled(flat, np.zeros(1, dtype=a.dtype), s, c)
+    return s.reshape(a.shape[:-1]), c.reshape(a.shape[:-1])
 
 
 def unstack_last(a: Any, /) -> list[Any]:

@@ -40,6 +40,7 @@ from varstats.array_api import (
     as_array,
     binary_op,
     lane_major_like,
+    neumaier_sum,
     own,
     sequential_sum,
 )
@@ -272,6 +273,9 @@ def _neumaier_sequential(a: Any) -> tuple[Any, Any]:
     operations, and ``c`` is their left-to-right sum starting from ``+0``, as in the
     loop.
     """
+    compiled = neumaier_sum(a)
+    if compiled is not None:
+        return compiled[0][..., None], compiled[1][..., None]
     partial = np.add.accumulate(a, axis=-1)
     prev, t = partial[..., :-1], partial[..., 1:]
     z = t - prev
