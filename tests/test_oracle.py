@@ -799,23 +799,98 @@ def test_window_captures_values_down_to_2_to_the_p_minus_103_of_the_largest(dtyp
     _check_rows(x)
 
 
-def test_lower_windows_capture_a_slice_spread_over_a_few_windows(
+def test_a_block_spread_over_many_binades_goes_to_the_buckets_whole(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # the module docstring's claim: 120 binades of float64 (more than two windows of 50)
-    # in one slice never reach the bucket path
+    # the module docstring's claim: a block with more than one in eight sampled values
+    # below the window's reach skips the window; a narrow block never reaches the buckets
+    windowed: list[int] = []
     bucketed: list[int] = []
-    real = oracle._bucket_sums
+    real_window, real_add = oracle._window_sums, oracle._Binades.add
 
-    def spy(values: Any, *args: Any) -> None:
+    def window_spy(block: Any, *args: Any) -> Any:
+        windowed.append(block.size)
+        return real_window(block, *args)
+
+    def add_spy(self: Any, values: Any, rows: Any) -> None:
         bucketed.append(values.size)
-        real(values, *args)
+        real_add(self, values, rows)
 
-    monkeypatch.setattr(oracle, "_bucket_sums", spy)
+    monkeypatch.setattr(oracle, "_window_sums", window_spy)
+    monkeypatch.setattr(oracle._Binades, "add", add_spy)
     rng = np.random.default_rng(8)
-    x = rng.choice([-1.0, 1.0], size=6000) * 2.0 ** rng.uniform(-60, 60, size=6000)
-    assert exact_var(x, correction=1) == frac_float(fraction_var(x, 1))
-    assert sum(bucketed) == 0
-    spread = _random_finite_bits(rng, as_dtype("float64"), (6000,))
-    _check_rows(spread[None, :])
-    assert sum(bucketed) > 0  # every binade: the bucket path
+    spread = rng.choice([-1.0, 1.0], size=6000) * 2.0 ** rng.uniform(-60, 60, size=6000)
+    assert exact_var(spread, correction=1) == frac_float(fraction_var(spread, 1))
+    assert (sum(windowed), sum(bucketed)) == (0, spread.size)
+    windowed.clear()
+    bucketed.clear()
+    narrow = rng.standard_normal(6000) + 1e3
+    assert exact_var(narrow, correction=1) == frac_float(fraction_var(narrow, 1))
+    assert (sum(windowed), sum(bucketed)) == (narrow.size, 0)
+
+
+@contextmanager
+def bucket_limits(
+    *, spread: float, halves: int, thirds: int, cheap: int, dense: int
+) -> Iterator[None]:
+    """Force the bucket path (or not) and shrink its limits, so every branch runs."""
+    names = ("_SPREAD_FRACTION", "_HALVES_LIMIT", "_THIRDS_LIMIT", "_CHEAP_FLUSH", "_DENSE_BUCKETS")
+    saved = [getattr(oracle, name) for name in names]
+    for name, value in zip(names, (spread, halves, thirds, cheap, dense), strict=True):
+        setattr(oracle, name, value)
+    try:
+        yield
+    finally:
+        for name, value in zip(names, saved, strict=True):
+            setattr(oracle, name, value)
+
+
+# every block to the buckets: the default limits, thirds for crowded buckets, flushes
+# of full halves, flushes of full thirds, and numbered (compressed) buckets
+BUCKET_LIMITS = {
+    "default limits": {"halves": 1 << 12, "thirds": 1 << 26, "cheap": 256, "dense": 1 << 16},
+    "thirds": {"halves": 2, "thirds": 1 << 26, "cheap": 0, "dense": 1 << 16},
+    "halves flushed": {"halves": 3, "thirds": 1 << 26, "cheap": 1 << 20, "dense": 1 << 16},
+    "thirds flushed": {"halves": 1, "thirds": 5, "cheap": 0, "dense": 1 << 16},
+    "numbered buckets": {"halves": 2, "thirds": 7, "cheap": 1, "dense": 1},
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("limits", list(BUCKET_LIMITS))
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**63 - 1))
+def test_bucket_path_equals_reference_on_any_data(dtype: str, limits: str, seed: int) -> None:
+    # the generated arrays (random bit patterns, subnormals, values near the largest,
+    # mixed signs, clusters, NaN and inf) with every block sent to the buckets
+    rng = np.random.default_rng(seed)
+    with bucket_limits(spread=-1.0, **BUCKET_LIMITS[limits]), small_blocks(64, 16):
+        for _ in range(6):
+            x, axis = _generate(rng, as_dtype(dtype))
+            _check_fast_equals_reference(x, axis)
+        _check_rows(_clustered(rng, as_dtype(dtype), 3 * 150).reshape(3, 150))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=50, deadline=None)
+@given(
+    data=st.data(),
+    exponents=st.sampled_from(["subnormal", "smallest normal", "largest", "all"]),
+)
+def test_bucket_path_is_exact_at_extreme_exponents(
+    dtype: str, data: st.DataObject, exponents: str
+) -> None:
+    # hypothesis draws the values (mixed signs, shrinking to the edges of the format);
+    # float64's extreme exponents are where the buckets' shifts and digits are widest
+    fi = finfo(dtype)
+    bounds = {
+        "subnormal": (0.0, fi.tiny),
+        "smallest normal": (fi.tiny, fi.tiny * 2**12),
+        "largest": (fi.max / 2**12, fi.max),
+        "all": (0.0, fi.max),
+    }[exponents]
+    values = data.draw(st.lists(st.floats(*bounds), min_size=2, max_size=300))
+    signs = data.draw(st.lists(st.booleans(), min_size=len(values), max_size=len(values)))
+    x = np.asarray(round_to(np.where(signs, -1.0, 1.0) * values, dtype))
+    with bucket_limits(spread=-1.0, halves=3, thirds=1 << 26, cheap=1, dense=1 << 16):
+        _check_rows(x[None, :])
