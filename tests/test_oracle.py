@@ -802,8 +802,9 @@ def test_window_captures_values_down_to_2_to_the_p_minus_103_of_the_largest(dtyp
 def test_a_block_spread_over_many_binades_goes_to_the_buckets_whole(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # the module docstring's claim: a block with more than one in eight sampled values
-    # below the window's reach skips the window; a narrow block never reaches the buckets
+    # the module docstring's claims: a block with more than one in eight sampled values
+    # below the window's reach, or whose largest magnitude is below 2**-960, skips the
+    # window; a narrow block never reaches the buckets
     windowed: list[int] = []
     bucketed: list[int] = []
     real_window, real_add = oracle._window_sums, oracle._Binades.add
@@ -827,6 +828,11 @@ def test_a_block_spread_over_many_binades_goes_to_the_buckets_whole(
     narrow = rng.standard_normal(6000) + 1e3
     assert exact_var(narrow, correction=1) == frac_float(fraction_var(narrow, 1))
     assert (sum(windowed), sum(bucketed)) == (narrow.size, 0)
+    windowed.clear()
+    bucketed.clear()
+    tiny = rng.integers(-(2**52), 2**52, size=6000) * finfo("float64").smallest_subnormal
+    assert exact_var(tiny, correction=1) == frac_float(fraction_var(tiny, 1))
+    assert (sum(windowed), sum(bucketed)) == (0, tiny.size)  # below 2**-960: no window
 
 
 @contextmanager

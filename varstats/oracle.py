@@ -32,7 +32,9 @@ Two paths compute the same numbers (``method=``):
     float32 :math:`2^{-79}`, bfloat16 :math:`2^{-95}`, float16 always).
     Values below the window take the *bucket path*, and so does a whole block when more
     than one in eight of a sample of its values lies below the window's reach (data
-    spread over many binades, e.g. uniformly random bit patterns): one bucket per
+    spread over many binades, e.g. uniformly random bit patterns) or when its largest
+    magnitude is below :math:`2^{-960}` (the window would scale subnormals, and
+    arithmetic on subnormals is slow): one bucket per
     (slice, sign, exponent field), the top 12 bits of the float64 pattern, and
     ``np.add.at`` adds the fraction fields and their squares, split into halves or
     thirds so that every uint64 sum is exact, into all buckets at once; the buckets
@@ -406,6 +408,7 @@ class _Binades:
     def _reset(self, first: int, buckets: int, key_of: npt.NDArray[np.intp] | None) -> None:
         self.first = first  # slice of bucket 0
         self.key_of = key_of  # bucket -> (slice - first) << 12 | top bits; None: identity
+        self.used = 0  # buckets [0, used) may be non-zero
         self.count = np.zeros(buckets, dtype=np.int64)
         self.halves = np.zeros((4, buckets), dtype=np.uint64)
         self.thirds = np.zeros((7, buckets), dtype=np.uint64)
@@ -417,19 +420,20 @@ class _Binades:
         if not values.size:
             return
         lo, hi = (rows, rows) if isinstance(rows, int) else (int(rows[0]), int(rows[-1]))
-        dense = (hi - lo + 1) << _KEY_BITS
-        if dense > _DENSE_BUCKETS:  # many slices: number only the buckets present
+        if (hi - lo + 1) << _KEY_BITS > _DENSE_BUCKETS:  # many slices: number the buckets
             self.flush()
             keys = ((rows - lo) << _KEY_BITS) + _top_bits(values)
             key_of, bucket = np.unique(keys, return_inverse=True)
             self._reset(lo, key_of.size, key_of)
-            self._accumulate(values, lambda start, stop: bucket[start:stop])
+            self._accumulate(values, key_of.size, lambda start, stop: bucket[start:stop])
             self.flush()
             return
-        capacity = self.count.size >> _KEY_BITS  # slices the dense buckets cover
-        if self.key_of is not None or lo < self.first or hi >= self.first + capacity:
+        # consecutive slices share the dense buckets (one flush for up to 16 slices)
+        if self.key_of is not None or not self.first <= lo <= hi < self.first + (
+            self.count.size >> _KEY_BITS
+        ):
             self.flush()
-            self._reset(lo, dense, None)
+            self._reset(lo, _DENSE_BUCKETS, None)
 
         def buckets(start: int, stop: int) -> npt.NDArray[np.intp]:
             top = _top_bits(values[start:stop])
@@ -437,26 +441,33 @@ class _Binades:
                 return top + ((rows - self.first) << _KEY_BITS) if rows != self.first else top
             return top + ((rows[start:stop] - self.first) << _KEY_BITS)
 
-        self._accumulate(values, buckets)
+        self._accumulate(values, (hi - self.first + 1) << _KEY_BITS, buckets)
 
     def _accumulate(
-        self, values: Float64Array, buckets: Callable[[int, int], npt.NDArray[np.intp]]
+        self,
+        values: Float64Array,
+        used: int,
+        buckets: Callable[[int, int], npt.NDArray[np.intp]],
     ) -> None:
+        """Add ``values`` (their buckets below ``used``, from ``buckets(start, stop)``)."""
         squares = self.fmt.want_squares
+        self.used = used = max(used, self.used)
         for start in range(0, values.size, _BLOCK):
             stop = min(start + _BLOCK, values.size)
             key = buckets(start, stop)
-            count = np.bincount(key, minlength=self.count.size)
-            halves = int((self.in_halves + count).max()) <= _HALVES_LIMIT
+            count = np.bincount(key, minlength=used)
+            halves = int((self.in_halves[:used] + count).max()) <= _HALVES_LIMIT
+            fits = int(count.max()) <= _HALVES_LIMIT  # the halves hold this segment alone
             if not halves and (
-                np.count_nonzero(self.count) <= _CHEAP_FLUSH
-                or int((self.in_thirds + count).max()) > _THIRDS_LIMIT
+                (fits and np.count_nonzero(self.count[:used]) <= _CHEAP_FLUSH)
+                or int((self.in_thirds[:used] + count).max()) > _THIRDS_LIMIT
             ):
                 self.flush()  # every sum back to zero
-                halves = int(count.max()) <= _HALVES_LIMIT
+                self.used = used
+                halves = fits
             f = values[start:stop].view(np.uint64) & _FRACTION
             if halves:
-                self.in_halves += count
+                self.in_halves[:used] += count
                 h, low = f >> _U26, f & _MASK26
                 acc = self.halves
                 np.add.at(acc[0], key, f)
@@ -465,7 +476,7 @@ class _Binades:
                     np.add.at(acc[2], key, h * low)
                     np.add.at(acc[3], key, low * low)
             else:
-                self.in_thirds += count
+                self.in_thirds[:used] += count
                 top = f >> _U18
                 a, b, c = top >> _U18, top & _MASK18, f & _MASK18
                 acc = self.thirds
@@ -480,11 +491,12 @@ class _Binades:
                     np.add.at(acc[4], key, middle)
                     np.add.at(acc[5], key, b * c)
                     np.add.at(acc[6], key, c * c)
-            self.count += count
+            self.count[:used] += count
 
     def flush(self) -> None:
         """Add the buckets' sums to ``total`` and ``squares``; every bucket back to zero."""
-        nz = np.flatnonzero(self.count)
+        used, self.used = self.used, 0
+        nz = np.flatnonzero(self.count[:used])
         if not nz.size:
             return
         key = nz if self.key_of is None else self.key_of[nz]
@@ -522,7 +534,10 @@ class _Binades:
             slices, sums = _place(rows, square_terms, 2 * e, None)
             for r, v in zip(slices, sums, strict=True):
                 self.squares[r] += _shifted(v, 2 * unit)
-        self._reset(self.first, self.count.size, self.key_of)
+        for array in (self.count, self.in_halves, self.in_thirds):
+            array[:used] = 0
+        self.halves[:, :used] = 0
+        self.thirds[:, :used] = 0
 
 
 def _top_bits(values: Float64Array) -> npt.NDArray[np.intp]:
@@ -681,7 +696,10 @@ def _beyond_window(block: Float64Array, top: Float64Array, fmt: _Format) -> bool
     """Whether a sample of ``block`` has many non-zero values below any window's reach."""
     step = max(1, block.shape[1] // _SAMPLE)
     sample = block[:, ::step]
-    reach = top * 2.0 ** (fmt.p - 103)  # 0 where that underflows: the window decides
+    if 0 < top.max() < 2.0**-_SAFE_EXPONENT:
+        # the window would scale subnormals up: arithmetic on them runs far slower
+        return True
+    reach = top * 2.0 ** (fmt.p - 103)
     below = np.count_nonzero((np.abs(sample) < reach[:, None]) & (sample != 0))
     return bool(below > _SPREAD_FRACTION * sample.size)
 
