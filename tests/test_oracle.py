@@ -802,7 +802,7 @@ def test_window_captures_values_down_to_2_to_the_p_minus_103_of_the_largest(dtyp
 def test_a_block_spread_over_many_binades_goes_to_the_buckets_whole(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # the module docstring's claims: a block with more than one in eight sampled values
+    # the module docstring's claims: a block with more than one in 32 sampled values
     # below the window's reach, or whose largest magnitude is below 2**-960, skips the
     # window; a narrow block never reaches the buckets
     windowed: list[int] = []
@@ -836,13 +836,11 @@ def test_a_block_spread_over_many_binades_goes_to_the_buckets_whole(
 
 
 @contextmanager
-def bucket_limits(
-    *, spread: float, halves: int, thirds: int, cheap: int, dense: int
-) -> Iterator[None]:
+def bucket_limits(*, spread: float, coarse: int, fine: int, dense: int) -> Iterator[None]:
     """Force the bucket path (or not) and shrink its limits, so every branch runs."""
-    names = ("_SPREAD_FRACTION", "_HALVES_LIMIT", "_THIRDS_LIMIT", "_CHEAP_FLUSH", "_DENSE_BUCKETS")
+    names = ("_SPREAD_FRACTION", "_COARSE_LIMIT", "_FINE_LIMIT", "_DENSE_BUCKETS")
     saved = [getattr(oracle, name) for name in names]
-    for name, value in zip(names, (spread, halves, thirds, cheap, dense), strict=True):
+    for name, value in zip(names, (spread, coarse, fine, dense), strict=True):
         setattr(oracle, name, value)
     try:
         yield
@@ -851,14 +849,13 @@ def bucket_limits(
             setattr(oracle, name, value)
 
 
-# every block to the buckets: the default limits, thirds for crowded buckets, flushes
-# of full halves, flushes of full thirds, and numbered (compressed) buckets
+# every block to the buckets: the default limits, fine buckets for crowded ones, flushes
+# of full fine buckets, and numbered (compressed) buckets
 BUCKET_LIMITS = {
-    "default limits": {"halves": 1 << 12, "thirds": 1 << 26, "cheap": 256, "dense": 1 << 16},
-    "thirds": {"halves": 2, "thirds": 1 << 26, "cheap": 0, "dense": 1 << 16},
-    "halves flushed": {"halves": 3, "thirds": 1 << 26, "cheap": 1 << 20, "dense": 1 << 16},
-    "thirds flushed": {"halves": 1, "thirds": 5, "cheap": 0, "dense": 1 << 16},
-    "numbered buckets": {"halves": 2, "thirds": 7, "cheap": 1, "dense": 1},
+    "default limits": {"coarse": 1 << 12, "fine": 1 << 16, "dense": 1 << 16},
+    "fine": {"coarse": 2, "fine": 1 << 16, "dense": 1 << 16},
+    "fine flushed": {"coarse": 1, "fine": 3, "dense": 1 << 16},
+    "numbered buckets": {"coarse": 2, "fine": 5, "dense": 1},
 }
 
 
@@ -898,5 +895,5 @@ def test_bucket_path_is_exact_at_extreme_exponents(
     values = data.draw(st.lists(st.floats(*bounds), min_size=2, max_size=300))
     signs = data.draw(st.lists(st.booleans(), min_size=len(values), max_size=len(values)))
     x = np.asarray(round_to(np.where(signs, -1.0, 1.0) * values, dtype))
-    with bucket_limits(spread=-1.0, halves=3, thirds=1 << 26, cheap=1, dense=1 << 16):
+    with bucket_limits(spread=-1.0, coarse=3, fine=7, dense=1 << 16):
         _check_rows(x[None, :])

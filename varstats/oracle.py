@@ -31,13 +31,14 @@ Two paths compute the same numbers (``method=``):
     largest magnitude, ``p`` the format's significand bits (float64 :math:`2^{-50}`,
     float32 :math:`2^{-79}`, bfloat16 :math:`2^{-95}`, float16 always).
     Values below the window take the *bucket path*, and so does a whole block when more
-    than one in eight of a sample of its values lies below the window's reach (data
+    than one in 32 of a sample of its values lies below the window's reach (data
     spread over many binades, e.g. uniformly random bit patterns) or when its largest
     magnitude is below :math:`2^{-960}` (the window would scale subnormals, and
     arithmetic on subnormals is slow): one bucket per
     (slice, sign, exponent field), the top 12 bits of the float64 pattern, and
-    ``np.add.at`` adds the fraction fields and their squares, split into halves or
-    thirds so that every uint64 sum is exact, into all buckets at once; the buckets
+    ``np.add.at`` adds the fraction fields and the products of their halves, small
+    enough for every uint64 sum to be exact (a crowded bucket splits by four more bits),
+    into all buckets at once; the buckets
     become Python integers through :meth:`int.from_bytes` (:class:`_Binades`). Memory is
     O(block) plus O(the values the window misses). Neither path's cost depends on the
     number of binades; ``python -m benchmarks --only oracle`` measures both.
@@ -137,30 +138,26 @@ _SAFE_EXPONENT: Final = 960
 _SHARED_SPREAD: Final = 8
 # A block whose sample has more than this fraction of its values below the window's
 # reach (2**(p - 103) times the row's largest) skips the window and goes to the buckets.
-_SPREAD_FRACTION: Final = 1 / 8
+_SPREAD_FRACTION: Final = 1 / 32
 _SAMPLE: Final = 1 << 10  # values per row sampled for that test
 # The bucket path (_Binades): one bucket per (slice, top 12 bits of the float64 pattern,
-# i.e. sign and exponent field); per bucket the fraction fields f < 2**52 are summed in
-# uint64 as halves (f = h 2**26 + l: f, h*h, h*l, l*l < 2**52, exact for 2**12 values)
-# or, in a bucket more crowded than that, as thirds (f = (a 2**18 + b) 2**18 + c: the
-# sums of f >> 18 < 2**34 and of the products < 2**37 are exact for 2**26 values).
+# i.e. sign and exponent field), whose uint64 sums of the fraction field f < 2**52 and of
+# the products of its halves (< 2**52) are exact for 2**12 values; a bucket more crowded
+# than that splits into 16 fine buckets by 4 more bits (48 left: exact for 2**16 values).
 _KEY_BITS: Final = 12
 _HALF: Final = 26
-_THIRD: Final = 18
-_HALVES_LIMIT: Final = 1 << 12
-_THIRDS_LIMIT: Final = 1 << 26
+_FINE_BITS: Final = 4
+_FINE_HALF: Final = 24
+_COARSE_LIMIT: Final = 1 << 12
+_FINE_LIMIT: Final = 1 << 16
+_U48: Final = np.uint64(48)
 _U52: Final = np.uint64(52)
-_U26: Final = np.uint64(_HALF)
-_U18: Final = np.uint64(_THIRD)
 _FRACTION: Final = np.uint64((1 << 52) - 1)
-_MASK26: Final = np.uint64((1 << _HALF) - 1)
-_MASK18: Final = np.uint64((1 << _THIRD) - 1)
+_MASK48: Final = np.uint64((1 << 48) - 1)
+_FINE_MASK: Final = np.uint64((1 << _FINE_BITS) - 1)
 # Up to this many buckets (slices x 4096) are indexed directly; beyond, np.unique
 # numbers the buckets present.
 _DENSE_BUCKETS: Final = 1 << 16
-# Full halves are flushed (to Python integers) rather than left for the slower thirds
-# while at most this many buckets are in use: such a flush costs about 0.1 ms.
-_CHEAP_FLUSH: Final = 256
 
 
 # ---------------------------------------------------------------------------------------
@@ -377,28 +374,61 @@ def _place(
     return slices.tolist(), sums
 
 
+class _HalfSums:
+    """Per bucket: the count and the uint64 sums of ``g``, ``h*h``, ``h*l``, ``l*l``."""
+
+    def __init__(self, buckets: int, old: _HalfSums | None = None) -> None:
+        self.count = np.zeros(buckets, dtype=np.int64)
+        self.sums = np.zeros((4, buckets), dtype=np.uint64)
+        if old is not None:  # grown: keep the sums so far
+            self.count[: old.count.size] = old.count
+            self.sums[:, : old.count.size] = old.sums
+
+    def add(
+        self,
+        key: npt.NDArray[np.intp],
+        count: npt.NDArray[np.int64],
+        g: npt.NDArray[np.uint64],
+        split: int,
+        squares: bool,
+    ) -> None:
+        # g = h 2**split + l; the caller keeps every sum below 2**64
+        self.count[: count.size] += count
+        np.add.at(self.sums[0], key, g)
+        if squares:
+            h, low = g >> np.uint64(split), g & np.uint64((1 << split) - 1)
+            np.add.at(self.sums[1], key, h * h)
+            np.add.at(self.sums[2], key, h * low)
+            np.add.at(self.sums[3], key, low * low)
+
+    def clear(self, used: int) -> None:
+        self.count[:used] = 0
+        self.sums[:, :used] = 0
+
+
 class _Binades:
     r"""Exact sums of finite float64 values per (slice, sign, binade), whatever their range.
 
     A float64 with sign bit :math:`s`, exponent field :math:`E` and fraction field
     :math:`f < 2^{52}` is :math:`(-1)^s (I\,2^{52} + f)\,2^{\max(E, 1) - 1075}`, with
     :math:`I = 1` for a normal number and 0 for a subnormal. The top 12 bits of its
-    pattern (:math:`s` and :math:`E`) name its *bucket*, and one ``np.add.at`` per
-    sum adds every value of a segment into its bucket at once. Per bucket, the count
-    :math:`c`, :math:`\sum f` and :math:`\sum f^2` give
+    pattern (:math:`s` and :math:`E`) name its *bucket*, and ``np.add.at`` adds every
+    value of a segment into its bucket at once: the count, :math:`\sum f` and, with
+    :math:`f = h\,2^{26} + l`, :math:`\sum h^2, \sum hl, \sum l^2`. Every term is below
+    :math:`2^{52}`, so the uint64 sums are exact while a bucket holds at most
+    :math:`2^{12}` values. A segment that would crowd a bucket beyond that goes to
+    *fine* buckets, named by four more bits of the pattern:
+    :math:`m = q\,2^{48} + g` with :math:`q < 32` fixed per fine bucket and
+    :math:`g = h\,2^{24} + l < 2^{48}`, exact up to :math:`2^{16}` values. Per bucket
 
     .. math::
-        \sum m = I c\,2^{52} + \sum f,\qquad
-        \sum m^2 = I c\,2^{104} + I\,2^{53} \sum f + \sum f^2 .
+        \sum m = c\,q\,2^{s} + \sum g,\qquad
+        \sum m^2 = c\,q^2\,2^{2s} + q \sum g\;2^{s + 1} + \sum g^2,
 
-    :math:`\sum f^2` takes one of two splits: *halves*
-    (:math:`f = h\,2^{26} + l`: uint64 sums of :math:`f, h^2, hl, l^2 < 2^{52}`, exact
-    while a bucket holds at most :math:`2^{12}` values) or, for a bucket more crowded than
-    that, *thirds* (:math:`f = (a\,2^{18} + b)\,2^{18} + c`: :math:`f \gg 18 < 2^{34}` and
-    the coefficients of :math:`f^2` below :math:`2^{37}`, exact up to :math:`2^{26}` values).
+    with the count :math:`c` and :math:`q\,2^{s} = I\,2^{52}` or :math:`q\,2^{48}`.
     :meth:`flush` turns the buckets into Python integers (:func:`_place`) and adds them
-    to the slices' ``total`` and ``squares``. Cost: a few passes over the values and eight
-    scatter-adds, the same for every exponent.
+    to the slices' ``total`` and ``squares``. A segment costs a few passes and five
+    scatter-adds, whatever its exponents.
     """
 
     def __init__(self, fmt: _Format, total: list[int], squares: list[int]) -> None:
@@ -409,11 +439,8 @@ class _Binades:
         self.first = first  # slice of bucket 0
         self.key_of = key_of  # bucket -> (slice - first) << 12 | top bits; None: identity
         self.used = 0  # buckets [0, used) may be non-zero
-        self.count = np.zeros(buckets, dtype=np.int64)
-        self.halves = np.zeros((4, buckets), dtype=np.uint64)
-        self.thirds = np.zeros((7, buckets), dtype=np.uint64)
-        self.in_halves = np.zeros(buckets, dtype=np.int64)  # values since the last flush
-        self.in_thirds = np.zeros(buckets, dtype=np.int64)
+        self.coarse = _HalfSums(buckets)
+        self.fine: _HalfSums | None = None  # 16 per bucket in use, made when crowded
 
     def add(self, values: Float64Array, rows: int | npt.NDArray[np.intp]) -> None:
         """Add 1-D finite ``values`` of slice ``rows`` (an int, or ascending, one per value)."""
@@ -428,9 +455,9 @@ class _Binades:
             self._accumulate(values, key_of.size, lambda start, stop: bucket[start:stop])
             self.flush()
             return
-        # consecutive slices share the dense buckets (one flush for up to 16 slices)
+        # consecutive slices share the dense buckets (one flush for several slices)
         if self.key_of is not None or not self.first <= lo <= hi < self.first + (
-            self.count.size >> _KEY_BITS
+            self.coarse.count.size >> _KEY_BITS
         ):
             self.flush()
             self._reset(lo, _DENSE_BUCKETS, None)
@@ -455,89 +482,67 @@ class _Binades:
         for start in range(0, values.size, _BLOCK):
             stop = min(start + _BLOCK, values.size)
             key = buckets(start, stop)
+            u = values[start:stop].view(np.uint64)
             count = np.bincount(key, minlength=used)
-            halves = int((self.in_halves[:used] + count).max()) <= _HALVES_LIMIT
-            fits = int(count.max()) <= _HALVES_LIMIT  # the halves hold this segment alone
-            if not halves and (
-                (fits and np.count_nonzero(self.count[:used]) <= _CHEAP_FLUSH)
-                or int((self.in_thirds[:used] + count).max()) > _THIRDS_LIMIT
-            ):
+            if int((self.coarse.count[:used] + count).max()) <= _COARSE_LIMIT:
+                self.coarse.add(key, count, u & _FRACTION, _HALF, squares)
+                continue
+            # crowded: four more bits of the pattern in the key leave g < 2**48
+            if self.fine is None or self.fine.count.size < used << _FINE_BITS:
+                self.fine = _HalfSums(used << _FINE_BITS, self.fine)
+            key = (key << _FINE_BITS) | ((u >> _U48) & _FINE_MASK).astype(np.intp)
+            count = np.bincount(key, minlength=used << _FINE_BITS)
+            if int((self.fine.count[: count.size] + count).max()) > _FINE_LIMIT:
                 self.flush()  # every sum back to zero
                 self.used = used
-                halves = fits
-            f = values[start:stop].view(np.uint64) & _FRACTION
-            if halves:
-                self.in_halves[:used] += count
-                h, low = f >> _U26, f & _MASK26
-                acc = self.halves
-                np.add.at(acc[0], key, f)
-                if squares:
-                    np.add.at(acc[1], key, h * h)
-                    np.add.at(acc[2], key, h * low)
-                    np.add.at(acc[3], key, low * low)
-            else:
-                self.in_thirds[:used] += count
-                top = f >> _U18
-                a, b, c = top >> _U18, top & _MASK18, f & _MASK18
-                acc = self.thirds
-                np.add.at(acc[0], key, top)
-                np.add.at(acc[1], key, c)
-                if squares:
-                    middle = a * c
-                    middle += middle
-                    middle += b * b
-                    np.add.at(acc[2], key, a * a)
-                    np.add.at(acc[3], key, a * b)
-                    np.add.at(acc[4], key, middle)
-                    np.add.at(acc[5], key, b * c)
-                    np.add.at(acc[6], key, c * c)
-            self.count[:used] += count
+            self.fine.add(key, count, u & _MASK48, _FINE_HALF, squares)
 
     def flush(self) -> None:
         """Add the buckets' sums to ``total`` and ``squares``; every bucket back to zero."""
         used, self.used = self.used, 0
-        nz = np.flatnonzero(self.count[:used])
+        self._flush(self.coarse, used, 0)
+        self.coarse.clear(used)
+        if self.fine is not None:
+            self._flush(self.fine, used << _FINE_BITS, _FINE_BITS)
+            self.fine.clear(used << _FINE_BITS)
+
+    def _flush(self, sums: _HalfSums, used: int, fine_bits: int) -> None:
+        nz = np.flatnonzero(sums.count[:used])
         if not nz.size:
             return
-        key = nz if self.key_of is None else self.key_of[nz]
+        bucket = nz >> fine_bits
+        key = bucket if self.key_of is None else self.key_of[bucket]
         rows = (key >> _KEY_BITS) + self.first
         top = key & ((1 << _KEY_BITS) - 1)
         exponent_field = top & 0x7FF
         normal = exponent_field > 0
-        # x = +-m 2**(max(E, 1) - 1075): in units of 2**-1074, m 2**e with
+        # x = +-m 2**(max(E, 1) - 1075): in units of 2**-1074, m 2**e
         e = (np.maximum(exponent_field, 1) - 1).astype(np.int64)
-        count = np.where(normal, self.count[nz], 0).astype(np.uint64)
-        hv, tv = self.halves[:, nz], self.thirds[:, nz]
-        # sum m = I c 2**52 + sum f, sum f = halves f + thirds (f >> 18) 2**18 + thirds c
-        sum_terms = [(count, 52), (hv[0], 0), (tv[0], _THIRD), (tv[1], 0)]
-        slices, sums = _place(rows, sum_terms, e, top >= 1 << 11)
+        # m = q 2**shift + g: the implicit bit, and the fine bucket's four pattern bits
+        q = (normal.astype(np.uint64) << np.uint64(fine_bits)) | (
+            nz & ((1 << fine_bits) - 1)
+        ).astype(np.uint64)
+        shift = _P64 - 1 - fine_bits
+        split = _HALF - fine_bits // 2
+        c = sums.count[nz].astype(np.uint64) * q
+        total, h2, hl, l2 = sums.sums[:, nz]
+        slices, values = _place(rows, [(c, shift), (total, 0)], e, top >= 1 << 11)
         # the stored values are multiples of 2**k: exact shifts into the format's units
         unit = -1074 - self.fmt.k
-        for r, v in zip(slices, sums, strict=True):
+        for r, v in zip(slices, values, strict=True):
             self.total[r] += _shifted(v, unit)
         if self.fmt.want_squares:
-            zero = np.uint64(0)
             square_terms = [
-                (count, 104),  # I c 2**104
-                (np.where(normal, hv[0], zero), 53),  # I 2**53 sum f
-                (np.where(normal, tv[0], zero), 53 + _THIRD),
-                (np.where(normal, tv[1], zero), 53),
-                (hv[1], 2 * _HALF),  # sum f**2 = sum h**2 2**52 + 2 sum h l 2**26 + sum l**2
-                (hv[2], _HALF + 1),
-                (hv[3], 0),
-                (tv[2], 4 * _THIRD),  # a**2 2**72 + 2 a b 2**54 + (2 a c + b**2) 2**36 + ...
-                (tv[3], 3 * _THIRD + 1),
-                (tv[4], 2 * _THIRD),
-                (tv[5], _THIRD + 1),
-                (tv[6], 0),
+                (c * q, 2 * shift),  # c q**2 2**(2 shift)
+                ((total & np.uint64(0xFFFFFFFF)) * q, shift + 1),  # q sum g 2**(shift + 1)
+                ((total >> np.uint64(32)) * q, shift + 33),
+                (h2, 2 * split),  # sum g**2 = sum h**2 2**(2 split) + 2 sum h l 2**split + ...
+                (hl, split + 1),
+                (l2, 0),
             ]
-            slices, sums = _place(rows, square_terms, 2 * e, None)
-            for r, v in zip(slices, sums, strict=True):
+            slices, values = _place(rows, square_terms, 2 * e, None)
+            for r, v in zip(slices, values, strict=True):
                 self.squares[r] += _shifted(v, 2 * unit)
-        for array in (self.count, self.in_halves, self.in_thirds):
-            array[:used] = 0
-        self.halves[:, :used] = 0
-        self.thirds[:, :used] = 0
 
 
 def _top_bits(values: Float64Array) -> npt.NDArray[np.intp]:
