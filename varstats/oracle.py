@@ -343,7 +343,8 @@ def _place(
     through :meth:`int.from_bytes`: a few calls per slice instead of a Python operation
     per bucket.
     """
-    slices, first = np.unique(rows, return_index=True)
+    first = np.flatnonzero(np.diff(rows, prepend=-1))  # rows ascending: where each starts
+    slices = rows[first]
     lowest = min(s for _, s in terms)
     # each slice's digits start at its smallest power of two
     base = np.minimum.reduceat(exponent, first) + lowest
@@ -362,13 +363,15 @@ def _place(
             np.add.at(acc, row_start + (bit >> 4), piece)
     # digit + 2**63 as uint64 (two's complement): the 64-bit words of a non-negative number
     table = (acc.view(np.uint64) + np.uint64(1 << 63)).reshape(slices.size, digits // 4, 4)
+    # (slice, j, word) little-endian bytes: one contiguous run per Python integer
+    table = np.ascontiguousarray(table.transpose(0, 2, 1), dtype="<u8")
     words = digits // 4
     bias = ((1 << (64 * words)) - 1) // ((1 << 64) - 1) << 63  # 2**63 per word
     sums: list[int] = []
     for i in range(slices.size):
         total = 0
         for j in range(4):
-            part = int.from_bytes(table[i, :, j].astype("<u8").tobytes(), "little")
+            part = int.from_bytes(table[i, j].tobytes(), "little")
             total += (part - bias) << (16 * j)
         sums.append(total << int(base[i]))
     return slices.tolist(), sums
@@ -490,7 +493,7 @@ class _Binades:
             # crowded: four more bits of the pattern in the key leave g < 2**48
             if self.fine is None or self.fine.count.size < used << _FINE_BITS:
                 self.fine = _HalfSums(used << _FINE_BITS, self.fine)
-            key = (key << _FINE_BITS) | ((u >> _U48) & _FINE_MASK).astype(np.intp)
+            key = (key << _FINE_BITS) | ((u >> _U48) & _FINE_MASK).view(np.intp)
             count = np.bincount(key, minlength=used << _FINE_BITS)
             if int((self.fine.count[: count.size] + count).max()) > _FINE_LIMIT:
                 self.flush()  # every sum back to zero
@@ -546,8 +549,9 @@ class _Binades:
 
 
 def _top_bits(values: Float64Array) -> npt.NDArray[np.intp]:
-    # sign and exponent field of each float64: its bucket within a slice
-    return (values.view(np.uint64) >> _U52).astype(np.intp)
+    # sign and exponent field of each float64: its bucket within a slice (below 2**12, so
+    # reading the uint64 as an intp is exact and, unlike a cast, free)
+    return (values.view(np.uint64) >> _U52).view(np.intp)
 
 
 @dataclass(frozen=True)
