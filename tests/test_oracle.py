@@ -897,3 +897,18 @@ def test_bucket_path_is_exact_at_extreme_exponents(
     x = np.asarray(round_to(np.where(signs, -1.0, 1.0) * values, dtype))
     with bucket_limits(spread=-1.0, coarse=3, fine=7, dense=1 << 16):
         _check_rows(x[None, :])
+
+
+def test_benchmark_families_are_exact() -> None:
+    # every kind of data benchmarks/bench_oracle.py times, at a small size, bit for bit
+    from benchmarks import bench_oracle
+
+    rng = np.random.default_rng(4)
+    for source in (bench_oracle.families, bench_oracle.slice_families):
+        for label, x, axis in source(rng, 3000):
+            for c in (0, 1):
+                assert_same_bits(
+                    exact_var(x, axis=axis, correction=c),
+                    exact_var(x, axis=axis, correction=c, method="reference"),
+                    f"{label} correction={c}",
+                )
