@@ -912,3 +912,27 @@ def test_benchmark_families_are_exact() -> None:
                     exact_var(x, axis=axis, correction=c, method="reference"),
                     f"{label} correction={c}",
                 )
+
+
+@pytest.mark.parametrize("power", [1, 2])
+def test_place_is_exact_with_every_bucket_full(power: int) -> None:
+    # the worst case of _place's digit bound: every (exponent, sign, fine) bucket of two
+    # slices holds the largest uint64 in every term, as in the sums (power 1, signed)
+    # and the sums of squares (power 2) of a flush of fine buckets
+    e = np.repeat(np.arange(2047, dtype=np.int64), 32)  # 2 signs x 16 fine buckets
+    negative = np.ones(e.size, dtype=bool) if power == 1 else None  # one sign: no cancelling
+    shifts = [48, 0] if power == 1 else [96, 49, 81, 48, 25, 0]
+    top = np.full(e.size, np.iinfo(np.uint64).max, dtype=np.uint64)
+    rows = np.repeat(np.array([3, 5]), e.size)
+    terms = [(np.concatenate([top, top >> np.uint64(k)]), s) for k, s in enumerate(shifts)]
+    signs = None if negative is None else np.tile(negative, 2)
+    slices, sums = oracle._place(rows, terms, np.tile(power * e, 2), signs)
+    assert slices == [3, 5]
+    for slice_index, got in enumerate(sums):
+        expected = 0
+        for k, s in enumerate(shifts):
+            v = int(terms[k][0][slice_index * e.size])
+            for i in range(e.size):
+                sign = -1 if negative is not None and negative[i] else 1
+                expected += sign * (v << (power * int(e[i]) + s))
+        assert got == expected

@@ -337,8 +337,9 @@ def _place(
     :math:`s`. Returns the slices present and their sums.
 
     The values are cut into 32-bit pieces, each added, shifted by less than 16 bits, into
-    the int64 digit of base :math:`2^{16}` it starts in: fewer than :math:`2^{9}` pieces
-    below :math:`2^{47}` meet in a digit, so nothing overflows. The digits
+    the int64 digit of base :math:`2^{16}` it starts in. At most :math:`2^{12}` pieces,
+    each below :math:`2^{47}`, meet in a digit (16 exponents per digit, two signs, 16
+    fine buckets, 11 pieces of terms), so nothing overflows. The digits
     :math:`i \equiv j \pmod 4` lie 64 bits apart and become one Python integer each
     through :meth:`int.from_bytes`: a few calls per slice instead of a Python operation
     per bucket.
