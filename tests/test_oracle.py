@@ -799,23 +799,140 @@ def test_window_captures_values_down_to_2_to_the_p_minus_103_of_the_largest(dtyp
     _check_rows(x)
 
 
-def test_lower_windows_capture_a_slice_spread_over_a_few_windows(
+def test_a_block_spread_over_many_binades_goes_to_the_buckets_whole(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # the module docstring's claim: 120 binades of float64 (more than two windows of 50)
-    # in one slice never reach the bucket path
+    # the module docstring's claims: a block with more than one in 32 sampled values
+    # below the window's reach, or whose largest magnitude is below 2**-960, skips the
+    # window; a narrow block never reaches the buckets
+    windowed: list[int] = []
     bucketed: list[int] = []
-    real = oracle._bucket_sums
+    real_window, real_add = oracle._window_sums, oracle._Binades.add
 
-    def spy(values: Any, *args: Any) -> None:
+    def window_spy(block: Any, *args: Any) -> Any:
+        windowed.append(block.size)
+        return real_window(block, *args)
+
+    def add_spy(self: Any, values: Any, rows: Any) -> None:
         bucketed.append(values.size)
-        real(values, *args)
+        real_add(self, values, rows)
 
-    monkeypatch.setattr(oracle, "_bucket_sums", spy)
+    monkeypatch.setattr(oracle, "_window_sums", window_spy)
+    monkeypatch.setattr(oracle._Binades, "add", add_spy)
     rng = np.random.default_rng(8)
-    x = rng.choice([-1.0, 1.0], size=6000) * 2.0 ** rng.uniform(-60, 60, size=6000)
-    assert exact_var(x, correction=1) == frac_float(fraction_var(x, 1))
-    assert sum(bucketed) == 0
-    spread = _random_finite_bits(rng, as_dtype("float64"), (6000,))
-    _check_rows(spread[None, :])
-    assert sum(bucketed) > 0  # every binade: the bucket path
+    spread = rng.choice([-1.0, 1.0], size=6000) * 2.0 ** rng.uniform(-60, 60, size=6000)
+    assert exact_var(spread, correction=1) == frac_float(fraction_var(spread, 1))
+    assert (sum(windowed), sum(bucketed)) == (0, spread.size)
+    windowed.clear()
+    bucketed.clear()
+    narrow = rng.standard_normal(6000) + 1e3
+    assert exact_var(narrow, correction=1) == frac_float(fraction_var(narrow, 1))
+    assert (sum(windowed), sum(bucketed)) == (narrow.size, 0)
+    windowed.clear()
+    bucketed.clear()
+    tiny = rng.integers(-(2**52), 2**52, size=6000) * finfo("float64").smallest_subnormal
+    assert exact_var(tiny, correction=1) == frac_float(fraction_var(tiny, 1))
+    assert (sum(windowed), sum(bucketed)) == (0, tiny.size)  # below 2**-960: no window
+
+
+@contextmanager
+def bucket_limits(*, spread: float, coarse: int, fine: int, dense: int) -> Iterator[None]:
+    """Force the bucket path (or not) and shrink its limits, so every branch runs."""
+    names = ("_SPREAD_FRACTION", "_COARSE_LIMIT", "_FINE_LIMIT", "_DENSE_BUCKETS")
+    saved = [getattr(oracle, name) for name in names]
+    for name, value in zip(names, (spread, coarse, fine, dense), strict=True):
+        setattr(oracle, name, value)
+    try:
+        yield
+    finally:
+        for name, value in zip(names, saved, strict=True):
+            setattr(oracle, name, value)
+
+
+# every block to the buckets: the default limits, fine buckets for crowded ones, flushes
+# of full fine buckets, and numbered (compressed) buckets
+BUCKET_LIMITS = {
+    "default limits": {"coarse": 1 << 12, "fine": 1 << 16, "dense": 1 << 16},
+    "fine": {"coarse": 2, "fine": 1 << 16, "dense": 1 << 16},
+    "fine flushed": {"coarse": 1, "fine": 3, "dense": 1 << 16},
+    "numbered buckets": {"coarse": 2, "fine": 5, "dense": 1},
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("limits", list(BUCKET_LIMITS))
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**63 - 1))
+def test_bucket_path_equals_reference_on_any_data(dtype: str, limits: str, seed: int) -> None:
+    # the generated arrays (random bit patterns, subnormals, values near the largest,
+    # mixed signs, clusters, NaN and inf) with every block sent to the buckets
+    rng = np.random.default_rng(seed)
+    with bucket_limits(spread=-1.0, **BUCKET_LIMITS[limits]), small_blocks(64, 16):
+        for _ in range(6):
+            x, axis = _generate(rng, as_dtype(dtype))
+            _check_fast_equals_reference(x, axis)
+        _check_rows(_clustered(rng, as_dtype(dtype), 3 * 150).reshape(3, 150))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=50, deadline=None)
+@given(
+    data=st.data(),
+    exponents=st.sampled_from(["subnormal", "smallest normal", "largest", "all"]),
+)
+def test_bucket_path_is_exact_at_extreme_exponents(
+    dtype: str, data: st.DataObject, exponents: str
+) -> None:
+    # hypothesis draws the values (mixed signs, shrinking to the edges of the format);
+    # float64's extreme exponents are where the buckets' shifts and digits are widest
+    fi = finfo(dtype)
+    bounds = {
+        "subnormal": (0.0, fi.tiny),
+        "smallest normal": (fi.tiny, fi.tiny * 2**12),
+        "largest": (fi.max / 2**12, fi.max),
+        "all": (0.0, fi.max),
+    }[exponents]
+    values = data.draw(st.lists(st.floats(*bounds), min_size=2, max_size=300))
+    signs = data.draw(st.lists(st.booleans(), min_size=len(values), max_size=len(values)))
+    x = np.asarray(round_to(np.where(signs, -1.0, 1.0) * values, dtype))
+    with bucket_limits(spread=-1.0, coarse=3, fine=7, dense=1 << 16):
+        _check_rows(x[None, :])
+
+
+def test_benchmark_families_are_exact() -> None:
+    # every kind of data benchmarks/bench_oracle.py times, at a small size, bit for bit
+    from benchmarks import bench_oracle
+
+    rng = np.random.default_rng(4)
+    for source in (bench_oracle.families, bench_oracle.slice_families):
+        for label, x, axis in source(rng, 3000):
+            for c in (0, 1):
+                assert_same_bits(
+                    exact_var(x, axis=axis, correction=c),
+                    exact_var(x, axis=axis, correction=c, method="reference"),
+                    f"{label} correction={c}",
+                )
+
+
+@pytest.mark.parametrize("power", [1, 2])
+def test_place_is_exact_with_every_bucket_full(power: int) -> None:
+    # the worst case of _place's digit bound: every (exponent, sign, fine) bucket of two
+    # slices holds the largest uint64 in every term, as in the sums (power 1, signed)
+    # and the sums of squares (power 2) of a flush of fine buckets
+    e = np.repeat(np.arange(2047, dtype=np.int64), 32)  # 2 signs x 16 fine buckets
+    negative = np.ones(e.size, dtype=bool) if power == 1 else None  # one sign: no cancelling
+    shifts = [48, 0] if power == 1 else [96, 49, 81, 48, 25, 0]
+    top = np.full(e.size, np.iinfo(np.uint64).max, dtype=np.uint64)
+    rows = np.repeat(np.array([3, 5]), e.size)
+    terms = [(np.concatenate([top, top >> np.uint64(k)]), s) for k, s in enumerate(shifts)]
+    signs = None if negative is None else np.tile(negative, 2)
+    slices, sums = oracle._place(rows, terms, np.tile(power * e, 2), signs)
+    assert slices == [3, 5]
+    for slice_index, got in enumerate(sums):
+        expected = 0
+        for k, s in enumerate(shifts):
+            v = int(terms[k][0][slice_index * e.size])
+            for i in range(e.size):
+                sign = -1 if negative is not None and negative[i] else 1
+                expected += sign * (v << (power * int(e[i]) + s))
+        assert got == expected

@@ -29,16 +29,19 @@ Two paths compute the same numbers (``method=``):
     dot), combined in Python integers and rounded once by :func:`round_ratio`. A block
     is captured whole when no non-zero value is below :math:`2^{p - 103}` times its
     largest magnitude, ``p`` the format's significand bits (float64 :math:`2^{-50}`,
-    float32 :math:`2^{-79}`, bfloat16 :math:`2^{-95}`, float16 always). The values
-    below the window get further windows below it when they all belong to one slice
-    (a slice spread over a few windows' worth of binades is captured in a few passes).
-    The rest take the *bucket path*: ``np.frexp`` splits them into :math:`m\,2^{e-p}`
-    and ``np.bincount`` adds float64 limbs of :math:`m` and :math:`m^2` (integers below
-    :math:`2^{38}`, at most :math:`2^{14}` per bucket: exact) into one bucket per
-    (slice, exponent). Memory is O(block) plus O(the values the window misses). Time is
-    a few nanoseconds per element on the window path and tens on the bucket path,
-    which only data spread over hundreds of binades (e.g. uniformly random bit
-    patterns) takes whole.
+    float32 :math:`2^{-79}`, bfloat16 :math:`2^{-95}`, float16 always).
+    Values below the window take the *bucket path*, and so does a whole block when more
+    than one in 32 of a sample of its values lies below the window's reach (data
+    spread over many binades, e.g. uniformly random bit patterns) or when its largest
+    magnitude is below :math:`2^{-960}` (the window would scale subnormals, and
+    arithmetic on subnormals is slow): one bucket per
+    (slice, sign, exponent field), the top 12 bits of the float64 pattern, and
+    ``np.add.at`` adds the fraction fields and the products of their halves, small
+    enough for every uint64 sum to be exact (a crowded bucket splits by four more bits),
+    into all buckets at once; the buckets
+    become Python integers through :meth:`int.from_bytes` (:class:`_Binades`). Memory is
+    O(block) plus O(the values the window misses). Neither path's cost depends on the
+    number of binades; ``python -m benchmarks --only oracle`` measures both.
 ``"reference"``
     Obviously correct and slow: one :class:`fractions.Fraction` per element for the
     moments, :mod:`mpmath` interval arithmetic for the normalized output.
@@ -77,7 +80,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Final, Literal
@@ -133,18 +136,28 @@ _OUTLIER_FRACTION: Final = 1 / 64
 _SAFE_EXPONENT: Final = 960
 # Rows of one block whose largest magnitudes lie within this many binades share a window
 _SHARED_SPREAD: Final = 8
-# Values a slice's window missed get further windows below it while a pass captures at
-# least _LOWER_PROGRESS of them (at most _LOWER_PASSES passes); the rest, the bucket path.
-_LOWER_PROGRESS: Final = 1 / 16
-_LOWER_PASSES: Final = 8
-# The bucket path adds at most _CHUNK = 2**14 values per np.bincount: its float64 sums of
-# integer limbs below 2**38 stay below 2**52, exact.
-_CHUNK: Final = 1 << 14
-# Up to this many (row, exponent) buckets the bucket path indexes them directly; beyond,
-# it compresses the keys with np.unique and sorts the values by bucket.
-_DENSE_KEYS: Final = 1 << 16
-# int64 bucket sums are flushed to Python integers every _FLUSH chunks (< 2**63)
-_FLUSH: Final = 1 << 10
+# A block whose sample has more than this fraction of its values below the window's
+# reach (2**(p - 103) times the row's largest) skips the window and goes to the buckets.
+_SPREAD_FRACTION: Final = 1 / 32
+_SAMPLE: Final = 1 << 10  # values per row sampled for that test
+# The bucket path (_Binades): one bucket per (slice, top 12 bits of the float64 pattern,
+# i.e. sign and exponent field), whose uint64 sums of the fraction field f < 2**52 and of
+# the products of its halves (< 2**52) are exact for 2**12 values; a bucket more crowded
+# than that splits into 16 fine buckets by 4 more bits (48 left: exact for 2**16 values).
+_KEY_BITS: Final = 12
+_HALF: Final = 26
+_FINE_BITS: Final = 4
+_FINE_HALF: Final = 24
+_COARSE_LIMIT: Final = 1 << 12
+_FINE_LIMIT: Final = 1 << 16
+_U48: Final = np.uint64(48)
+_U52: Final = np.uint64(52)
+_FRACTION: Final = np.uint64((1 << 52) - 1)
+_MASK48: Final = np.uint64((1 << 48) - 1)
+_FINE_MASK: Final = np.uint64((1 << _FINE_BITS) - 1)
+# Up to this many buckets (slices x 4096) are indexed directly; beyond, np.unique
+# numbers the buckets present.
+_DENSE_BUCKETS: Final = 1 << 16
 
 
 # ---------------------------------------------------------------------------------------
@@ -311,113 +324,235 @@ def _shifted(value: int, shift: int) -> int:
     return value << shift if shift >= 0 else value >> -shift
 
 
-def _square_coefficients(parts: list[Array], width: int) -> list[tuple[Array, int]]:
-    """``m**2`` from the limbs of ``m = sum_i a_i 2**(i w)``: ``c_j = sum_{i+i'=j} a_i a_i'``.
-
-    Each ``c_j`` is below ``len(parts) * 2**(2 w)``.
-    """
-    count = len(parts)
-    out: list[tuple[Array, int]] = []
-    for j in range(2 * count - 1):
-        c = None
-        for i in range(max(0, j - count + 1), j // 2 + 1):
-            term = parts[i] * parts[j - i]
-            if 2 * i != j:
-                term = term * 2
-            c = term if c is None else c + term
-        assert c is not None
-        out.append((c, j * width))
-    return out
-
-
-def _bucket_limbs(m: Float64Array, p: int, *, squares: bool) -> list[tuple[Array, int, int]]:
-    """Float64 limbs ``(w, shift, power)`` of ``m`` (power 1) and, if asked, ``m**2`` (2).
-
-    ``|m| < 2**p`` is integer-valued; every limb is an integer below ``2**38`` and
-    ``m**power = sum w 2**shift``. Scaling by powers of two, ``floor`` and the small
-    products are exact in float64.
-    """
-    count = -(-p // 18)  # parts of |m| below 2**18: the squares' coefficients stay < 2**38
-    width = -(-p // count)
-    if p > 36:  # m = hi 2**27 + lo with 0 <= lo < 2**27 (floor: also for negative m)
-        hi = np.floor(m * 2.0**-27)
-        out = [(m - hi * 2.0**27, 0, 1), (hi, 27, 1)]
-    else:
-        out = [(m, 0, 1)]
-    if not squares:
-        return out
-    rest = np.abs(m)
-    parts: list[Array] = []
-    for j in range(count - 1, 0, -1):
-        top = np.floor(rest * 2.0 ** (-width * j))
-        rest = rest - top * 2.0 ** (width * j)
-        parts.append(top)
-    parts.append(rest)
-    return out + [(c, shift, 2) for c, shift in _square_coefficients(parts[::-1], width)]
-
-
-def _bucket_sums(
-    values: Float64Array,
+def _place(
     rows: npt.NDArray[np.intp],
-    fmt: _Format,
-    total: list[int],
-    squares: list[int],
-) -> None:
-    """Add the exact sums of ``values`` (finite, stored in ``fmt``) to their ``rows``.
+    terms: list[tuple[npt.NDArray[np.uint64], int]],
+    exponent: npt.NDArray[np.int64],
+    negative: npt.NDArray[np.bool_] | None,
+) -> tuple[list[int], list[int]]:
+    r"""Per slice, the Python integer :math:`\sum \pm v\,2^{e + s}` over buckets and terms.
 
-    Any exponent range: ``np.frexp`` splits each value into :math:`m\\,2^{e-p}`, and
-    ``np.bincount`` adds float64 limbs of :math:`m` and :math:`m^2` into one bucket per
-    (row, exponent), chunk by chunk; the chunks' bucket sums are added in int64 and each
-    non-empty bucket costs one Python integer operation at the end. This serves the
-    values the window path misses: pathological data spread over hundreds of binades.
+    ``rows`` (ascending), ``exponent`` and ``negative`` give each bucket's slice, power of
+    two and sign; every term is one uint64 value :math:`v` per bucket and a shift
+    :math:`s`. Returns the slices present and their sums.
+
+    The values are cut into 32-bit pieces, each added, shifted by less than 16 bits, into
+    the int64 digit of base :math:`2^{16}` it starts in. At most :math:`2^{12}` pieces,
+    each below :math:`2^{47}`, meet in a digit (16 exponents per digit, two signs, 16
+    fine buckets, 11 pieces of terms), so nothing overflows. The digits
+    :math:`i \equiv j \pmod 4` lie 64 bits apart and become one Python integer each
+    through :meth:`int.from_bytes`: a few calls per slice instead of a Python operation
+    per bucket.
     """
-    if not values.size:
-        return
-    f, e = np.frexp(values)
-    m = f * 2.0**fmt.p  # |m| < 2**p, an integer: the format has p significant bits
-    zero = m == 0
-    if zero.any():  # frexp(0) has e = 0; keep zeros out of the exponent range
-        e = np.where(zero, e.max(where=~zero, initial=fmt.e_floor), e)
-    e_min = int(e.min())
-    n_exp = int(e.max()) - e_min + 1
-    r_min = int(rows.min())
-    key: Array = (rows - r_min) * n_exp + (e - e_min)
-    n_keys = (int(rows.max()) - r_min + 1) * n_exp
-    key_of: Array = np.arange(n_keys)
-    if n_keys > _DENSE_KEYS:
-        key_of, key = np.unique(key, return_inverse=True)
-        n_keys = key_of.size
-        if n_keys > _DENSE_KEYS:  # sorted, each chunk's keys are one short range
-            order = np.argsort(key, kind="stable")
-            key, m = key[order], m[order]
-    wanted = fmt.want_squares
-    kinds = [(shift, power) for _, shift, power in _bucket_limbs(m[:1], fmt.p, squares=wanted)]
-    acc = np.zeros((len(kinds), n_keys), dtype=np.int64)
+    first = np.flatnonzero(np.diff(rows, prepend=-1))  # rows ascending: where each starts
+    slices = rows[first]
+    lowest = min(s for _, s in terms)
+    # each slice's digits start at its smallest power of two
+    base = np.minimum.reduceat(exponent, first) + lowest
+    where = np.repeat(np.arange(slices.size), np.diff(np.append(first, rows.size)))
+    offset = exponent - base[where]
+    digits = -(-(int(offset.max()) + max(s for _, s in terms) + 64) // 64) * 4 + 4
+    acc = np.zeros(slices.size * digits, dtype=np.int64)
+    row_start = where * digits
+    for value, shift in terms:
+        for k in range(0, int(value.max()).bit_length(), 32):
+            piece = ((value >> np.uint64(k)) & np.uint64(0xFFFFFFFF)).astype(np.int64)
+            bit = offset + (shift + k)
+            piece <<= bit & 15
+            if negative is not None:
+                np.negative(piece, out=piece, where=negative)
+            np.add.at(acc, row_start + (bit >> 4), piece)
+    # digit + 2**63 as uint64 (two's complement): the 64-bit words of a non-negative number
+    table = (acc.view(np.uint64) + np.uint64(1 << 63)).reshape(slices.size, digits // 4, 4)
+    # (slice, j, word) little-endian bytes: one contiguous run per Python integer
+    table = np.ascontiguousarray(table.transpose(0, 2, 1), dtype="<u8")
+    words = digits // 4
+    bias = ((1 << (64 * words)) - 1) // ((1 << 64) - 1) << 63  # 2**63 per word
+    sums: list[int] = []
+    for i in range(slices.size):
+        total = 0
+        for j in range(4):
+            part = int.from_bytes(table[i, j].tobytes(), "little")
+            total += (part - bias) << (16 * j)
+        sums.append(total << int(base[i]))
+    return slices.tolist(), sums
 
-    def flush() -> None:
-        for (shift, power), sums in zip(kinds, acc, strict=True):
-            nz = np.flatnonzero(sums)
-            full = key_of[nz]
-            out = total if power == 1 else squares
-            for r, ex, v in zip(
-                (full // n_exp + r_min).tolist(),
-                (full % n_exp + e_min - fmt.e_floor).tolist(),
-                sums[nz].tolist(),
-                strict=True,
-            ):
-                out[r] += v << (power * ex + shift)
-        acc[:] = 0
 
-    for chunk, start in enumerate(range(0, m.size, _CHUNK)):
-        k = key[start : start + _CHUNK]
-        lo, hi = (int(k[0]), int(k[-1]) + 1) if n_keys > _DENSE_KEYS else (0, n_keys)
-        limbs = _bucket_limbs(m[start : start + _CHUNK], fmt.p, squares=wanted)
-        for i, (w, _, _) in enumerate(limbs):
-            # exact: float64 sums of <= 2**14 integers below 2**38 stay below 2**52
-            acc[i, lo:hi] += np.bincount(k - lo, weights=w, minlength=hi - lo).astype(np.int64)
-        if chunk % _FLUSH == _FLUSH - 1:  # int64 holds 2**11 chunks' bucket sums
-            flush()
-    flush()
+class _HalfSums:
+    """Per bucket: the count and the uint64 sums of ``g``, ``h*h``, ``h*l``, ``l*l``."""
+
+    def __init__(self, buckets: int, old: _HalfSums | None = None) -> None:
+        self.count = np.zeros(buckets, dtype=np.int64)
+        self.sums = np.zeros((4, buckets), dtype=np.uint64)
+        if old is not None:  # grown: keep the sums so far
+            self.count[: old.count.size] = old.count
+            self.sums[:, : old.count.size] = old.sums
+
+    def add(
+        self,
+        key: npt.NDArray[np.intp],
+        count: npt.NDArray[np.int64],
+        g: npt.NDArray[np.uint64],
+        split: int,
+        squares: bool,
+    ) -> None:
+        # g = h 2**split + l; the caller keeps every sum below 2**64
+        self.count[: count.size] += count
+        np.add.at(self.sums[0], key, g)
+        if squares:
+            h, low = g >> np.uint64(split), g & np.uint64((1 << split) - 1)
+            np.add.at(self.sums[1], key, h * h)
+            np.add.at(self.sums[2], key, h * low)
+            np.add.at(self.sums[3], key, low * low)
+
+    def clear(self, used: int) -> None:
+        self.count[:used] = 0
+        self.sums[:, :used] = 0
+
+
+class _Binades:
+    r"""Exact sums of finite float64 values per (slice, sign, binade), whatever their range.
+
+    A float64 with sign bit :math:`s`, exponent field :math:`E` and fraction field
+    :math:`f < 2^{52}` is :math:`(-1)^s (I\,2^{52} + f)\,2^{\max(E, 1) - 1075}`, with
+    :math:`I = 1` for a normal number and 0 for a subnormal. The top 12 bits of its
+    pattern (:math:`s` and :math:`E`) name its *bucket*, and ``np.add.at`` adds every
+    value of a segment into its bucket at once: the count, :math:`\sum f` and, with
+    :math:`f = h\,2^{26} + l`, :math:`\sum h^2, \sum hl, \sum l^2`. Every term is below
+    :math:`2^{52}`, so the uint64 sums are exact while a bucket holds at most
+    :math:`2^{12}` values. A segment that would crowd a bucket beyond that goes to
+    *fine* buckets, named by four more bits of the pattern:
+    :math:`m = q\,2^{48} + g` with :math:`q < 32` fixed per fine bucket and
+    :math:`g = h\,2^{24} + l < 2^{48}`, exact up to :math:`2^{16}` values. Per bucket
+
+    .. math::
+        \sum m = c\,q\,2^{s} + \sum g,\qquad
+        \sum m^2 = c\,q^2\,2^{2s} + q \sum g\;2^{s + 1} + \sum g^2,
+
+    with the count :math:`c` and :math:`q\,2^{s} = I\,2^{52}` or :math:`q\,2^{48}`.
+    :meth:`flush` turns the buckets into Python integers (:func:`_place`) and adds them
+    to the slices' ``total`` and ``squares``. A segment costs a few passes and five
+    scatter-adds, whatever its exponents.
+    """
+
+    def __init__(self, fmt: _Format, total: list[int], squares: list[int]) -> None:
+        self.fmt, self.total, self.squares = fmt, total, squares
+        self._reset(0, 0, None)
+
+    def _reset(self, first: int, buckets: int, key_of: npt.NDArray[np.intp] | None) -> None:
+        self.first = first  # slice of bucket 0
+        self.key_of = key_of  # bucket -> (slice - first) << 12 | top bits; None: identity
+        self.used = 0  # buckets [0, used) may be non-zero
+        self.coarse = _HalfSums(buckets)
+        self.fine: _HalfSums | None = None  # 16 per bucket in use, made when crowded
+
+    def add(self, values: Float64Array, rows: int | npt.NDArray[np.intp]) -> None:
+        """Add 1-D finite ``values`` of slice ``rows`` (an int, or ascending, one per value)."""
+        if not values.size:
+            return
+        lo, hi = (rows, rows) if isinstance(rows, int) else (int(rows[0]), int(rows[-1]))
+        if (hi - lo + 1) << _KEY_BITS > _DENSE_BUCKETS:  # many slices: number the buckets
+            self.flush()
+            keys = ((rows - lo) << _KEY_BITS) + _top_bits(values)
+            key_of, bucket = np.unique(keys, return_inverse=True)
+            self._reset(lo, key_of.size, key_of)
+            self._accumulate(values, key_of.size, lambda start, stop: bucket[start:stop])
+            self.flush()
+            return
+        # consecutive slices share the dense buckets (one flush for several slices)
+        if self.key_of is not None or not self.first <= lo <= hi < self.first + (
+            self.coarse.count.size >> _KEY_BITS
+        ):
+            self.flush()
+            self._reset(lo, _DENSE_BUCKETS, None)
+
+        def buckets(start: int, stop: int) -> npt.NDArray[np.intp]:
+            top = _top_bits(values[start:stop])
+            if isinstance(rows, int):
+                return top + ((rows - self.first) << _KEY_BITS) if rows != self.first else top
+            return top + ((rows[start:stop] - self.first) << _KEY_BITS)
+
+        self._accumulate(values, (hi - self.first + 1) << _KEY_BITS, buckets)
+
+    def _accumulate(
+        self,
+        values: Float64Array,
+        used: int,
+        buckets: Callable[[int, int], npt.NDArray[np.intp]],
+    ) -> None:
+        """Add ``values`` (their buckets below ``used``, from ``buckets(start, stop)``)."""
+        squares = self.fmt.want_squares
+        self.used = used = max(used, self.used)
+        for start in range(0, values.size, _BLOCK):
+            stop = min(start + _BLOCK, values.size)
+            key = buckets(start, stop)
+            u = values[start:stop].view(np.uint64)
+            count = np.bincount(key, minlength=used)
+            if int((self.coarse.count[:used] + count).max()) <= _COARSE_LIMIT:
+                self.coarse.add(key, count, u & _FRACTION, _HALF, squares)
+                continue
+            # crowded: four more bits of the pattern in the key leave g < 2**48
+            if self.fine is None or self.fine.count.size < used << _FINE_BITS:
+                self.fine = _HalfSums(used << _FINE_BITS, self.fine)
+            key = (key << _FINE_BITS) | ((u >> _U48) & _FINE_MASK).view(np.intp)
+            count = np.bincount(key, minlength=used << _FINE_BITS)
+            if int((self.fine.count[: count.size] + count).max()) > _FINE_LIMIT:
+                self.flush()  # every sum back to zero
+                self.used = used
+            self.fine.add(key, count, u & _MASK48, _FINE_HALF, squares)
+
+    def flush(self) -> None:
+        """Add the buckets' sums to ``total`` and ``squares``; every bucket back to zero."""
+        used, self.used = self.used, 0
+        self._flush(self.coarse, used, 0)
+        self.coarse.clear(used)
+        if self.fine is not None:
+            self._flush(self.fine, used << _FINE_BITS, _FINE_BITS)
+            self.fine.clear(used << _FINE_BITS)
+
+    def _flush(self, sums: _HalfSums, used: int, fine_bits: int) -> None:
+        nz = np.flatnonzero(sums.count[:used])
+        if not nz.size:
+            return
+        bucket = nz >> fine_bits
+        key = bucket if self.key_of is None else self.key_of[bucket]
+        rows = (key >> _KEY_BITS) + self.first
+        top = key & ((1 << _KEY_BITS) - 1)
+        exponent_field = top & 0x7FF
+        normal = exponent_field > 0
+        # x = +-m 2**(max(E, 1) - 1075): in units of 2**-1074, m 2**e
+        e = (np.maximum(exponent_field, 1) - 1).astype(np.int64)
+        # m = q 2**shift + g: the implicit bit, and the fine bucket's four pattern bits
+        q = (normal.astype(np.uint64) << np.uint64(fine_bits)) | (
+            nz & ((1 << fine_bits) - 1)
+        ).astype(np.uint64)
+        shift = _P64 - 1 - fine_bits
+        split = _HALF - fine_bits // 2
+        c = sums.count[nz].astype(np.uint64) * q
+        total, h2, hl, l2 = sums.sums[:, nz]
+        slices, values = _place(rows, [(c, shift), (total, 0)], e, top >= 1 << 11)
+        # the stored values are multiples of 2**k: exact shifts into the format's units
+        unit = -1074 - self.fmt.k
+        for r, v in zip(slices, values, strict=True):
+            self.total[r] += _shifted(v, unit)
+        if self.fmt.want_squares:
+            square_terms = [
+                (c * q, 2 * shift),  # c q**2 2**(2 shift)
+                ((total & np.uint64(0xFFFFFFFF)) * q, shift + 1),  # q sum g 2**(shift + 1)
+                ((total >> np.uint64(32)) * q, shift + 33),
+                (h2, 2 * split),  # sum g**2 = sum h**2 2**(2 split) + 2 sum h l 2**split + ...
+                (hl, split + 1),
+                (l2, 0),
+            ]
+            slices, values = _place(rows, square_terms, 2 * e, None)
+            for r, v in zip(slices, values, strict=True):
+                self.squares[r] += _shifted(v, 2 * unit)
+
+
+def _top_bits(values: Float64Array) -> npt.NDArray[np.intp]:
+    # sign and exponent field of each float64: its bucket within a slice (below 2**12, so
+    # reading the uint64 as an intp is exact and, unlike a cast, free)
+    return (values.view(np.uint64) >> _U52).view(np.intp)
 
 
 @dataclass(frozen=True)
@@ -474,7 +609,7 @@ def _window_sums(
     :math:`r_{j+1} = r_j - l_j 2^{t_j}` is exact (the extraction of Rump, Ogita & Oishi).
     The sums :math:`\sum l_j` and the dot products :math:`\sum l_i l_j` are exact int64
     arithmetic. Values whose residual stays non-zero (far below the row's largest) are
-    taken out of the limbs and returned with their rows, for :func:`_bucket_sums`.
+    taken out of the limbs and returned with their rows, for :class:`_Binades`.
     ``x`` is not written.
     """
     r, c = x.shape
@@ -567,37 +702,16 @@ def _window_sums(
     return missed
 
 
-def _lower_windows(
-    values: Float64Array,
-    rows: npt.NDArray[np.intp],
-    fmt: _Format,
-    total: list[int],
-    squares: list[int],
-) -> tuple[Float64Array, npt.NDArray[np.intp]]:
-    """Window passes over the values one slice's windows missed, each below the last.
-
-    Data spread over a few windows' worth of binades (a broad log-normal, say) is
-    captured in a few passes; the values left when a pass captures less than
-    ``_LOWER_PROGRESS`` of its input go to the bucket path, and so does a set spanning
-    several slices.
-    """
-    for _ in range(_LOWER_PASSES):
-        if not values.size or rows[0] != rows[-1]:  # sorted: one slice iff first == last
-            break
-        ws = _Workspace.for_blocks(1, min(values.size, _BLOCK))
-        missed_values: list[Float64Array] = []
-        for c0 in range(0, values.size, _BLOCK):
-            block = values[None, c0 : c0 + _BLOCK]
-            top = np.abs(block).max(axis=1)
-            missed = _window_sums(block, top, int(rows[0]), fmt, total, squares, ws)
-            if missed is not None:
-                missed_values.append(missed[0])
-        left = np.concatenate(missed_values) if missed_values else values[:0]
-        progress = 1 - left.size / values.size
-        values, rows = left, rows[: left.size]
-        if progress < _LOWER_PROGRESS:
-            break
-    return values, rows
+def _beyond_window(block: Float64Array, top: Float64Array, fmt: _Format) -> bool:
+    """Whether a sample of ``block`` has many non-zero values below any window's reach."""
+    step = max(1, block.shape[1] // _SAMPLE)
+    sample = block[:, ::step]
+    if 0 < top.max() < 2.0**-_SAFE_EXPONENT:
+        # the window would scale subnormals up: arithmetic on them runs far slower
+        return True
+    reach = top * 2.0 ** (fmt.p - 103)
+    below = np.count_nonzero((np.abs(sample) < reach[:, None]) & (sample != 0))
+    return bool(below > _SPREAD_FRACTION * sample.size)
 
 
 def _fast_sums(rows: Array, *, want_squares: bool = True) -> _Sums:
@@ -613,6 +727,7 @@ def _fast_sums(rows: Array, *, want_squares: bool = True) -> _Sums:
     rows_per_block = max(1, _BLOCK // n)
     cols_per_block = min(n, _BLOCK)
     ws = _Workspace.for_blocks(min(rows_per_block, slices), cols_per_block)
+    binades = _Binades(fmt, total, squares)
     missed_values: list[Float64Array] = []
     missed_rows: list[npt.NDArray[np.intp]] = []
     for r0 in range(0, slices, rows_per_block):
@@ -634,15 +749,21 @@ def _fast_sums(rows: Array, *, want_squares: bool = True) -> _Sums:
                 neginf[r0 + bad_rows[bad == -np.inf]] = True
                 block[bad_rows, bad_cols] = 0.0
                 top = np.abs(block).max(axis=1)
+            if _beyond_window(block, top, fmt):
+                if block.shape[0] == 1:
+                    binades.add(block[0], r0)
+                else:
+                    of = np.repeat(np.arange(r0, r0 + len(block)), block.shape[1])
+                    binades.add(block.reshape(-1), of)
+                continue
             missed = _window_sums(block, top, r0, fmt, total, squares, ws)
             if missed is not None:
                 missed_values.append(missed[0])
                 missed_rows.append(missed[1])
+    binades.flush()
     if missed_values:
-        values, rows_of = np.concatenate(missed_values), np.concatenate(missed_rows)
-        if values.size < (1 - _LOWER_PROGRESS) * rows.size:  # else hopeless: every binade
-            values, rows_of = _lower_windows(values, rows_of, fmt, total, squares)
-        _bucket_sums(values, rows_of, fmt, total, squares)
+        binades.add(np.concatenate(missed_values), np.concatenate(missed_rows))
+        binades.flush()
 
     all_negzero = np.zeros(slices, dtype=bool)
     zero_rows = [i for i in range(slices) if total[i] == 0 and squares[i] == 0]
