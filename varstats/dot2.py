@@ -288,16 +288,25 @@ def _deviations(xs: Array, mu: Array) -> tuple[Array, Array]:
 
 
 # --- the same operations, compiled -------------------------------------------------
-# With numba (the "jit" extra), the two passes over the lanes run as one compiled loop
-# per pass: the data are read once per pass and every double-word step stays in
-# registers. Every scalar operation is the NumPy one, in the same order and dtype, with
-# no fast-math (no contraction to FMA, no reassociation), so the bits are the same;
-# tests/test_recommendation.py compares the two paths. The NumPy path is kept for
-# float16/bfloat16 storage (converted block by block), scaled slices, and without numba.
-# Whether dot2_two_pass may use the compiled passes (tests switch it off); numba is
-# imported on first use.
+# With numba (the "jit" extra), each pass runs as one compiled loop over blocks of
+# _JIT_LANES lanes: the lane sums of a block stay in cache, the innermost loops (one
+# row of a block) have no branch and are vectorized by LLVM, and each block's lanes are
+# added in their part of the balanced lane tree right away, so no lane-sized array is
+# kept (the tree over all lanes is the tree of moments.tree_reduce: see _push_block).
+# Every scalar operation is the NumPy one, in the same order and dtype, with no
+# fast-math (no contraction to FMA, no reassociation), so the bits are the same;
+# tests/test_dot2.py compares the two paths. The one exception is the error of a
+# square, which the compiled pass takes from a hardware fused multiply-add where that
+# is provably equal to Veltkamp's split (see _fused_square_is_exact). The NumPy path is
+# kept for float16/bfloat16 storage, data that need scaling or are not finite, and
+# without numba. Whether dot2_two_pass may use the compiled passes (tests switch it
+# off); numba is imported on first use.
 _USE_JIT = True
 _COMPILED: dict[str, Any] = {}
+
+#: Lanes per block of the compiled passes: long rows amortize the per-row set-up of a
+#: vectorized loop; the block's deviation parts (2 x DOT2_ROWS x _JIT_LANES) stay in L2.
+_JIT_LANES: Final = 1024
 
 
 def _compiled_passes() -> Any:
@@ -310,100 +319,212 @@ def _compiled_passes() -> Any:
         except ImportError:  # pragma: no cover - the jit extra is optional
             _COMPILED["passes"] = None
         else:
-            jit = numba.njit(cache=True, nogil=True)
-            _COMPILED["passes"] = (jit(_pass1_py), jit(_pass2_py))
+            _COMPILED["passes"] = _compile(numba)
     return _COMPILED["passes"]
 
 
-_JIT_LANES = 256  # lanes per block: the block's running sums stay in L1
+def _compile(numba: Any) -> tuple[Any, Any]:
+    from numba import extending
+
+    @extending.intrinsic  # type: ignore[untyped-decorator]
+    def hardware_fma(typingctx: Any, a: Any, b: Any, c: Any) -> Any:
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            return builder.fma(*args)  # llvm.fma: one rounding, an instruction on x86-64-v3
+
+        return a(a, b, c), codegen
+
+    @extending.overload(_fma)  # type: ignore[untyped-decorator]
+    def overload_fma(a: Any, b: Any, c: Any) -> Any:
+        def fused(a: Any, b: Any, c: Any) -> Any:
+            return hardware_fma(a, b, c)
+
+        return fused
+
+    for helper in (_sum2_step, _combine, _deviation_square, _block_pass1, _block_pass2):
+        extending.register_jitable(helper)
+    for helper in (_block_tree, _push_block, _fold_blocks):
+        extending.register_jitable(helper)
+    jit = numba.njit(cache=True, nogil=True)
+    return jit(_pass1_py), jit(_pass2_py)
 
 
-def _pass1_py(x: Array, m: int, zero: Array, s_out: Array, c_out: Array) -> None:
-    # Sum2 down each lane (element k*m + j of lane j, zero past the end)
-    n = x.shape[1]
-    for b in range(x.shape[0]):
-        for j0 in range(0, m, _JIT_LANES):
-            j1 = min(j0 + _JIT_LANES, m)
-            for j in range(j0, j1):
-                s_out[b, j] = x[b, j]
-                c_out[b, j] = zero[0]
-            for k in range(1, DOT2_ROWS):
-                base = k * m
-                for j in range(j0, j1):
-                    xk = x[b, base + j] if base + j < n else zero[0]
-                    s = s_out[b, j]
-                    t = s + xk
-                    z = t - s
-                    e = (s - (t - z)) + (xk - z)
-                    c_out[b, j] = c_out[b, j] + e
-                    s_out[b, j] = t
+def _fma(a: Any, b: Any, c: Any) -> Any:
+    """``a * b + c`` rounded once: the hardware instruction, in compiled code only."""
+    raise NotImplementedError("_fma is compiled by numba; NumPy code emulates it")
 
 
-def _pass2_py(x: Array, mu: Array, m: int, consts: Array, out: Array) -> None:
-    # deviations, their squares and both Sum2 chains, fused; out[0:4] = t, tc, q, qc
-    n = x.shape[1]
+def _sum2_step(s: Any, c: Any, v: Any) -> tuple[Any, Any]:
+    # one step of Sum2: TwoSum of s and v, its error added to the compensation c
+    t = s + v
+    z = t - s
+    return t, c + ((s - (t - z)) + (v - z))
+
+
+def _combine(s1: Any, c1: Any, s2: Any, c2: Any) -> tuple[Any, Any]:
+    # two lanes' s + c added (as _lane_tree's combine does)
+    t = s1 + s2
+    z = t - s1
+    return t, (c1 + c2) + ((s1 - (t - z)) + (s2 - z))
+
+
+def _deviation_square(xk: Any, nb: Any, factor: Any, fused: bool) -> tuple[Any, Any, Any, Any]:
+    # (_deviations) x - mu = dh + dl exactly, by TwoSum of x and -mu
+    dh = xk + nb
+    z = dh - xk
+    dl = xk - (dh - z)
+    dl = dl + (nb - z)
+    # (_two_square) dh**2 = ph + e exactly
+    ph = dh * dh
+    if fused:
+        pl = _fma(dh, dh, -ph)
+    else:
+        ah = dh * factor
+        al = ah - dh
+        ah = ah - al
+        al = dh - ah
+        pl = (((ah * ah) - ph) + ((ah + ah) * al)) + (al * al)
+    # the low part of (dh + dl)**2: e + 2 dh dl + dl**2
+    pl = pl + ((dl + dl) * dh)
+    return dh, dl, ph, pl + (dl * dl)
+
+
+def _block_pass1(row: Array, m: int, j0: int, w: int, zero: Any, acc: Array) -> None:
+    # Sum2 down lanes j0:j0+w (element k*m + j of lane j, zero past the end) into
+    # acc[0] + acc[1], and their largest and smallest values into acc[2], acc[3]
+    s, c, hi, lo = acc[0], acc[1], acc[2], acc[3]
+    n = row.shape[0]
+    x0 = row[j0 : j0 + w]  # row 0 is always whole (n >= m)
+    for j in range(w):
+        s[j] = x0[j]
+        c[j] = zero
+        hi[j] = x0[j]
+        lo[j] = x0[j]
+    for k in range(1, DOT2_ROWS):
+        start = k * m + j0
+        have = min(max(n - start, 0), w)
+        xk = row[start : start + have]
+        for j in range(have):
+            v = xk[j]
+            s[j], c[j] = _sum2_step(s[j], c[j], v)
+            hi[j] = v if v > hi[j] else hi[j]
+            lo[j] = v if v < lo[j] else lo[j]
+        for j in range(have, w):  # the padding zeros
+            s[j], c[j] = _sum2_step(s[j], c[j], zero)
+
+
+def _block_pass2(
+    row: Array, nb: Any, m: int, j0: int, w: int, consts: Array, fused: bool, acc: Array
+) -> None:
+    # Sum2 of the deviations into acc[0] + acc[1] and of their squares into acc[2] + acc[3]
+    # for lanes j0:j0+w: the rounding errors first, then the low parts (acc[4:], by row)
     zero, factor = consts[0], consts[1]
-    w = _JIT_LANES
-    dls = np.empty((DOT2_ROWS, w), dtype=x.dtype)
-    pls = np.empty((DOT2_ROWS, w), dtype=x.dtype)
+    t, tc, q, qc = acc[0], acc[1], acc[2], acc[3]
+    n = row.shape[0]
+    low_d, low_p = acc[4 : 4 + DOT2_ROWS], acc[4 + DOT2_ROWS :]
+    x0, dl0, pl0 = row[j0 : j0 + w], low_d[0], low_p[0]
+    for j in range(w):
+        dh, dl0[j], ph, pl0[j] = _deviation_square(x0[j], nb, factor, fused)
+        t[j], tc[j], q[j], qc[j] = dh, zero, ph, zero
+    for k in range(1, DOT2_ROWS):
+        start = k * m + j0
+        have = min(max(n - start, 0), w)
+        xk, dlk, plk = row[start : start + have], low_d[k], low_p[k]
+        for j in range(have):
+            dh, dlk[j], ph, plk[j] = _deviation_square(xk[j], nb, factor, fused)
+            t[j], tc[j] = _sum2_step(t[j], tc[j], dh)
+            q[j], qc[j] = _sum2_step(q[j], qc[j], ph)
+        for j in range(have, w):  # the padding: zero deviations, zero squares
+            dlk[j] = zero
+            plk[j] = zero
+            t[j], tc[j] = _sum2_step(t[j], tc[j], zero)
+            q[j], qc[j] = _sum2_step(q[j], qc[j], zero)
+    for k in range(DOT2_ROWS):
+        dlk, plk = low_d[k], low_p[k]
+        for j in range(w):
+            tc[j] = tc[j] + dlk[j]
+            qc[j] = qc[j] + plk[j]
+
+
+def _block_tree(s: Array, c: Array, w: int) -> tuple[Any, Any]:
+    # the balanced tree of tree_reduce over s[:w] + c[:w], in place: neighbours first,
+    # an odd last one carried up a level unchanged
+    while w > 1:
+        half = w // 2
+        for i in range(half):
+            s[i], c[i] = _combine(s[2 * i], c[2 * i], s[2 * i + 1], c[2 * i + 1])
+        if w % 2:
+            s[half] = s[w - 1]
+            c[half] = c[w - 1]
+        w -= half
+    return s[0], c[0]
+
+
+def _push_block(stack: Array, sizes: Array, depth: int, s: Any, c: Any, size: int) -> int:
+    # tree_reduce's node at level h, index i covers lanes [i 2**h, min((i + 1) 2**h, m)):
+    # the tree of whole blocks (_JIT_LANES, a power of two, lanes each) is built as the
+    # blocks arrive, like a binary counter, merging equal sizes (left operand first)
+    while depth > 0 and sizes[depth - 1] == size:
+        depth -= 1
+        s, c = _combine(stack[0, depth], stack[1, depth], s, c)
+        size *= 2
+    stack[0, depth] = s
+    stack[1, depth] = c
+    sizes[depth] = size
+    return depth + 1
+
+
+def _fold_blocks(stack: Array, depth: int) -> tuple[Any, Any]:
+    # the pending subtrees, largest first: the right edge of the tree, added right to left
+    s, c = stack[0, depth - 1], stack[1, depth - 1]
+    for i in range(depth - 2, -1, -1):
+        s, c = _combine(stack[0, i], stack[1, i], s, c)
+    return s, c
+
+
+def _pass1_py(x: Array, m: int, consts: Array, out: Array) -> None:
+    # per row of x: out[0] + out[1] = Sum2 of the lanes, out[2], out[3] = max, min
+    w_max = min(_JIT_LANES, m)
+    acc = np.empty((4, w_max), dtype=x.dtype)
+    stack = np.empty((2, 64), dtype=x.dtype)
+    sizes = np.zeros(64, dtype=np.int64)
     for b in range(x.shape[0]):
+        row = x[b]
+        depth = 0
+        hi, lo = row[0], row[0]
+        for j0 in range(0, m, _JIT_LANES):
+            w = min(_JIT_LANES, m - j0)
+            _block_pass1(row, m, j0, w, consts[0], acc)
+            for j in range(w):
+                hi = acc[2, j] if acc[2, j] > hi else hi
+                lo = acc[3, j] if acc[3, j] < lo else lo
+            s, c = _block_tree(acc[0], acc[1], w)
+            depth = _push_block(stack, sizes, depth, s, c, w)
+        out[0, b], out[1, b] = _fold_blocks(stack, depth)
+        out[2, b] = hi
+        out[3, b] = lo
+
+
+def _pass2_py(x: Array, mu: Array, fused: Array, m: int, consts: Array, out: Array) -> None:
+    # per row of x: out[0] + out[1] = Sum2 of x - mu, out[2] + out[3] = of (x - mu)**2
+    w_max = min(_JIT_LANES, m)
+    acc = np.empty((4 + 2 * DOT2_ROWS, w_max), dtype=x.dtype)
+    stack = np.empty((2, 64), dtype=x.dtype)
+    stack_q = np.empty((2, 64), dtype=x.dtype)
+    sizes = np.zeros(64, dtype=np.int64)
+    sizes_q = np.zeros(64, dtype=np.int64)
+    for b in range(x.shape[0]):
+        row = x[b]
         nb = -mu[b]
-        for j0 in range(0, m, w):
-            j1 = min(j0 + w, m)
-            for k in range(DOT2_ROWS):
-                base = k * m
-                for j in range(j0, j1):
-                    if base + j < n:
-                        xk = x[b, base + j]
-                        dh = xk + nb
-                        z = dh - xk
-                        dl = dh - z
-                        dl = xk - dl
-                        z = nb - z
-                        dl = dl + z
-                    else:  # padding: zero deviations
-                        dh = zero
-                        dl = zero
-                    # TwoProduct of dh with itself (_two_square), then the low part
-                    ph = dh * dh
-                    ah = dh * factor
-                    al = ah - dh
-                    ah = ah - al
-                    al = dh - ah
-                    pl = ah * ah
-                    pl = pl - ph
-                    ah = ah + ah
-                    ah = ah * al
-                    pl = pl + ah
-                    al = al * al
-                    pl = pl + al
-                    cross = dl + dl
-                    cross = cross * dh
-                    pl = pl + cross
-                    cross = dl * dl
-                    pl = pl + cross
-                    dls[k, j - j0] = dl
-                    pls[k, j - j0] = pl
-                    if k == 0:
-                        out[0, b, j] = dh
-                        out[1, b, j] = zero
-                        out[2, b, j] = ph
-                        out[3, b, j] = zero
-                    else:
-                        s = out[0, b, j]
-                        t = s + dh
-                        z = t - s
-                        out[1, b, j] = out[1, b, j] + ((s - (t - z)) + (dh - z))
-                        out[0, b, j] = t
-                        s = out[2, b, j]
-                        t = s + ph
-                        z = t - s
-                        out[3, b, j] = out[3, b, j] + ((s - (t - z)) + (ph - z))
-                        out[2, b, j] = t
-            for k in range(DOT2_ROWS):  # the low parts, after the errors
-                for j in range(j0, j1):
-                    out[1, b, j] = out[1, b, j] + dls[k, j - j0]
-                    out[3, b, j] = out[3, b, j] + pls[k, j - j0]
+        depth = 0
+        for j0 in range(0, m, _JIT_LANES):
+            w = min(_JIT_LANES, m - j0)
+            _block_pass2(row, nb, m, j0, w, consts, fused[b], acc)
+            t, tc = _block_tree(acc[0], acc[1], w)
+            q, qc = _block_tree(acc[2], acc[3], w)
+            _push_block(stack_q, sizes_q, depth, q, qc, w)
+            depth = _push_block(stack, sizes, depth, t, tc, w)
+        out[0, b], out[1, b] = _fold_blocks(stack, depth)
+        out[2, b], out[3, b] = _fold_blocks(stack_q, depth)
 
 
 def _numpy_sums(lanes: _Lanes, count: Array) -> tuple[list[Array], Array, Array]:
@@ -439,21 +560,55 @@ def _numpy_sums(lanes: _Lanes, count: Array) -> tuple[list[Array], Array, Array]
     return sums, mu, first
 
 
-def _jit_sums(x: Array, acc: np.dtype[Any], m: int, count: Array) -> tuple[list[Array], Array]:
-    """:func:`_numpy_sums` by the compiled passes (``x`` already in ``acc``, unscaled)."""
+def _fused_square_is_exact(mu: Array, acc: np.dtype[Any]) -> Array:
+    r"""Where ``fma(d, d, -d*d)`` equals Veltkamp's error of :math:`d^2` for every ``d = x - mu``.
+
+    Both are the exact error :math:`d^2 - \operatorname{fl}(d^2)` when the products of
+    the split are exact. With :math:`p` the precision and :math:`e_{min}` the smallest
+    normal exponent, :math:`d` is a multiple of :math:`2^{e - p + 1}`
+    (:math:`e = \lfloor\log_2|d|\rfloor`), and so are both halves of its split; their
+    products are multiples of :math:`2^{2(e - p + 1)}`, which are floats down to the
+    subnormal quantum :math:`2^{e_{min} - p + 1}` whenever
+    :math:`e \ge (e_{min} + p - 1)/2` (-485 in float64, -51 in float32): then Dekker's
+    proof holds with gradual underflow too (no overflow: ``|x|`` is at most the scaling
+    bound :math:`T`). And if :math:`|\mu| \ge 2^{e_\mu}`, every nonzero
+    :math:`\operatorname{fl}(x - \mu)` is at least :math:`2^{e_\mu - p}`: ``x`` and
+    ``mu`` are multiples of :math:`2^{e_\mu - p}` when :math:`|x| \ge 2^{e_\mu - 1}`,
+    and :math:`|x - \mu| > 2^{e_\mu - 1}` otherwise. A zero ``d`` gives +0 both ways.
+    So the fused error is exact for every row with
+    :math:`|\mu| \ge 2^{p + \lceil (e_{min} + p - 1)/2 \rceil}`
+    (:math:`2^{-432}` in float64, :math:`2^{-27}` in float32).
+    """
+    fi = finfo(acc)
+    p = fi.mant + 1
+    e_min = int(np.log2(fi.tiny))
+    least = p + -((-(e_min + p - 1)) // 2)  # p + ceil((e_min + p - 1) / 2)
+    return np.asarray(np.abs(mu.astype(np.float64)) >= 2.0**least)
+
+
+def _jit_sums(
+    x: Array, acc: np.dtype[Any], count: Array, passes: tuple[Any, Any]
+) -> tuple[Array, ...] | None:
+    """``(t, tc, q, qc, mu, top, bottom)`` by the compiled passes (``x`` already in ``acc``),
+    or None where a slice is not finite or needs scaling (the NumPy path then runs)."""
     n = x.shape[-1]
     batch = x.shape[:-1]
     flat = np.ascontiguousarray(x.reshape(-1, n))
+    m = -(-n // DOT2_ROWS)
     consts = np.array([0.0, split_factor(acc)], dtype=acc)
-    lane_sums = np.empty((2, flat.shape[0], m), dtype=acc)
-    pass1, pass2 = _compiled_passes()
-    pass1(flat, m, consts[:1], lane_sums[0], lane_sums[1])
-    s, c = _lane_tree(lane_sums[0].reshape(*batch, m), lane_sums[1].reshape(*batch, m))
-    del lane_sums  # freed before the second pass
+    first = np.empty((4, flat.shape[0]), dtype=acc)
+    pass1, pass2 = passes
+    pass1(flat, m, consts, first)
+    s, c, top, bottom = first
+    if not np.all(np.isfinite(c)):  # an inf or nan in the data makes c nan
+        return None
+    amax = np.maximum(top.astype(np.float64), -bottom.astype(np.float64))
+    if np.any(_scale_exponents(amax, n, acc)):
+        return None
     mu = np.asarray((s + c) / count)
-    second = np.empty((4, flat.shape[0], m), dtype=acc)
-    pass2(flat, np.ascontiguousarray(mu.reshape(-1)), m, consts, second)
-    return [a.reshape(*batch, m) for a in second], mu
+    second = np.empty((4, flat.shape[0]), dtype=acc)
+    pass2(flat, mu, _fused_square_is_exact(mu, acc), m, consts, second)
+    return tuple(a.reshape(batch) for a in (*second, mu, top, bottom))
 
 
 def dot2_two_pass(x: Array, /, *, acc: np.dtype[Any]) -> DoubleWordMoments:
@@ -476,22 +631,24 @@ def dot2_two_pass(x: Array, /, *, acc: np.dtype[Any]) -> DoubleWordMoments:
            Sci. Comput. 26(6), 2005.
     """
     n = x.shape[-1]
-    with np.errstate(invalid="ignore"):
-        top = np.max(x, axis=-1)
-        bottom = np.min(x, axis=-1)
-        amax = np.maximum(top.astype(np.float64), -bottom.astype(np.float64))
-    k = _scale_exponents(amax, n, acc)
-    lanes = _Lanes(x, acc, k)
     count = round_to(np.float64(n), acc)
-    plain = x.dtype == acc and acc.itemsize >= 4 and np.all(np.isfinite(amax) & (k == 0))
-    if plain and _compiled_passes() is not None:
-        sums, mu = _jit_sums(x, acc, lanes.m, count)
+    passes = _compiled_passes() if x.dtype == acc and acc.itemsize >= 4 else None
+    sums = None if passes is None else _jit_sums(x, acc, count, passes)
+    if sums is not None:
+        t, tc, q, qc, mu, top, bottom = sums
+        k = np.zeros(x.shape[:-1], dtype=np.int64)
         first = x[..., 0]
     else:
-        sums, mu, first = _numpy_sums(lanes, count)
-    t, tc = _lane_tree(sums[0], sums[1])
-    del sums[:2]
-    q, qc = _lane_tree(sums[0], sums[1])
+        with np.errstate(invalid="ignore"):
+            top = np.max(x, axis=-1)
+            bottom = np.min(x, axis=-1)
+            amax = np.maximum(top.astype(np.float64), -bottom.astype(np.float64))
+        k = _scale_exponents(amax, n, acc)
+        lane_sums, mu, first = _numpy_sums(_Lanes(x, acc, k), count)  # first: scaled
+        t, tc = _lane_tree(lane_sums[0], lane_sums[1])
+        del lane_sums[:2]
+        q, qc = _lane_tree(lane_sums[0], lane_sums[1])
+        del lane_sums
     # C = T^2 / n in double word, with T = t + tc
     a, ae = _two_square(t)
     ch, cl = _dw_div(a, ae + t * (tc + tc) + tc * tc, count)
