@@ -62,6 +62,7 @@ References
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Final
@@ -235,6 +236,19 @@ class DoubleWordMoments(Moments):
             return np.asarray(round_to(np.ldexp(scaled, 2 * self.exponent), acc))
 
 
+@functools.cache
+def _format(acc: np.dtype[Any]) -> tuple[float, float, float, float]:
+    """``(max, tiny, unit roundoff, split factor)`` of ``acc``: looked up once per format."""
+    fi = finfo(acc)
+    return fi.max, fi.tiny, fi.unit_roundoff, split_factor(acc)
+
+
+def _scale_bounds(n: int, acc: np.dtype[Any]) -> tuple[float, float]:
+    """The range ``[L, T]`` of :func:`_scale_exponents` for slices of ``n`` values."""
+    big, tiny, u, factor = _format(acc)
+    return float(np.sqrt(tiny) / u**2), float(np.sqrt(big / (8.0 * n * factor)))
+
+
 def _scale_exponents(amax: Array, n: int, acc: np.dtype[Any]) -> Array:
     """Per-slice k: 0 when ``max|x|`` lies in ``[L, T]``, else ``max|x| * 2**-k`` in ``[T/2, T)``.
 
@@ -244,9 +258,7 @@ def _scale_exponents(amax: Array, n: int, acc: np.dtype[Any]) -> Array:
     down to ``u max|x|`` (offset/std up to ``1/u``) stay in the normal range.
     ``amax`` is the largest magnitude of each slice, in float64.
     """
-    fi = finfo(acc)
-    high = np.sqrt(fi.max / (8.0 * n * split_factor(acc)))
-    low = np.sqrt(fi.tiny) / fi.unit_roundoff**2
+    low, high = _scale_bounds(n, acc)
     top = np.frexp(high)[1] - 1
     scale = np.isfinite(amax) & (amax > 0) & ((amax > high) | (amax < low))
     return np.asarray(np.where(scale, np.frexp(amax)[1] - top, 0), dtype=np.int64)
@@ -261,7 +273,7 @@ def _two_square(a: Array) -> tuple[Array, Array]:
     shape = np.shape(a)
     a = np.asarray(a).reshape(-1)  # in-place operations need arrays, not 0-d scalars
     p = a * a
-    ah = np.multiply(a, np.asarray(split_factor(a.dtype)).astype(a.dtype))
+    ah = np.multiply(a, np.asarray(_format(a.dtype)[3]).astype(a.dtype))
     al = ah - a
     np.subtract(ah, al, out=ah)  # ah = c - (c - a): the high half
     np.subtract(a, ah, out=al)  # al = a - ah: the low half
@@ -579,11 +591,14 @@ def _fused_square_is_exact(mu: Array, acc: np.dtype[Any]) -> Array:
     :math:`|\mu| \ge 2^{p + \lceil (e_{min} + p - 1)/2 \rceil}`
     (:math:`2^{-432}` in float64, :math:`2^{-27}` in float32).
     """
+    return np.asarray(np.abs(mu.astype(np.float64)) >= _fused_square_bound(acc))
+
+
+@functools.cache
+def _fused_square_bound(acc: np.dtype[Any]) -> float:
     fi = finfo(acc)
-    p = fi.mant + 1
-    e_min = int(np.log2(fi.tiny))
-    least = p + -((-(e_min + p - 1)) // 2)  # p + ceil((e_min + p - 1) / 2)
-    return np.asarray(np.abs(mu.astype(np.float64)) >= 2.0**least)
+    p, e_min = fi.mant, int(np.log2(fi.tiny))  # mant counts the implicit bit
+    return 2.0 ** (p + -(-(e_min + p - 1) // 2))  # 2**(p + ceil((e_min + p - 1) / 2))
 
 
 def _jit_sums(
@@ -595,7 +610,7 @@ def _jit_sums(
     batch = x.shape[:-1]
     flat = np.ascontiguousarray(x.reshape(-1, n))
     m = -(-n // DOT2_ROWS)
-    consts = np.array([0.0, split_factor(acc)], dtype=acc)
+    consts = np.array([0.0, _format(acc)[3]], dtype=acc)
     first = np.empty((4, flat.shape[0]), dtype=acc)
     pass1, pass2 = passes
     pass1(flat, m, consts, first)
@@ -603,7 +618,8 @@ def _jit_sums(
     if not np.all(np.isfinite(c)):  # an inf or nan in the data makes c nan
         return None
     amax = np.maximum(top.astype(np.float64), -bottom.astype(np.float64))
-    if np.any(_scale_exponents(amax, n, acc)):
+    low, high = _scale_bounds(n, acc)
+    if not np.all((amax == 0) | ((amax >= low) & (amax <= high))):  # _scale_exponents != 0
         return None
     mu = np.asarray((s + c) / count)
     second = np.empty((4, flat.shape[0]), dtype=acc)
@@ -661,6 +677,8 @@ def dot2_two_pass(x: Array, /, *, acc: np.dtype[Any]) -> DoubleWordMoments:
     h = np.where(const, np.zeros_like(h), h)
     lo = np.where(const, np.zeros_like(lo), lo)
     mean = np.asarray(np.where(const, first, mean))
+    if not np.any(k):  # nothing was scaled: h and mean are already in acc
+        return DoubleWordMoments(np.asarray(n), mean, h, m2_head=h, m2_tail=lo, exponent=k)
     with np.errstate(all="ignore"):
         m2 = round_to(np.ldexp(h.astype(np.float64), 2 * k), acc)
         mean = round_to(np.ldexp(mean.astype(np.float64), k), acc)
