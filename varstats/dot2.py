@@ -73,7 +73,7 @@ import numpy.typing as npt
 from varstats import summation
 from varstats.moments import Moments, tree_reduce
 from varstats.precision import finfo, round_to
-from varstats.rounding import split_factor, two_product, two_sum
+from varstats.rounding import split_factor, two_sum
 
 __all__ = ["DOT2_ROWS", "DoubleWordMoments", "dot2_two_pass"]
 
@@ -184,14 +184,49 @@ class _Lanes:
 _BLOCK: Final = 2**16
 
 
-def _dw_div(h: Array, lo: Array, d: Array) -> tuple[Array, Array]:
-    """``(h + lo) / d`` as ``q1 + q2``: the remainder ``h - q1 d`` is exact (Dekker 1971)."""
+def _dw_div(h: Any, lo: Any, d: Any, factor: Any) -> tuple[Any, Any]:
+    """``(h + lo) / d`` as ``q1 + q2``: the remainder ``h - q1 d`` is exact (Dekker 1971).
+
+    Operators only, so the same lines run on NumPy arrays and compiled on scalars;
+    ``q1 d`` is split exactly by TwoProduct (as :func:`varstats.rounding.two_product`).
+    """
     q1 = h / d
-    p, pe = two_product(q1, d)
+    p = q1 * d
+    ca = factor * q1
+    cb = factor * d
+    ah = ca - (ca - q1)
+    bh = cb - (cb - d)
+    al = q1 - ah
+    bl = d - bh
+    pe = (((ah * bh) - p) + (ah * bl) + (al * bh)) + (al * bl)
     # h - p is exact (Sterbenz: p is within an ulp of h), and so is (h - p) - pe,
     # the remainder of a correctly rounded quotient
     r = ((h - p) - pe) + lo
     return q1, r / d
+
+
+def _square(a: Any, factor: Any) -> tuple[Any, Any]:
+    """TwoProduct of ``a`` with itself (one Veltkamp split): ``p + e == a * a`` exactly."""
+    p = a * a
+    ah = a * factor
+    al = ah - a
+    ah = ah - al  # c - (c - a): the high half
+    al = a - ah  # the low half
+    return p, (((ah * ah) - p) + ((ah + ah) * al)) + (al * al)
+
+
+def _finish(t: Any, tc: Any, q: Any, qc: Any, mu: Any, count: Any, factor: Any) -> tuple[Any, ...]:
+    """``(h, lo, mean)``: :math:`M_2 = Q - T^2/n` as the double word ``h + lo``, and the mean.
+
+    ``T = t + tc`` and ``Q = q + qc`` are the Sum2 results; operators only (see
+    :func:`_dw_div`).
+    """
+    a, ae = _square(t, factor)
+    # C = T^2 / n in double word
+    ch, cl = _dw_div(a, ae + t * (tc + tc) + tc * tc, count, factor)
+    h, e = two_sum(q, -ch)
+    h, lo = two_sum(h, (qc - cl) + e)
+    return h, lo, mu + (t + tc) / count
 
 
 @dataclass(frozen=True, eq=False)
@@ -229,7 +264,7 @@ class DoubleWordMoments(Moments):
         acc = self.dtype
         with np.errstate(all="ignore"):
             d = round_to(self.count.astype(np.float64) - float(correction), acc)
-            q1, q2 = _dw_div(self.m2_head, self.m2_tail, d)
+            q1, q2 = _dw_div(self.m2_head, self.m2_tail, d, acc.type(_format(acc)[3]))
             scaled = (q1 + q2).astype(np.float64)
             # undo the scaling: exact in float64, then one rounding into acc (only
             # a result below acc's normal range is rounded a second time here)
@@ -267,8 +302,8 @@ def _scale_exponents(amax: Array, n: int, acc: np.dtype[Any]) -> Array:
 def _two_square(a: Array) -> tuple[Array, Array]:
     """TwoProduct of ``a`` with itself (one split instead of two): ``p + e == a * a``.
 
-    The same operations as :func:`~varstats.rounding.two_product`, written in place:
-    on long rows the fresh temporaries, not the flops, dominate the time.
+    The operations of :func:`_square`, written in place: on long rows the fresh
+    temporaries, not the flops, dominate the time.
     """
     shape = np.shape(a)
     a = np.asarray(a).reshape(-1)  # in-place operations need arrays, not 0-d scalars
@@ -309,7 +344,7 @@ def _deviations(xs: Array, mu: Array) -> tuple[Array, Array]:
 # fast-math (no contraction to FMA, no reassociation), so the bits are the same;
 # tests/test_dot2.py compares the two paths. The one exception is the error of a
 # square, which the compiled pass takes from a hardware fused multiply-add where that
-# is provably equal to Veltkamp's split (see _fused_square_is_exact). The NumPy path is
+# is provably equal to Veltkamp's split (see _fused_square_bound). The NumPy path is
 # kept for float16/bfloat16 storage, data that need scaling or are not finite, and
 # without numba. Whether dot2_two_pass may use the compiled passes (tests switch it
 # off); numba is imported on first use.
@@ -322,7 +357,7 @@ _JIT_LANES: Final = 1024
 
 
 def _compiled_passes() -> Any:
-    """``(pass1, pass2)`` compiled by numba, or None without it."""
+    """:func:`_moments_py` compiled by numba, or None without it."""
     if not _USE_JIT:
         return None
     if "passes" not in _COMPILED:
@@ -335,7 +370,7 @@ def _compiled_passes() -> Any:
     return _COMPILED["passes"]
 
 
-def _compile(numba: Any) -> tuple[Any, Any]:
+def _compile(numba: Any) -> Any:
     from numba import extending
 
     @extending.intrinsic  # type: ignore[untyped-decorator]
@@ -354,10 +389,11 @@ def _compile(numba: Any) -> tuple[Any, Any]:
 
     for helper in (_sum2_step, _combine, _deviation_square, _block_pass1, _block_pass2):
         extending.register_jitable(helper)
-    for helper in (_block_tree, _push_block, _fold_blocks):
+    for helper in (_block_tree, _tree_level, _push_block, _fold_blocks, _row_pass1, _row_pass2):
         extending.register_jitable(helper)
-    jit = numba.njit(cache=True, nogil=True)
-    return jit(_pass1_py), jit(_pass2_py)
+    for helper in (_square, _dw_div, two_sum, _finish):
+        extending.register_jitable(helper)
+    return numba.njit(cache=True, nogil=True)(_moments_py)
 
 
 def _fma(a: Any, b: Any, c: Any) -> Any:
@@ -457,18 +493,33 @@ def _block_pass2(
             qc[j] = qc[j] + plk[j]
 
 
-def _block_tree(s: Array, c: Array, w: int) -> tuple[Any, Any]:
-    # the balanced tree of tree_reduce over s[:w] + c[:w], in place: neighbours first,
-    # an odd last one carried up a level unchanged
+def _block_tree(s: Array, c: Array, w: int, s2: Array, c2: Array) -> tuple[Any, Any]:
+    # the balanced tree of tree_reduce over s[:w] + c[:w]: neighbours first, an odd
+    # last one carried up a level unchanged. Long levels go from (s, c) into the
+    # scratch (s2, c2) and back, a loop LLVM vectorizes; the short ones run in place.
+    while w >= 64:
+        half = w // 2
+        _tree_level(s, c, s2, c2, half)
+        if w % 2:
+            s2[half] = s[w - 1]
+            c2[half] = c[w - 1]
+        w -= half
+        s, c, s2, c2 = s2, c2, s, c
     while w > 1:
         half = w // 2
-        for i in range(half):
+        for i in range(half):  # in place: i <= 2i, so no pair is read after it is written
             s[i], c[i] = _combine(s[2 * i], c[2 * i], s[2 * i + 1], c[2 * i + 1])
         if w % 2:
             s[half] = s[w - 1]
             c[half] = c[w - 1]
         w -= half
     return s[0], c[0]
+
+
+def _tree_level(s: Array, c: Array, s2: Array, c2: Array, half: int) -> None:
+    # one level of the lane tree: pairs (2i, 2i + 1) of (s, c) into (s2, c2)[i]
+    for i in range(half):
+        s2[i], c2[i] = _combine(s[2 * i], c[2 * i], s[2 * i + 1], c[2 * i + 1])
 
 
 def _push_block(stack: Array, sizes: Array, depth: int, s: Any, c: Any, size: int) -> int:
@@ -493,50 +544,67 @@ def _fold_blocks(stack: Array, depth: int) -> tuple[Any, Any]:
     return s, c
 
 
-def _pass1_py(x: Array, m: int, consts: Array, out: Array) -> None:
-    # per row of x: out[0] + out[1] = Sum2 of the lanes, out[2], out[3] = max, min
-    w_max = min(_JIT_LANES, m)
-    acc = np.empty((4, w_max), dtype=x.dtype)
-    stack = np.empty((2, 64), dtype=x.dtype)
-    sizes = np.zeros(64, dtype=np.int64)
-    for b in range(x.shape[0]):
-        row = x[b]
-        depth = 0
-        hi, lo = row[0], row[0]
-        for j0 in range(0, m, _JIT_LANES):
-            w = min(_JIT_LANES, m - j0)
-            _block_pass1(row, m, j0, w, consts[0], acc)
-            for j in range(w):
-                hi = acc[2, j] if acc[2, j] > hi else hi
-                lo = acc[3, j] if acc[3, j] < lo else lo
-            s, c = _block_tree(acc[0], acc[1], w)
-            depth = _push_block(stack, sizes, depth, s, c, w)
-        out[0, b], out[1, b] = _fold_blocks(stack, depth)
-        out[2, b] = hi
-        out[3, b] = lo
+def _row_pass1(
+    row: Array, m: int, zero: Any, acc: Array, stack: Array, sizes: Array
+) -> tuple[Any, Any, Any, Any]:
+    # the first pass over one slice: Sum2 of the lanes (s + c), and the largest and
+    # smallest values
+    depth = 0
+    hi, lo = row[0], row[0]
+    for j0 in range(0, m, _JIT_LANES):
+        w = min(_JIT_LANES, m - j0)
+        _block_pass1(row, m, j0, w, zero, acc)
+        for j in range(w):
+            hi = acc[2, j] if acc[2, j] > hi else hi
+            lo = acc[3, j] if acc[3, j] < lo else lo
+        s, c = _block_tree(acc[0], acc[1], w, acc[2], acc[3])  # max, min: done
+        depth = _push_block(stack, sizes[0], depth, s, c, w)
+    s, c = _fold_blocks(stack, depth)
+    return s, c, hi, lo
 
 
-def _pass2_py(x: Array, mu: Array, fused: Array, m: int, consts: Array, out: Array) -> None:
-    # per row of x: out[0] + out[1] = Sum2 of x - mu, out[2] + out[3] = of (x - mu)**2
+def _row_pass2(
+    row: Array, nb: Any, m: int, consts: Array, fused: bool, acc: Array, stack: Array, sizes: Array
+) -> tuple[Any, Any, Any, Any]:
+    # the second pass over one slice: Sum2 of x - mu (t + tc) and of (x - mu)**2 (q + qc)
+    depth = 0
+    for j0 in range(0, m, _JIT_LANES):
+        w = min(_JIT_LANES, m - j0)
+        _block_pass2(row, nb, m, j0, w, consts, fused, acc)
+        # the rows of low parts, added already, are the trees' scratch
+        t, tc = _block_tree(acc[0], acc[1], w, acc[4], acc[5])
+        q, qc = _block_tree(acc[2], acc[3], w, acc[6], acc[7])
+        _push_block(stack[2:], sizes[1], depth, q, qc, w)  # the same sizes as t's
+        depth = _push_block(stack, sizes[0], depth, t, tc, w)
+    t, tc = _fold_blocks(stack, depth)
+    q, qc = _fold_blocks(stack[2:], depth)
+    return t, tc, q, qc
+
+
+def _moments_py(x: Array, m: int, consts: Array, bounds: Array, out: Array) -> bool:
+    # dot2_two_pass on each row of x, into out[:, row] = (h, lo, mean); False (and
+    # out unfinished) as soon as a row is not finite or needs scaling
+    zero, factor, count = consts[0], consts[1], consts[2]
+    low, high, fused_from = bounds[0], bounds[1], bounds[2]
     w_max = min(_JIT_LANES, m)
     acc = np.empty((4 + 2 * DOT2_ROWS, w_max), dtype=x.dtype)
-    stack = np.empty((2, 64), dtype=x.dtype)
-    stack_q = np.empty((2, 64), dtype=x.dtype)
-    sizes = np.zeros(64, dtype=np.int64)
-    sizes_q = np.zeros(64, dtype=np.int64)
+    stack = np.empty((4, 64), dtype=x.dtype)
+    sizes = np.zeros((2, 64), dtype=np.int64)  # of the blocks on the stacks
     for b in range(x.shape[0]):
         row = x[b]
-        nb = -mu[b]
-        depth = 0
-        for j0 in range(0, m, _JIT_LANES):
-            w = min(_JIT_LANES, m - j0)
-            _block_pass2(row, nb, m, j0, w, consts, fused[b], acc)
-            t, tc = _block_tree(acc[0], acc[1], w)
-            q, qc = _block_tree(acc[2], acc[3], w)
-            _push_block(stack_q, sizes_q, depth, q, qc, w)
-            depth = _push_block(stack, sizes, depth, t, tc, w)
-        out[0, b], out[1, b] = _fold_blocks(stack, depth)
-        out[2, b], out[3, b] = _fold_blocks(stack_q, depth)
+        s, c, hi, lo = _row_pass1(row, m, zero, acc, stack, sizes)
+        amax = max(np.float64(hi), -np.float64(lo))
+        # an inf or nan in the data makes c nan; _scale_exponents is 0 only in [low, high]
+        if not (np.isfinite(c) and (amax == 0 or (low <= amax <= high))):
+            return False
+        mu = (s + c) / count
+        fused = abs(np.float64(mu)) >= fused_from  # _fused_square_bound
+        t, tc, q, qc = _row_pass2(row, -mu, m, consts, fused, acc, stack, sizes)
+        if hi == lo:  # all values equal: the variance is exactly 0, the mean the value
+            out[0, b], out[1, b], out[2, b] = zero, zero, row[0]
+        else:
+            out[0, b], out[1, b], out[2, b] = _finish(t, tc, q, qc, mu, count, factor)
+    return True
 
 
 def _numpy_sums(lanes: _Lanes, count: Array) -> tuple[list[Array], Array, Array]:
@@ -572,8 +640,9 @@ def _numpy_sums(lanes: _Lanes, count: Array) -> tuple[list[Array], Array, Array]
     return sums, mu, first
 
 
-def _fused_square_is_exact(mu: Array, acc: np.dtype[Any]) -> Array:
-    r"""Where ``fma(d, d, -d*d)`` equals Veltkamp's error of :math:`d^2` for every ``d = x - mu``.
+@functools.cache
+def _fused_square_bound(acc: np.dtype[Any]) -> float:
+    r"""From which :math:`|\mu|` on ``fma(d, d, -d*d)`` is Veltkamp's error of :math:`d^2` for every ``d = x - mu``.
 
     Both are the exact error :math:`d^2 - \operatorname{fl}(d^2)` when the products of
     the split are exact. With :math:`p` the precision and :math:`e_{min}` the smallest
@@ -591,40 +660,23 @@ def _fused_square_is_exact(mu: Array, acc: np.dtype[Any]) -> Array:
     :math:`|\mu| \ge 2^{p + \lceil (e_{min} + p - 1)/2 \rceil}`
     (:math:`2^{-432}` in float64, :math:`2^{-27}` in float32).
     """
-    return np.asarray(np.abs(mu.astype(np.float64)) >= _fused_square_bound(acc))
-
-
-@functools.cache
-def _fused_square_bound(acc: np.dtype[Any]) -> float:
     fi = finfo(acc)
     p, e_min = fi.mant, int(np.log2(fi.tiny))  # mant counts the implicit bit
     return 2.0 ** (p + -(-(e_min + p - 1) // 2))  # 2**(p + ceil((e_min + p - 1) / 2))
 
 
-def _jit_sums(
-    x: Array, acc: np.dtype[Any], count: Array, passes: tuple[Any, Any]
-) -> tuple[Array, ...] | None:
-    """``(t, tc, q, qc, mu, top, bottom)`` by the compiled passes (``x`` already in ``acc``),
-    or None where a slice is not finite or needs scaling (the NumPy path then runs)."""
+def _jit_moments(x: Array, acc: np.dtype[Any], count: Array, compiled: Any) -> tuple[Array, ...] | None:
+    """``(h, lo, mean)`` by the compiled passes (``x`` already in ``acc``), or None
+    where a slice is not finite or needs scaling (the NumPy path then runs)."""
     n = x.shape[-1]
-    batch = x.shape[:-1]
     flat = np.ascontiguousarray(x.reshape(-1, n))
-    m = -(-n // DOT2_ROWS)
-    consts = np.array([0.0, _format(acc)[3]], dtype=acc)
-    first = np.empty((4, flat.shape[0]), dtype=acc)
-    pass1, pass2 = passes
-    pass1(flat, m, consts, first)
-    s, c, top, bottom = first
-    if not np.all(np.isfinite(c)):  # an inf or nan in the data makes c nan
+    big, tiny, u, factor = _format(acc)
+    consts = np.array([0.0, factor, count], dtype=acc)
+    bounds = np.array([*_scale_bounds(n, acc), _fused_square_bound(acc)])
+    out = np.empty((3, flat.shape[0]), dtype=acc)
+    if not compiled(flat, -(-n // DOT2_ROWS), consts, bounds, out):
         return None
-    amax = np.maximum(top.astype(np.float64), -bottom.astype(np.float64))
-    low, high = _scale_bounds(n, acc)
-    if not np.all((amax == 0) | ((amax >= low) & (amax <= high))):  # _scale_exponents != 0
-        return None
-    mu = np.asarray((s + c) / count)
-    second = np.empty((4, flat.shape[0]), dtype=acc)
-    pass2(flat, mu, _fused_square_is_exact(mu, acc), m, consts, second)
-    return tuple(a.reshape(batch) for a in (*second, mu, top, bottom))
+    return tuple(a.reshape(x.shape[:-1]) for a in out)
 
 
 def dot2_two_pass(x: Array, /, *, acc: np.dtype[Any]) -> DoubleWordMoments:
@@ -648,29 +700,22 @@ def dot2_two_pass(x: Array, /, *, acc: np.dtype[Any]) -> DoubleWordMoments:
     """
     n = x.shape[-1]
     count = round_to(np.float64(n), acc)
-    passes = _compiled_passes() if x.dtype == acc and acc.itemsize >= 4 else None
-    sums = None if passes is None else _jit_sums(x, acc, count, passes)
-    if sums is not None:
-        t, tc, q, qc, mu, top, bottom = sums
-        k = np.zeros(x.shape[:-1], dtype=np.int64)
-        first = x[..., 0]
-    else:
-        with np.errstate(invalid="ignore"):
-            top = np.max(x, axis=-1)
-            bottom = np.min(x, axis=-1)
-            amax = np.maximum(top.astype(np.float64), -bottom.astype(np.float64))
-        k = _scale_exponents(amax, n, acc)
-        lane_sums, mu, first = _numpy_sums(_Lanes(x, acc, k), count)  # first: scaled
-        t, tc = _lane_tree(lane_sums[0], lane_sums[1])
-        del lane_sums[:2]
-        q, qc = _lane_tree(lane_sums[0], lane_sums[1])
-        del lane_sums
-    # C = T^2 / n in double word, with T = t + tc
-    a, ae = _two_square(t)
-    ch, cl = _dw_div(a, ae + t * (tc + tc) + tc * tc, count)
-    h, e = two_sum(q, -ch)
-    h, lo = two_sum(h, (qc - cl) + e)
-    mean = mu + (t + tc) / count
+    compiled = _compiled_passes() if x.dtype == acc and acc.itemsize >= 4 else None
+    done = None if compiled is None else _jit_moments(x, acc, count, compiled)
+    if done is not None:
+        h, lo, mean = done
+        return DoubleWordMoments(np.asarray(n), mean, h, m2_head=h, m2_tail=lo)
+    with np.errstate(invalid="ignore"):
+        top = np.max(x, axis=-1)
+        bottom = np.min(x, axis=-1)
+        amax = np.maximum(top.astype(np.float64), -bottom.astype(np.float64))
+    k = _scale_exponents(amax, n, acc)
+    sums, mu, first = _numpy_sums(_Lanes(x, acc, k), count)  # first: scaled
+    t, tc = _lane_tree(sums[0], sums[1])
+    del sums[:2]
+    q, qc = _lane_tree(sums[0], sums[1])
+    del sums
+    h, lo, mean = _finish(t, tc, q, qc, mu, count, acc.type(_format(acc)[3]))
     # all values equal (max == min): the variance is exactly 0 and the mean the value
     # (scaling by a power of two keeps the largest value exact, so it keeps equality)
     const = top == bottom
