@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -371,27 +372,30 @@ def _compiled_passes() -> Any:
 
 
 def _compile(numba: Any) -> Any:
+    """:func:`_moments_py` and the helpers it calls, compiled (cached on disk)."""
     from numba import extending
 
-    @extending.intrinsic  # type: ignore[untyped-decorator]
+    @extending.intrinsic
     def hardware_fma(typingctx: Any, a: Any, b: Any, c: Any) -> Any:
         def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-            return builder.fma(*args)  # llvm.fma: one rounding, an instruction on x86-64-v3
+            # llvm.fma: rounded once by definition (the instruction where the CPU has one)
+            return builder.fma(*args)
 
         return a(a, b, c), codegen
 
-    @extending.overload(_fma)  # type: ignore[untyped-decorator]
+    @extending.overload(_fma)
     def overload_fma(a: Any, b: Any, c: Any) -> Any:
         def fused(a: Any, b: Any, c: Any) -> Any:
-            return hardware_fma(a, b, c)
+            return hardware_fma(a, b, c)  # type: ignore[call-arg]
 
         return fused
 
-    for helper in (_sum2_step, _combine, _deviation_square, _block_pass1, _block_pass2):
-        extending.register_jitable(helper)
-    for helper in (_block_tree, _tree_level, _push_block, _fold_blocks, _row_pass1, _row_pass2):
-        extending.register_jitable(helper)
-    for helper in (_square, _dw_div, two_sum, _finish):
+    helpers: tuple[Callable[..., Any], ...] = (
+        *(_sum2_step, _combine, _deviation_square, _block_pass1, _block_pass2, _tree_level),
+        *(_block_tree, _push_block, _fold_blocks, _row_pass1, _row_pass2),
+        *(_square, _dw_div, two_sum, _finish),
+    )
+    for helper in helpers:  # callable from compiled code; still plain Python functions
         extending.register_jitable(helper)
     return numba.njit(cache=True, nogil=True)(_moments_py)
 
@@ -642,7 +646,9 @@ def _numpy_sums(lanes: _Lanes, count: Array) -> tuple[list[Array], Array, Array]
 
 @functools.cache
 def _fused_square_bound(acc: np.dtype[Any]) -> float:
-    r"""From which :math:`|\mu|` on ``fma(d, d, -d*d)`` is Veltkamp's error of :math:`d^2` for every ``d = x - mu``.
+    r"""The :math:`|\mu|` from which ``fma(d, d, -d*d)`` is Veltkamp's error of every :math:`d^2`.
+
+    Here ``d = x - mu`` for every ``x`` of the slice.
 
     Both are the exact error :math:`d^2 - \operatorname{fl}(d^2)` when the products of
     the split are exact. With :math:`p` the precision and :math:`e_{min}` the smallest
@@ -665,13 +671,14 @@ def _fused_square_bound(acc: np.dtype[Any]) -> float:
     return 2.0 ** (p + -(-(e_min + p - 1) // 2))  # 2**(p + ceil((e_min + p - 1) / 2))
 
 
-def _jit_moments(x: Array, acc: np.dtype[Any], count: Array, compiled: Any) -> tuple[Array, ...] | None:
+def _jit_moments(
+    x: Array, acc: np.dtype[Any], count: Array, compiled: Any
+) -> tuple[Array, ...] | None:
     """``(h, lo, mean)`` by the compiled passes (``x`` already in ``acc``), or None
     where a slice is not finite or needs scaling (the NumPy path then runs)."""
     n = x.shape[-1]
     flat = np.ascontiguousarray(x.reshape(-1, n))
-    big, tiny, u, factor = _format(acc)
-    consts = np.array([0.0, factor, count], dtype=acc)
+    consts = np.array([0.0, _format(acc)[3], count], dtype=acc)
     bounds = np.array([*_scale_bounds(n, acc), _fused_square_bound(acc)])
     out = np.empty((3, flat.shape[0]), dtype=acc)
     if not compiled(flat, -(-n // DOT2_ROWS), consts, bounds, out):
