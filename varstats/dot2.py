@@ -46,7 +46,10 @@ Cost: about 50 floating-point operations per element in the accumulator, against
 for the plain two-pass (TwoSum 6, a Sum2 step 7 or 8, Veltkamp's split of a square 3
 and its error term 7; with a hardware FMA the error term of a square is one
 operation). All of them are vector operations over the row; no framework
-normalization kernel does this.
+normalization kernel does this. With numba (the ``jit`` extra) both passes run
+compiled and vectorized, reading the data once each, and the error of a square comes
+from the fused multiply-add wherever that is provably the same number
+(:func:`_fused_square_bound`); the result is the same bits either way.
 
 References
 ----------
