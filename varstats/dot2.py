@@ -408,11 +408,16 @@ def _fma(a: Any, b: Any, c: Any) -> Any:
     raise NotImplementedError("_fma is compiled by numba; NumPy code emulates it")
 
 
-def _sum2_step(s: Any, c: Any, v: Any) -> tuple[Any, Any]:
-    # one step of Sum2: TwoSum of s and v, its error added to the compensation c
+def _sum2_step(s: Any, c: Any, v: Any, one: Any, minus_one: Any) -> tuple[Any, Any]:
+    # one step of Sum2: TwoSum of s and v, its error added to the compensation c.
+    # fma(a, 1, b) is a + b rounded once, the same number as the addition (a * 1 is
+    # exact, zeros keep their signs), but it runs on the multiply units: the loops are
+    # bound by the adders. one and minus_one come from memory, so LLVM cannot turn them
+    # back into additions.
     t = s + v
-    z = t - s
-    return t, c + ((s - (t - z)) + (v - z))
+    z = _fma(s, minus_one, t)  # t - s
+    e = _fma(z, minus_one, v)  # v - z
+    return t, _fma(c, one, (s - (t - z)) + e)  # c + (...)
 
 
 def _combine(s1: Any, c1: Any, s2: Any, c2: Any) -> tuple[Any, Any]:
@@ -443,10 +448,11 @@ def _deviation_square(xk: Any, nb: Any, factor: Any, fused: bool) -> tuple[Any, 
     return dh, dl, ph, pl + (dl * dl)
 
 
-def _block_pass1(row: Array, m: int, j0: int, w: int, zero: Any, acc: Array) -> None:
+def _block_pass1(row: Array, m: int, j0: int, w: int, consts: Array, acc: Array) -> None:
     # Sum2 down lanes j0:j0+w (element k*m + j of lane j, zero past the end) into
     # acc[0] + acc[1], and their largest and smallest values into acc[2], acc[3]
     s, c, hi, lo = acc[0], acc[1], acc[2], acc[3]
+    zero, one, minus_one = consts[0], consts[3], consts[4]
     n = row.shape[0]
     x0 = row[j0 : j0 + w]  # row 0 is always whole (n >= m)
     for j in range(w):
@@ -460,11 +466,11 @@ def _block_pass1(row: Array, m: int, j0: int, w: int, zero: Any, acc: Array) -> 
         xk = row[start : start + have]
         for j in range(have):
             v = xk[j]
-            s[j], c[j] = _sum2_step(s[j], c[j], v)
+            s[j], c[j] = _sum2_step(s[j], c[j], v, one, minus_one)
             hi[j] = v if v > hi[j] else hi[j]
             lo[j] = v if v < lo[j] else lo[j]
         for j in range(have, w):  # the padding zeros
-            s[j], c[j] = _sum2_step(s[j], c[j], zero)
+            s[j], c[j] = _sum2_step(s[j], c[j], zero, one, minus_one)
 
 
 def _block_pass2(
@@ -472,7 +478,7 @@ def _block_pass2(
 ) -> None:
     # Sum2 of the deviations into acc[0] + acc[1] and of their squares into acc[2] + acc[3]
     # for lanes j0:j0+w: the rounding errors first, then the low parts (acc[4:], by row)
-    zero, factor = consts[0], consts[1]
+    zero, factor, one, minus_one = consts[0], consts[1], consts[3], consts[4]
     t, tc, q, qc = acc[0], acc[1], acc[2], acc[3]
     n = row.shape[0]
     low_d, low_p = acc[4 : 4 + DOT2_ROWS], acc[4 + DOT2_ROWS :]
@@ -486,13 +492,13 @@ def _block_pass2(
         xk, dlk, plk = row[start : start + have], low_d[k], low_p[k]
         for j in range(have):
             dh, dlk[j], ph, plk[j] = _deviation_square(xk[j], nb, factor, fused)
-            t[j], tc[j] = _sum2_step(t[j], tc[j], dh)
-            q[j], qc[j] = _sum2_step(q[j], qc[j], ph)
+            t[j], tc[j] = _sum2_step(t[j], tc[j], dh, one, minus_one)
+            q[j], qc[j] = _sum2_step(q[j], qc[j], ph, one, minus_one)
         for j in range(have, w):  # the padding: zero deviations, zero squares
             dlk[j] = zero
             plk[j] = zero
-            t[j], tc[j] = _sum2_step(t[j], tc[j], zero)
-            q[j], qc[j] = _sum2_step(q[j], qc[j], zero)
+            t[j], tc[j] = _sum2_step(t[j], tc[j], zero, one, minus_one)
+            q[j], qc[j] = _sum2_step(q[j], qc[j], zero, one, minus_one)
     for k in range(DOT2_ROWS):
         dlk, plk = low_d[k], low_p[k]
         for j in range(w):
@@ -552,7 +558,7 @@ def _fold_blocks(stack: Array, depth: int) -> tuple[Any, Any]:
 
 
 def _row_pass1(
-    row: Array, m: int, zero: Any, acc: Array, stack: Array, sizes: Array
+    row: Array, m: int, consts: Array, acc: Array, stack: Array, sizes: Array
 ) -> tuple[Any, Any, Any, Any]:
     # the first pass over one slice: Sum2 of the lanes (s + c), and the largest and
     # smallest values
@@ -560,7 +566,7 @@ def _row_pass1(
     hi, lo = row[0], row[0]
     for j0 in range(0, m, _JIT_LANES):
         w = min(_JIT_LANES, m - j0)
-        _block_pass1(row, m, j0, w, zero, acc)
+        _block_pass1(row, m, j0, w, consts, acc)
         for j in range(w):
             hi = acc[2, j] if acc[2, j] > hi else hi
             lo = acc[3, j] if acc[3, j] < lo else lo
@@ -590,7 +596,9 @@ def _row_pass2(
 
 def _moments_py(x: Array, m: int, consts: Array, bounds: Array, out: Array) -> bool:
     # dot2_two_pass on each row of x, into out[:, row] = (h, lo, mean); False (and
-    # out unfinished) as soon as a row is not finite or needs scaling
+    # out unfinished) as soon as a row is not finite or needs scaling. consts holds
+    # 0, the split factor, n, 1 and -1 in the accumulator; bounds the scaling range
+    # [low, high] and the fused-square bound, in float64
     zero, factor, count = consts[0], consts[1], consts[2]
     low, high, fused_from = bounds[0], bounds[1], bounds[2]
     w_max = min(_JIT_LANES, m)
@@ -599,7 +607,7 @@ def _moments_py(x: Array, m: int, consts: Array, bounds: Array, out: Array) -> b
     sizes = np.zeros((2, 64), dtype=np.int64)  # of the blocks on the stacks
     for b in range(x.shape[0]):
         row = x[b]
-        s, c, hi, lo = _row_pass1(row, m, zero, acc, stack, sizes)
+        s, c, hi, lo = _row_pass1(row, m, consts, acc, stack, sizes)
         amax = max(np.float64(hi), -np.float64(lo))
         # an inf or nan in the data makes c nan; _scale_exponents is 0 only in [low, high]
         if not (np.isfinite(c) and (amax == 0 or (low <= amax <= high))):
@@ -681,7 +689,7 @@ def _jit_moments(
     where a slice is not finite or needs scaling (the NumPy path then runs)."""
     n = x.shape[-1]
     flat = np.ascontiguousarray(x.reshape(-1, n))
-    consts = np.array([0.0, _format(acc)[3], count], dtype=acc)
+    consts = np.array([0.0, _format(acc)[3], count, 1.0, -1.0], dtype=acc)
     bounds = np.array([*_scale_bounds(n, acc), _fused_square_bound(acc)])
     out = np.empty((3, flat.shape[0]), dtype=acc)
     if not compiled(flat, -(-n // DOT2_ROWS), consts, bounds, out):
