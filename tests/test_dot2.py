@@ -1,7 +1,7 @@
 """dot2's two implementations of its lane passes give the same bits.
 
 The NumPy path reads the lanes in cache-sized blocks; with numba (the ``jit`` extra)
-the same scalar operations run compiled, in blocks of ``_JIT_LANES`` lanes whose lane
+the same scalar operations run compiled, in blocks of ``_jit_lanes`` lanes whose lane
 trees are joined as the blocks arrive. Both are checked against the exact oracle by
 ``tests/test_recommendation.py``; here they are checked against each other, bit for
 bit, on shapes that exercise the padding of the last lanes, several blocks (whole and
@@ -22,7 +22,8 @@ import varstats as vs
 from varstats import dot2
 from varstats.precision import as_dtype, round_to
 
-_LANES = 32 * dot2._JIT_LANES  # elements in one whole block of compiled lanes
+# elements in one whole block of compiled lanes (float32: two blocks of float64)
+_LANES = 32 * dot2._jit_lanes(np.dtype(np.float32))
 SHAPES = [
     *[(1,), (2,), (31,), (33,), (64,), (1000,), (3, 7), (4, 33), (2, 3, 129), (100_003,)],
     *[(2 * _LANES,), (3 * _LANES + 17,), (2, _LANES + 1), (7 * _LANES - 5,), (33, 2049)],

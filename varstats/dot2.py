@@ -340,7 +340,7 @@ def _deviations(xs: Array, mu: Array) -> tuple[Array, Array]:
 
 # --- the same operations, compiled -------------------------------------------------
 # With numba (the "jit" extra), each pass runs as one compiled loop over blocks of
-# _JIT_LANES lanes: the lane sums of a block stay in cache, the innermost loops (one
+# _jit_lanes lanes: the lane sums of a block stay in cache, the innermost loops (one
 # row of a block) have no branch and are vectorized by LLVM, and each block's lanes are
 # added in their part of the balanced lane tree right away, so no lane-sized array is
 # kept (the tree over all lanes is the tree of moments.tree_reduce: see _push_block).
@@ -355,9 +355,16 @@ def _deviations(xs: Array, mu: Array) -> tuple[Array, Array]:
 _USE_JIT = True
 _COMPILED: dict[str, Any] = {}
 
-#: Lanes per block of the compiled passes: long rows amortize the per-row set-up of a
-#: vectorized loop; the block's deviation parts (2 x DOT2_ROWS x _JIT_LANES) stay in L2.
-_JIT_LANES: Final = 1024
+#: Bytes of the low parts of the deviations and their squares of one block of lanes
+#: (2 x DOT2_ROWS x lanes values) in the compiled passes: long rows amortize the set-up
+#: of a vectorized loop, and 256 KiB stay in L2 (measured: 512 lanes in float64 and
+#: 1024 in float32 beat twice and half as many).
+_JIT_BLOCK_BYTES: Final = 2**18
+
+
+def _jit_lanes(acc: np.dtype[Any]) -> int:
+    """Lanes per block of the compiled passes: a power of two (see :func:`_push_block`)."""
+    return _JIT_BLOCK_BYTES // (2 * DOT2_ROWS * acc.itemsize)
 
 
 def _compiled_passes() -> Any:
@@ -537,7 +544,7 @@ def _tree_level(s: Array, c: Array, s2: Array, c2: Array, half: int) -> None:
 
 def _push_block(stack: Array, sizes: Array, depth: int, s: Any, c: Any, size: int) -> int:
     # tree_reduce's node at level h, index i covers lanes [i 2**h, min((i + 1) 2**h, m)):
-    # the tree of whole blocks (_JIT_LANES, a power of two, lanes each) is built as the
+    # the tree of whole blocks (_jit_lanes, a power of two, lanes each) is built as the
     # blocks arrive, like a binary counter, merging equal sizes (left operand first)
     while depth > 0 and sizes[depth - 1] == size:
         depth -= 1
@@ -558,14 +565,14 @@ def _fold_blocks(stack: Array, depth: int) -> tuple[Any, Any]:
 
 
 def _row_pass1(
-    row: Array, m: int, consts: Array, acc: Array, stack: Array, sizes: Array
+    row: Array, m: int, lanes: int, consts: Array, acc: Array, stack: Array, sizes: Array
 ) -> tuple[Any, Any, Any, Any]:
     # the first pass over one slice: Sum2 of the lanes (s + c), and the largest and
     # smallest values
     depth = 0
     hi, lo = row[0], row[0]
-    for j0 in range(0, m, _JIT_LANES):
-        w = min(_JIT_LANES, m - j0)
+    for j0 in range(0, m, lanes):
+        w = min(lanes, m - j0)
         _block_pass1(row, m, j0, w, consts, acc)
         for j in range(w):
             hi = acc[2, j] if acc[2, j] > hi else hi
@@ -577,12 +584,20 @@ def _row_pass1(
 
 
 def _row_pass2(
-    row: Array, nb: Any, m: int, consts: Array, fused: bool, acc: Array, stack: Array, sizes: Array
+    row: Array,
+    nb: Any,
+    m: int,
+    lanes: int,
+    consts: Array,
+    fused: bool,
+    acc: Array,
+    stack: Array,
+    sizes: Array,
 ) -> tuple[Any, Any, Any, Any]:
     # the second pass over one slice: Sum2 of x - mu (t + tc) and of (x - mu)**2 (q + qc)
     depth = 0
-    for j0 in range(0, m, _JIT_LANES):
-        w = min(_JIT_LANES, m - j0)
+    for j0 in range(0, m, lanes):
+        w = min(lanes, m - j0)
         _block_pass2(row, nb, m, j0, w, consts, fused, acc)
         # the rows of low parts, added already, are the trees' scratch
         t, tc = _block_tree(acc[0], acc[1], w, acc[4], acc[5])
@@ -594,27 +609,27 @@ def _row_pass2(
     return t, tc, q, qc
 
 
-def _moments_py(x: Array, m: int, consts: Array, bounds: Array, out: Array) -> bool:
+def _moments_py(x: Array, m: int, lanes: int, consts: Array, bounds: Array, out: Array) -> bool:
     # dot2_two_pass on each row of x, into out[:, row] = (h, lo, mean); False (and
     # out unfinished) as soon as a row is not finite or needs scaling. consts holds
     # 0, the split factor, n, 1 and -1 in the accumulator; bounds the scaling range
     # [low, high] and the fused-square bound, in float64
     zero, factor, count = consts[0], consts[1], consts[2]
     low, high, fused_from = bounds[0], bounds[1], bounds[2]
-    w_max = min(_JIT_LANES, m)
+    w_max = min(lanes, m)
     acc = np.empty((4 + 2 * DOT2_ROWS, w_max), dtype=x.dtype)
     stack = np.empty((4, 64), dtype=x.dtype)
     sizes = np.zeros((2, 64), dtype=np.int64)  # of the blocks on the stacks
     for b in range(x.shape[0]):
         row = x[b]
-        s, c, hi, lo = _row_pass1(row, m, consts, acc, stack, sizes)
+        s, c, hi, lo = _row_pass1(row, m, lanes, consts, acc, stack, sizes)
         amax = max(np.float64(hi), -np.float64(lo))
         # an inf or nan in the data makes c nan; _scale_exponents is 0 only in [low, high]
         if not (np.isfinite(c) and (amax == 0 or (low <= amax <= high))):
             return False
         mu = (s + c) / count
         fused = abs(np.float64(mu)) >= fused_from  # _fused_square_bound
-        t, tc, q, qc = _row_pass2(row, -mu, m, consts, fused, acc, stack, sizes)
+        t, tc, q, qc = _row_pass2(row, -mu, m, lanes, consts, fused, acc, stack, sizes)
         if hi == lo:  # all values equal: the variance is exactly 0, the mean the value
             out[0, b], out[1, b], out[2, b] = zero, zero, row[0]
         else:
@@ -692,7 +707,7 @@ def _jit_moments(
     consts = np.array([0.0, _format(acc)[3], count, 1.0, -1.0], dtype=acc)
     bounds = np.array([*_scale_bounds(n, acc), _fused_square_bound(acc)])
     out = np.empty((3, flat.shape[0]), dtype=acc)
-    if not compiled(flat, -(-n // DOT2_ROWS), consts, bounds, out):
+    if not compiled(flat, -(-n // DOT2_ROWS), _jit_lanes(acc), consts, bounds, out):
         return None
     return tuple(a.reshape(x.shape[:-1]) for a in out)
 
