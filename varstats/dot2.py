@@ -255,12 +255,16 @@ class DoubleWordMoments(Moments):
         head = self.m2 if self.m2_head is None else self.m2_head
         tail = np.zeros_like(self.m2) if self.m2_tail is None else self.m2_tail
         for name, part in (("m2_head", head), ("m2_tail", tail)):
-            part = np.broadcast_to(np.asarray(part), self.shape)
+            part = self._shaped(np.asarray(part))
             if part.dtype != self.dtype:
                 raise ValueError(f"{name}: dtype {part.dtype} differs from {self.dtype}")
             object.__setattr__(self, name, part)
-        exponent = np.broadcast_to(np.asarray(self.exponent, dtype=np.int64), self.shape)
+        exponent = self._shaped(np.asarray(self.exponent, dtype=np.int64))
         object.__setattr__(self, "exponent", exponent)
+
+    def _shaped(self, part: Array) -> Array:
+        # broadcast only where needed: a call on small slices is mostly overhead
+        return part if part.shape == self.shape else np.broadcast_to(part, self.shape)
 
     def var(self, correction: float = 0) -> Array:
         r"""Variance :math:`M_2/(n - c)` from the double word, rounded once."""
