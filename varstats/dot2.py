@@ -46,7 +46,10 @@ Cost: about 50 floating-point operations per element in the accumulator, against
 for the plain two-pass (TwoSum 6, a Sum2 step 7 or 8, Veltkamp's split of a square 3
 and its error term 7; with a hardware FMA the error term of a square is one
 operation). All of them are vector operations over the row; no framework
-normalization kernel does this.
+normalization kernel does this. With numba (the ``jit`` extra) both passes run
+compiled and vectorized, reading the data once each, and the error of a square comes
+from the fused multiply-add wherever that is provably the same number
+(:func:`_fused_square_bound`); the result is the same bits either way.
 
 References
 ----------
@@ -62,7 +65,9 @@ References
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -72,7 +77,7 @@ import numpy.typing as npt
 from varstats import summation
 from varstats.moments import Moments, tree_reduce
 from varstats.precision import finfo, round_to
-from varstats.rounding import split_factor, two_product, two_sum
+from varstats.rounding import split_factor, two_sum
 
 __all__ = ["DOT2_ROWS", "DoubleWordMoments", "dot2_two_pass"]
 
@@ -183,14 +188,49 @@ class _Lanes:
 _BLOCK: Final = 2**16
 
 
-def _dw_div(h: Array, lo: Array, d: Array) -> tuple[Array, Array]:
-    """``(h + lo) / d`` as ``q1 + q2``: the remainder ``h - q1 d`` is exact (Dekker 1971)."""
+def _dw_div(h: Any, lo: Any, d: Any, factor: Any) -> tuple[Any, Any]:
+    """``(h + lo) / d`` as ``q1 + q2``: the remainder ``h - q1 d`` is exact (Dekker 1971).
+
+    Operators only, so the same lines run on NumPy arrays and compiled on scalars;
+    ``q1 d`` is split exactly by TwoProduct (as :func:`varstats.rounding.two_product`).
+    """
     q1 = h / d
-    p, pe = two_product(q1, d)
+    p = q1 * d
+    ca = factor * q1
+    cb = factor * d
+    ah = ca - (ca - q1)
+    bh = cb - (cb - d)
+    al = q1 - ah
+    bl = d - bh
+    pe = (((ah * bh) - p) + (ah * bl) + (al * bh)) + (al * bl)
     # h - p is exact (Sterbenz: p is within an ulp of h), and so is (h - p) - pe,
     # the remainder of a correctly rounded quotient
     r = ((h - p) - pe) + lo
     return q1, r / d
+
+
+def _square(a: Any, factor: Any) -> tuple[Any, Any]:
+    """TwoProduct of ``a`` with itself (one Veltkamp split): ``p + e == a * a`` exactly."""
+    p = a * a
+    ah = a * factor
+    al = ah - a
+    ah = ah - al  # c - (c - a): the high half
+    al = a - ah  # the low half
+    return p, (((ah * ah) - p) + ((ah + ah) * al)) + (al * al)
+
+
+def _finish(t: Any, tc: Any, q: Any, qc: Any, mu: Any, count: Any, factor: Any) -> tuple[Any, ...]:
+    """``(h, lo, mean)``: :math:`M_2 = Q - T^2/n` as the double word ``h + lo``, and the mean.
+
+    ``T = t + tc`` and ``Q = q + qc`` are the Sum2 results; operators only (see
+    :func:`_dw_div`).
+    """
+    a, ae = _square(t, factor)
+    # C = T^2 / n in double word
+    ch, cl = _dw_div(a, ae + t * (tc + tc) + tc * tc, count, factor)
+    h, e = two_sum(q, -ch)
+    h, lo = two_sum(h, (qc - cl) + e)
+    return h, lo, mu + (t + tc) / count
 
 
 @dataclass(frozen=True, eq=False)
@@ -215,12 +255,16 @@ class DoubleWordMoments(Moments):
         head = self.m2 if self.m2_head is None else self.m2_head
         tail = np.zeros_like(self.m2) if self.m2_tail is None else self.m2_tail
         for name, part in (("m2_head", head), ("m2_tail", tail)):
-            part = np.broadcast_to(np.asarray(part), self.shape)
+            part = self._shaped(np.asarray(part))
             if part.dtype != self.dtype:
                 raise ValueError(f"{name}: dtype {part.dtype} differs from {self.dtype}")
             object.__setattr__(self, name, part)
-        exponent = np.broadcast_to(np.asarray(self.exponent, dtype=np.int64), self.shape)
+        exponent = self._shaped(np.asarray(self.exponent, dtype=np.int64))
         object.__setattr__(self, "exponent", exponent)
+
+    def _shaped(self, part: Array) -> Array:
+        # broadcast only where needed: a call on small slices is mostly overhead
+        return part if part.shape == self.shape else np.broadcast_to(part, self.shape)
 
     def var(self, correction: float = 0) -> Array:
         r"""Variance :math:`M_2/(n - c)` from the double word, rounded once."""
@@ -228,11 +272,24 @@ class DoubleWordMoments(Moments):
         acc = self.dtype
         with np.errstate(all="ignore"):
             d = round_to(self.count.astype(np.float64) - float(correction), acc)
-            q1, q2 = _dw_div(self.m2_head, self.m2_tail, d)
+            q1, q2 = _dw_div(self.m2_head, self.m2_tail, d, acc.type(_format(acc)[3]))
             scaled = (q1 + q2).astype(np.float64)
             # undo the scaling: exact in float64, then one rounding into acc (only
             # a result below acc's normal range is rounded a second time here)
             return np.asarray(round_to(np.ldexp(scaled, 2 * self.exponent), acc))
+
+
+@functools.cache
+def _format(acc: np.dtype[Any]) -> tuple[float, float, float, float]:
+    """``(max, tiny, unit roundoff, split factor)`` of ``acc``: looked up once per format."""
+    fi = finfo(acc)
+    return fi.max, fi.tiny, fi.unit_roundoff, split_factor(acc)
+
+
+def _scale_bounds(n: int, acc: np.dtype[Any]) -> tuple[float, float]:
+    """The range ``[L, T]`` of :func:`_scale_exponents` for slices of ``n`` values."""
+    big, tiny, u, factor = _format(acc)
+    return float(np.sqrt(tiny) / u**2), float(np.sqrt(big / (8.0 * n * factor)))
 
 
 def _scale_exponents(amax: Array, n: int, acc: np.dtype[Any]) -> Array:
@@ -244,9 +301,7 @@ def _scale_exponents(amax: Array, n: int, acc: np.dtype[Any]) -> Array:
     down to ``u max|x|`` (offset/std up to ``1/u``) stay in the normal range.
     ``amax`` is the largest magnitude of each slice, in float64.
     """
-    fi = finfo(acc)
-    high = np.sqrt(fi.max / (8.0 * n * split_factor(acc)))
-    low = np.sqrt(fi.tiny) / fi.unit_roundoff**2
+    low, high = _scale_bounds(n, acc)
     top = np.frexp(high)[1] - 1
     scale = np.isfinite(amax) & (amax > 0) & ((amax > high) | (amax < low))
     return np.asarray(np.where(scale, np.frexp(amax)[1] - top, 0), dtype=np.int64)
@@ -255,13 +310,13 @@ def _scale_exponents(amax: Array, n: int, acc: np.dtype[Any]) -> Array:
 def _two_square(a: Array) -> tuple[Array, Array]:
     """TwoProduct of ``a`` with itself (one split instead of two): ``p + e == a * a``.
 
-    The same operations as :func:`~varstats.rounding.two_product`, written in place:
-    on long rows the fresh temporaries, not the flops, dominate the time.
+    The operations of :func:`_square`, written in place: on long rows the fresh
+    temporaries, not the flops, dominate the time.
     """
     shape = np.shape(a)
     a = np.asarray(a).reshape(-1)  # in-place operations need arrays, not 0-d scalars
     p = a * a
-    ah = np.multiply(a, np.asarray(split_factor(a.dtype)).astype(a.dtype))
+    ah = np.multiply(a, np.asarray(_format(a.dtype)[3]).astype(a.dtype))
     al = ah - a
     np.subtract(ah, al, out=ah)  # ah = c - (c - a): the high half
     np.subtract(a, ah, out=al)  # al = a - ah: the low half
@@ -288,20 +343,36 @@ def _deviations(xs: Array, mu: Array) -> tuple[Array, Array]:
 
 
 # --- the same operations, compiled -------------------------------------------------
-# With numba (the "jit" extra), the two passes over the lanes run as one compiled loop
-# per pass: the data are read once per pass and every double-word step stays in
-# registers. Every scalar operation is the NumPy one, in the same order and dtype, with
-# no fast-math (no contraction to FMA, no reassociation), so the bits are the same;
-# tests/test_recommendation.py compares the two paths. The NumPy path is kept for
-# float16/bfloat16 storage (converted block by block), scaled slices, and without numba.
-# Whether dot2_two_pass may use the compiled passes (tests switch it off); numba is
-# imported on first use.
+# With numba (the "jit" extra), each pass runs as one compiled loop over blocks of
+# _jit_lanes lanes: the lane sums of a block stay in cache, the innermost loops (one
+# row of a block) have no branch and are vectorized by LLVM, and each block's lanes are
+# added in their part of the balanced lane tree right away, so no lane-sized array is
+# kept (the tree over all lanes is the tree of moments.tree_reduce: see _push_block).
+# Every scalar operation is the NumPy one, in the same order and dtype, with no
+# fast-math (no contraction to FMA, no reassociation), so the bits are the same;
+# tests/test_dot2.py compares the two paths. The one exception is the error of a
+# square, which the compiled pass takes from a hardware fused multiply-add where that
+# is provably equal to Veltkamp's split (see _fused_square_bound). The NumPy path is
+# kept for float16/bfloat16 storage, data that need scaling or are not finite, and
+# without numba. Whether dot2_two_pass may use the compiled passes (tests switch it
+# off); numba is imported on first use.
 _USE_JIT = True
 _COMPILED: dict[str, Any] = {}
 
+#: Bytes of the low parts of the deviations and their squares of one block of lanes
+#: (2 x DOT2_ROWS x lanes values) in the compiled passes: long rows amortize the set-up
+#: of a vectorized loop, and 256 KiB stay in L2 (measured: 512 lanes in float64 and
+#: 1024 in float32 beat twice and half as many).
+_JIT_BLOCK_BYTES: Final = 2**18
+
+
+def _jit_lanes(acc: np.dtype[Any]) -> int:
+    """Lanes per block of the compiled passes: a power of two (see :func:`_push_block`)."""
+    return _JIT_BLOCK_BYTES // (2 * DOT2_ROWS * acc.itemsize)
+
 
 def _compiled_passes() -> Any:
-    """``(pass1, pass2)`` compiled by numba, or None without it."""
+    """:func:`_moments_py` compiled by numba, or None without it."""
     if not _USE_JIT:
         return None
     if "passes" not in _COMPILED:
@@ -310,100 +381,264 @@ def _compiled_passes() -> Any:
         except ImportError:  # pragma: no cover - the jit extra is optional
             _COMPILED["passes"] = None
         else:
-            jit = numba.njit(cache=True, nogil=True)
-            _COMPILED["passes"] = (jit(_pass1_py), jit(_pass2_py))
+            _COMPILED["passes"] = _compile(numba)
     return _COMPILED["passes"]
 
 
-_JIT_LANES = 256  # lanes per block: the block's running sums stay in L1
+def _compile(numba: Any) -> Any:
+    """:func:`_moments_py` and the helpers it calls, compiled (cached on disk)."""
+    from numba import extending
+
+    @extending.intrinsic
+    def hardware_fma(typingctx: Any, a: Any, b: Any, c: Any) -> Any:
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            # llvm.fma: rounded once by definition (the instruction where the CPU has one)
+            return builder.fma(*args)
+
+        return a(a, b, c), codegen
+
+    @extending.overload(_fma)
+    def overload_fma(a: Any, b: Any, c: Any) -> Any:
+        def fused(a: Any, b: Any, c: Any) -> Any:
+            return hardware_fma(a, b, c)  # type: ignore[call-arg]
+
+        return fused
+
+    helpers: tuple[Callable[..., Any], ...] = (
+        *(_sum2_step, _combine, _deviation_square, _block_pass1, _block_pass2, _tree_level),
+        *(_block_tree, _push_block, _fold_blocks, _row_pass1, _row_pass2),
+        *(_square, _dw_div, two_sum, _finish),
+    )
+    for helper in helpers:  # callable from compiled code; still plain Python functions
+        extending.register_jitable(helper)
+    return numba.njit(cache=True, nogil=True)(_moments_py)
 
 
-def _pass1_py(x: Array, m: int, zero: Array, s_out: Array, c_out: Array) -> None:
-    # Sum2 down each lane (element k*m + j of lane j, zero past the end)
-    n = x.shape[1]
+def _fma(a: Any, b: Any, c: Any) -> Any:
+    """``a * b + c`` rounded once: the hardware instruction, in compiled code only."""
+    raise NotImplementedError("_fma is compiled by numba; NumPy code emulates it")
+
+
+def _sum2_step(s: Any, c: Any, v: Any, one: Any, minus_one: Any) -> tuple[Any, Any]:
+    # one step of Sum2: TwoSum of s and v, its error added to the compensation c.
+    # fma(a, 1, b) is a + b rounded once, the same number as the addition (a * 1 is
+    # exact, zeros keep their signs), but it runs on the multiply units: the loops are
+    # bound by the adders. one and minus_one come from memory, so LLVM cannot turn them
+    # back into additions.
+    t = s + v
+    z = _fma(s, minus_one, t)  # t - s
+    e = _fma(z, minus_one, v)  # v - z
+    return t, _fma(c, one, (s - (t - z)) + e)  # c + (...)
+
+
+def _combine(s1: Any, c1: Any, s2: Any, c2: Any) -> tuple[Any, Any]:
+    # two lanes' s + c added (as _lane_tree's combine does)
+    t = s1 + s2
+    z = t - s1
+    return t, (c1 + c2) + ((s1 - (t - z)) + (s2 - z))
+
+
+def _deviation_square(xk: Any, nb: Any, factor: Any, fused: bool) -> tuple[Any, Any, Any, Any]:
+    # (_deviations) x - mu = dh + dl exactly, by TwoSum of x and -mu
+    dh = xk + nb
+    z = dh - xk
+    dl = xk - (dh - z)
+    dl = dl + (nb - z)
+    # (_two_square) dh**2 = ph + e exactly
+    ph = dh * dh
+    if fused:
+        pl = _fma(dh, dh, -ph)
+    else:
+        ah = dh * factor
+        al = ah - dh
+        ah = ah - al
+        al = dh - ah
+        pl = (((ah * ah) - ph) + ((ah + ah) * al)) + (al * al)
+    # the low part of (dh + dl)**2: e + 2 dh dl + dl**2
+    pl = pl + ((dl + dl) * dh)
+    return dh, dl, ph, pl + (dl * dl)
+
+
+def _block_pass1(row: Array, m: int, j0: int, w: int, consts: Array, acc: Array) -> None:
+    # Sum2 down lanes j0:j0+w (element k*m + j of lane j, zero past the end) into
+    # acc[0] + acc[1], and their largest and smallest values into acc[2], acc[3]
+    s, c, hi, lo = acc[0], acc[1], acc[2], acc[3]
+    zero, one, minus_one = consts[0], consts[3], consts[4]
+    n = row.shape[0]
+    x0 = row[j0 : j0 + w]  # row 0 is always whole (n >= m)
+    for j in range(w):
+        s[j] = x0[j]
+        c[j] = zero
+        hi[j] = x0[j]
+        lo[j] = x0[j]
+    for k in range(1, DOT2_ROWS):
+        start = k * m + j0
+        have = min(max(n - start, 0), w)
+        xk = row[start : start + have]
+        for j in range(have):
+            v = xk[j]
+            s[j], c[j] = _sum2_step(s[j], c[j], v, one, minus_one)
+            hi[j] = v if v > hi[j] else hi[j]
+            lo[j] = v if v < lo[j] else lo[j]
+        for j in range(have, w):  # the padding zeros
+            s[j], c[j] = _sum2_step(s[j], c[j], zero, one, minus_one)
+
+
+def _block_pass2(
+    row: Array, nb: Any, m: int, j0: int, w: int, consts: Array, fused: bool, acc: Array
+) -> None:
+    # Sum2 of the deviations into acc[0] + acc[1] and of their squares into acc[2] + acc[3]
+    # for lanes j0:j0+w: the rounding errors first, then the low parts (acc[4:], by row)
+    zero, factor, one, minus_one = consts[0], consts[1], consts[3], consts[4]
+    t, tc, q, qc = acc[0], acc[1], acc[2], acc[3]
+    n = row.shape[0]
+    low_d, low_p = acc[4 : 4 + DOT2_ROWS], acc[4 + DOT2_ROWS :]
+    x0, dl0, pl0 = row[j0 : j0 + w], low_d[0], low_p[0]
+    for j in range(w):
+        dh, dl0[j], ph, pl0[j] = _deviation_square(x0[j], nb, factor, fused)
+        t[j], tc[j], q[j], qc[j] = dh, zero, ph, zero
+    for k in range(1, DOT2_ROWS):
+        start = k * m + j0
+        have = min(max(n - start, 0), w)
+        xk, dlk, plk = row[start : start + have], low_d[k], low_p[k]
+        for j in range(have):
+            dh, dlk[j], ph, plk[j] = _deviation_square(xk[j], nb, factor, fused)
+            t[j], tc[j] = _sum2_step(t[j], tc[j], dh, one, minus_one)
+            q[j], qc[j] = _sum2_step(q[j], qc[j], ph, one, minus_one)
+        for j in range(have, w):  # the padding: zero deviations, zero squares
+            dlk[j] = zero
+            plk[j] = zero
+            t[j], tc[j] = _sum2_step(t[j], tc[j], zero, one, minus_one)
+            q[j], qc[j] = _sum2_step(q[j], qc[j], zero, one, minus_one)
+    for k in range(DOT2_ROWS):
+        dlk, plk = low_d[k], low_p[k]
+        for j in range(w):
+            tc[j] = tc[j] + dlk[j]
+            qc[j] = qc[j] + plk[j]
+
+
+def _block_tree(s: Array, c: Array, w: int, s2: Array, c2: Array) -> tuple[Any, Any]:
+    # the balanced tree of tree_reduce over s[:w] + c[:w]: neighbours first, an odd
+    # last one carried up a level unchanged. Long levels go from (s, c) into the
+    # scratch (s2, c2) and back, a loop LLVM vectorizes; the short ones run in place.
+    while w >= 64:
+        half = w // 2
+        _tree_level(s, c, s2, c2, half)
+        if w % 2:
+            s2[half] = s[w - 1]
+            c2[half] = c[w - 1]
+        w -= half
+        s, c, s2, c2 = s2, c2, s, c
+    while w > 1:
+        half = w // 2
+        for i in range(half):  # in place: i <= 2i, so no pair is read after it is written
+            s[i], c[i] = _combine(s[2 * i], c[2 * i], s[2 * i + 1], c[2 * i + 1])
+        if w % 2:
+            s[half] = s[w - 1]
+            c[half] = c[w - 1]
+        w -= half
+    return s[0], c[0]
+
+
+def _tree_level(s: Array, c: Array, s2: Array, c2: Array, half: int) -> None:
+    # one level of the lane tree: pairs (2i, 2i + 1) of (s, c) into (s2, c2)[i]
+    for i in range(half):
+        s2[i], c2[i] = _combine(s[2 * i], c[2 * i], s[2 * i + 1], c[2 * i + 1])
+
+
+def _push_block(stack: Array, sizes: Array, depth: int, s: Any, c: Any, size: int) -> int:
+    # tree_reduce's node at level h, index i covers lanes [i 2**h, min((i + 1) 2**h, m)):
+    # the tree of whole blocks (_jit_lanes, a power of two, lanes each) is built as the
+    # blocks arrive, like a binary counter, merging equal sizes (left operand first)
+    while depth > 0 and sizes[depth - 1] == size:
+        depth -= 1
+        s, c = _combine(stack[0, depth], stack[1, depth], s, c)
+        size *= 2
+    stack[0, depth] = s
+    stack[1, depth] = c
+    sizes[depth] = size
+    return depth + 1
+
+
+def _fold_blocks(stack: Array, depth: int) -> tuple[Any, Any]:
+    # the pending subtrees, largest first: the right edge of the tree, added right to left
+    s, c = stack[0, depth - 1], stack[1, depth - 1]
+    for i in range(depth - 2, -1, -1):
+        s, c = _combine(stack[0, i], stack[1, i], s, c)
+    return s, c
+
+
+def _row_pass1(
+    row: Array, m: int, lanes: int, consts: Array, acc: Array, stack: Array, sizes: Array
+) -> tuple[Any, Any, Any, Any]:
+    # the first pass over one slice: Sum2 of the lanes (s + c), and the largest and
+    # smallest values
+    depth = 0
+    hi, lo = row[0], row[0]
+    for j0 in range(0, m, lanes):
+        w = min(lanes, m - j0)
+        _block_pass1(row, m, j0, w, consts, acc)
+        for j in range(w):
+            hi = acc[2, j] if acc[2, j] > hi else hi
+            lo = acc[3, j] if acc[3, j] < lo else lo
+        s, c = _block_tree(acc[0], acc[1], w, acc[2], acc[3])  # max, min: done
+        depth = _push_block(stack, sizes[0], depth, s, c, w)
+    s, c = _fold_blocks(stack, depth)
+    return s, c, hi, lo
+
+
+def _row_pass2(
+    row: Array,
+    nb: Any,
+    m: int,
+    lanes: int,
+    consts: Array,
+    fused: bool,
+    acc: Array,
+    stack: Array,
+    sizes: Array,
+) -> tuple[Any, Any, Any, Any]:
+    # the second pass over one slice: Sum2 of x - mu (t + tc) and of (x - mu)**2 (q + qc)
+    depth = 0
+    for j0 in range(0, m, lanes):
+        w = min(lanes, m - j0)
+        _block_pass2(row, nb, m, j0, w, consts, fused, acc)
+        # the rows of low parts, added already, are the trees' scratch
+        t, tc = _block_tree(acc[0], acc[1], w, acc[4], acc[5])
+        q, qc = _block_tree(acc[2], acc[3], w, acc[6], acc[7])
+        _push_block(stack[2:], sizes[1], depth, q, qc, w)  # the same sizes as t's
+        depth = _push_block(stack, sizes[0], depth, t, tc, w)
+    t, tc = _fold_blocks(stack, depth)
+    q, qc = _fold_blocks(stack[2:], depth)
+    return t, tc, q, qc
+
+
+def _moments_py(x: Array, m: int, lanes: int, consts: Array, bounds: Array, out: Array) -> bool:
+    # dot2_two_pass on each row of x, into out[:, row] = (h, lo, mean); False (and
+    # out unfinished) as soon as a row is not finite or needs scaling. consts holds
+    # 0, the split factor, n, 1 and -1 in the accumulator; bounds the scaling range
+    # [low, high] and the fused-square bound, in float64
+    zero, factor, count = consts[0], consts[1], consts[2]
+    low, high, fused_from = bounds[0], bounds[1], bounds[2]
+    w_max = min(lanes, m)
+    acc = np.empty((4 + 2 * DOT2_ROWS, w_max), dtype=x.dtype)
+    stack = np.empty((4, 64), dtype=x.dtype)
+    sizes = np.zeros((2, 64), dtype=np.int64)  # of the blocks on the stacks
     for b in range(x.shape[0]):
-        for j0 in range(0, m, _JIT_LANES):
-            j1 = min(j0 + _JIT_LANES, m)
-            for j in range(j0, j1):
-                s_out[b, j] = x[b, j]
-                c_out[b, j] = zero[0]
-            for k in range(1, DOT2_ROWS):
-                base = k * m
-                for j in range(j0, j1):
-                    xk = x[b, base + j] if base + j < n else zero[0]
-                    s = s_out[b, j]
-                    t = s + xk
-                    z = t - s
-                    e = (s - (t - z)) + (xk - z)
-                    c_out[b, j] = c_out[b, j] + e
-                    s_out[b, j] = t
-
-
-def _pass2_py(x: Array, mu: Array, m: int, consts: Array, out: Array) -> None:
-    # deviations, their squares and both Sum2 chains, fused; out[0:4] = t, tc, q, qc
-    n = x.shape[1]
-    zero, factor = consts[0], consts[1]
-    w = _JIT_LANES
-    dls = np.empty((DOT2_ROWS, w), dtype=x.dtype)
-    pls = np.empty((DOT2_ROWS, w), dtype=x.dtype)
-    for b in range(x.shape[0]):
-        nb = -mu[b]
-        for j0 in range(0, m, w):
-            j1 = min(j0 + w, m)
-            for k in range(DOT2_ROWS):
-                base = k * m
-                for j in range(j0, j1):
-                    if base + j < n:
-                        xk = x[b, base + j]
-                        dh = xk + nb
-                        z = dh - xk
-                        dl = dh - z
-                        dl = xk - dl
-                        z = nb - z
-                        dl = dl + z
-                    else:  # padding: zero deviations
-                        dh = zero
-                        dl = zero
-                    # TwoProduct of dh with itself (_two_square), then the low part
-                    ph = dh * dh
-                    ah = dh * factor
-                    al = ah - dh
-                    ah = ah - al
-                    al = dh - ah
-                    pl = ah * ah
-                    pl = pl - ph
-                    ah = ah + ah
-                    ah = ah * al
-                    pl = pl + ah
-                    al = al * al
-                    pl = pl + al
-                    cross = dl + dl
-                    cross = cross * dh
-                    pl = pl + cross
-                    cross = dl * dl
-                    pl = pl + cross
-                    dls[k, j - j0] = dl
-                    pls[k, j - j0] = pl
-                    if k == 0:
-                        out[0, b, j] = dh
-                        out[1, b, j] = zero
-                        out[2, b, j] = ph
-                        out[3, b, j] = zero
-                    else:
-                        s = out[0, b, j]
-                        t = s + dh
-                        z = t - s
-                        out[1, b, j] = out[1, b, j] + ((s - (t - z)) + (dh - z))
-                        out[0, b, j] = t
-                        s = out[2, b, j]
-                        t = s + ph
-                        z = t - s
-                        out[3, b, j] = out[3, b, j] + ((s - (t - z)) + (ph - z))
-                        out[2, b, j] = t
-            for k in range(DOT2_ROWS):  # the low parts, after the errors
-                for j in range(j0, j1):
-                    out[1, b, j] = out[1, b, j] + dls[k, j - j0]
-                    out[3, b, j] = out[3, b, j] + pls[k, j - j0]
+        row = x[b]
+        s, c, hi, lo = _row_pass1(row, m, lanes, consts, acc, stack, sizes)
+        amax = max(np.float64(hi), -np.float64(lo))
+        # an inf or nan in the data makes c nan; _scale_exponents is 0 only in [low, high]
+        if not (np.isfinite(c) and (amax == 0 or (low <= amax <= high))):
+            return False
+        mu = (s + c) / count
+        fused = abs(np.float64(mu)) >= fused_from  # _fused_square_bound
+        t, tc, q, qc = _row_pass2(row, -mu, m, lanes, consts, fused, acc, stack, sizes)
+        if hi == lo:  # all values equal: the variance is exactly 0, the mean the value
+            out[0, b], out[1, b], out[2, b] = zero, zero, row[0]
+        else:
+            out[0, b], out[1, b], out[2, b] = _finish(t, tc, q, qc, mu, count, factor)
+    return True
 
 
 def _numpy_sums(lanes: _Lanes, count: Array) -> tuple[list[Array], Array, Array]:
@@ -439,21 +674,46 @@ def _numpy_sums(lanes: _Lanes, count: Array) -> tuple[list[Array], Array, Array]
     return sums, mu, first
 
 
-def _jit_sums(x: Array, acc: np.dtype[Any], m: int, count: Array) -> tuple[list[Array], Array]:
-    """:func:`_numpy_sums` by the compiled passes (``x`` already in ``acc``, unscaled)."""
+@functools.cache
+def _fused_square_bound(acc: np.dtype[Any]) -> float:
+    r"""The :math:`|\mu|` from which ``fma(d, d, -d*d)`` is Veltkamp's error of every :math:`d^2`.
+
+    Here ``d = x - mu`` for every ``x`` of the slice.
+
+    Both are the exact error :math:`d^2 - \operatorname{fl}(d^2)` when the products of
+    the split are exact. With :math:`p` the precision and :math:`e_{min}` the smallest
+    normal exponent, :math:`d` is a multiple of :math:`2^{e - p + 1}`
+    (:math:`e = \lfloor\log_2|d|\rfloor`), and so are both halves of its split; their
+    products are multiples of :math:`2^{2(e - p + 1)}`, which are floats down to the
+    subnormal quantum :math:`2^{e_{min} - p + 1}` whenever
+    :math:`e \ge (e_{min} + p - 1)/2` (-485 in float64, -51 in float32): then Dekker's
+    proof holds with gradual underflow too (no overflow: ``|x|`` is at most the scaling
+    bound :math:`T`). And if :math:`|\mu| \ge 2^{e_\mu}`, every nonzero
+    :math:`\operatorname{fl}(x - \mu)` is at least :math:`2^{e_\mu - p}`: ``x`` and
+    ``mu`` are multiples of :math:`2^{e_\mu - p}` when :math:`|x| \ge 2^{e_\mu - 1}`,
+    and :math:`|x - \mu| > 2^{e_\mu - 1}` otherwise. A zero ``d`` gives +0 both ways.
+    So the fused error is exact for every row with
+    :math:`|\mu| \ge 2^{p + \lceil (e_{min} + p - 1)/2 \rceil}`
+    (:math:`2^{-432}` in float64, :math:`2^{-27}` in float32).
+    """
+    fi = finfo(acc)
+    p, e_min = fi.mant, int(np.log2(fi.tiny))  # mant counts the implicit bit
+    return 2.0 ** (p + -(-(e_min + p - 1) // 2))  # 2**(p + ceil((e_min + p - 1) / 2))
+
+
+def _jit_moments(
+    x: Array, acc: np.dtype[Any], count: Array, compiled: Any
+) -> tuple[Array, ...] | None:
+    """``(h, lo, mean)`` by the compiled passes (``x`` already in ``acc``), or None
+    where a slice is not finite or needs scaling (the NumPy path then runs)."""
     n = x.shape[-1]
-    batch = x.shape[:-1]
     flat = np.ascontiguousarray(x.reshape(-1, n))
-    consts = np.array([0.0, split_factor(acc)], dtype=acc)
-    lane_sums = np.empty((2, flat.shape[0], m), dtype=acc)
-    pass1, pass2 = _compiled_passes()
-    pass1(flat, m, consts[:1], lane_sums[0], lane_sums[1])
-    s, c = _lane_tree(lane_sums[0].reshape(*batch, m), lane_sums[1].reshape(*batch, m))
-    del lane_sums  # freed before the second pass
-    mu = np.asarray((s + c) / count)
-    second = np.empty((4, flat.shape[0], m), dtype=acc)
-    pass2(flat, np.ascontiguousarray(mu.reshape(-1)), m, consts, second)
-    return [a.reshape(*batch, m) for a in second], mu
+    consts = np.array([0.0, _format(acc)[3], count, 1.0, -1.0], dtype=acc)
+    bounds = np.array([*_scale_bounds(n, acc), _fused_square_bound(acc)])
+    out = np.empty((3, flat.shape[0]), dtype=acc)
+    if not compiled(flat, -(-n // DOT2_ROWS), _jit_lanes(acc), consts, bounds, out):
+        return None
+    return tuple(a.reshape(x.shape[:-1]) for a in out)
 
 
 def dot2_two_pass(x: Array, /, *, acc: np.dtype[Any]) -> DoubleWordMoments:
@@ -476,34 +736,31 @@ def dot2_two_pass(x: Array, /, *, acc: np.dtype[Any]) -> DoubleWordMoments:
            Sci. Comput. 26(6), 2005.
     """
     n = x.shape[-1]
+    count = round_to(np.float64(n), acc)
+    compiled = _compiled_passes() if x.dtype == acc and acc.itemsize >= 4 else None
+    done = None if compiled is None else _jit_moments(x, acc, count, compiled)
+    if done is not None:
+        h, lo, mean = done
+        return DoubleWordMoments(np.asarray(n), mean, h, m2_head=h, m2_tail=lo)
     with np.errstate(invalid="ignore"):
         top = np.max(x, axis=-1)
         bottom = np.min(x, axis=-1)
         amax = np.maximum(top.astype(np.float64), -bottom.astype(np.float64))
     k = _scale_exponents(amax, n, acc)
-    lanes = _Lanes(x, acc, k)
-    count = round_to(np.float64(n), acc)
-    plain = x.dtype == acc and acc.itemsize >= 4 and np.all(np.isfinite(amax) & (k == 0))
-    if plain and _compiled_passes() is not None:
-        sums, mu = _jit_sums(x, acc, lanes.m, count)
-        first = x[..., 0]
-    else:
-        sums, mu, first = _numpy_sums(lanes, count)
+    sums, mu, first = _numpy_sums(_Lanes(x, acc, k), count)  # first: scaled
     t, tc = _lane_tree(sums[0], sums[1])
     del sums[:2]
     q, qc = _lane_tree(sums[0], sums[1])
-    # C = T^2 / n in double word, with T = t + tc
-    a, ae = _two_square(t)
-    ch, cl = _dw_div(a, ae + t * (tc + tc) + tc * tc, count)
-    h, e = two_sum(q, -ch)
-    h, lo = two_sum(h, (qc - cl) + e)
-    mean = mu + (t + tc) / count
+    del sums
+    h, lo, mean = _finish(t, tc, q, qc, mu, count, acc.type(_format(acc)[3]))
     # all values equal (max == min): the variance is exactly 0 and the mean the value
     # (scaling by a power of two keeps the largest value exact, so it keeps equality)
     const = top == bottom
     h = np.where(const, np.zeros_like(h), h)
     lo = np.where(const, np.zeros_like(lo), lo)
     mean = np.asarray(np.where(const, first, mean))
+    if not np.any(k):  # nothing was scaled: h and mean are already in acc
+        return DoubleWordMoments(np.asarray(n), mean, h, m2_head=h, m2_tail=lo, exponent=k)
     with np.errstate(all="ignore"):
         m2 = round_to(np.ldexp(h.astype(np.float64), 2 * k), acc)
         mean = round_to(np.ldexp(mean.astype(np.float64), k), acc)
