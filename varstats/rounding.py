@@ -101,6 +101,70 @@ def _fma_float32(a: npt.ArrayLike, b: npt.ArrayLike, c: npt.ArrayLike) -> Array:
     return np.asarray(out)
 
 
+# --- the hardware FMA, compiled -----------------------------------------------------
+# With numba (the "jit" extra), float32 FMAs run as LLVM's llvm.fma: the exactly rounded
+# ab + c by the intrinsic's definition (the FMA instruction where the CPU has one, the C
+# library's fma otherwise), so the same bits as the emulation below, which
+# tests/test_rounding.py checks (a NaN's payload may differ; it is still a NaN). float64
+# stays emulated: the Dekker split overflows for |a| above about 1e300 and a product
+# beyond float64's range gives the plain a*b + c there, where llvm.fma would differ. No
+# fast-math: nothing else is contracted or reordered. Whether fma may use it (tests switch
+# it off); numba is imported on first use.
+_USE_JIT = True
+_COMPILED: dict[str, Any] = {}
+
+
+def compiled_fma() -> Any:
+    """numba's ``llvm.fma`` as an intrinsic for compiled kernels, or None without numba.
+
+    Called inside a function compiled by numba, ``compiled_fma()(a, b, c)`` is one
+    rounding of :math:`ab + c` for float32 or float64 operands of one type.
+    """
+    if not _USE_JIT:
+        return None
+    if "intrinsic" not in _COMPILED:
+        try:
+            from numba.core import types
+            from numba.extending import intrinsic
+        except ImportError:  # pragma: no cover - the jit extra is optional
+            _COMPILED["intrinsic"] = None
+        else:
+
+            @intrinsic
+            def hardware_fma(typingctx: Any, a: Any, b: Any, c: Any) -> Any:
+                if not (isinstance(a, types.Float) and a == b == c):
+                    return None
+
+                def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+                    return builder.fma(*args)
+
+                return a(a, b, c), codegen
+
+            _COMPILED["intrinsic"] = hardware_fma
+    return _COMPILED["intrinsic"]
+
+
+def _compiled_fma_ufunc() -> Any:
+    """:func:`compiled_fma` as a float32 ufunc (broadcasting), or None."""
+    if not _USE_JIT:
+        return None
+    if "ufunc" not in _COMPILED:
+        hardware_fma = compiled_fma()
+        if hardware_fma is None:  # pragma: no cover - the jit extra is optional
+            _COMPILED["ufunc"] = None
+        else:
+            import numba
+
+            def fused(a: Any, b: Any, c: Any) -> Any:
+                return hardware_fma(a, b, c)
+
+            _COMPILED["ufunc"] = numba.vectorize(  # type: ignore[no-untyped-call]
+                ["float32(float32, float32, float32)"],
+                cache=True,
+            )(fused)
+    return _COMPILED["ufunc"]
+
+
 def fma(a: npt.ArrayLike, b: npt.ArrayLike, c: npt.ArrayLike, /, dtype: Any) -> Array:
     r"""Fused multiply-add :math:`\operatorname{fl}(ab + c)`: one rounding to ``dtype``.
 
@@ -118,6 +182,12 @@ def fma(a: npt.ArrayLike, b: npt.ArrayLike, c: npt.ArrayLike, /, dtype: Any) -> 
     """
     dt = as_dtype(dtype)
     if dt == np.float32:
+        ufunc = _compiled_fma_ufunc()
+        # compiled only when every operand is float32 already (a float64 array passed
+        # for float32 would be rounded by the ufunc's cast first)
+        if ufunc is not None and all(np.asarray(v).dtype == dt for v in (a, b, c)):
+            with np.errstate(all="ignore"):
+                return np.asarray(ufunc(a, b, c))
         with np.errstate(all="ignore"):
             return _fma_float32(a, b, c)
     a64, b64, c64 = (np.asarray(v).astype(np.float64) for v in (a, b, c))

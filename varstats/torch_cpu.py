@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from varstats.moments import Moments
-from varstats.rounding import fma
+from varstats.rounding import compiled_fma, fma
 
 _F32_LOW: Final = np.uint64((1 << 29) - 1)  # float64 significand bits below float32's
 _F32_HALF: Final = np.uint64(1 << 28)  # ... that make a float32 midpoint
@@ -148,6 +148,130 @@ def _fold_groups(items: _Stats, whole: int, size: int, acc: np.dtype[Any]) -> _S
     return total
 
 
+# --- the same operations, compiled -------------------------------------------------
+# With numba (the "jit" extra) and a float32 accumulator, RowwiseMoments runs as one
+# compiled loop per row, in torch's own order (the chunk stack itself rather than one
+# tree level at a time, which gives the same merges). Every operation is the NumPy
+# path's, in the same order and format, with no fast-math (nothing contracted or
+# reordered), and the FMAs are LLVM's exactly rounded llvm.fma
+# (varstats.rounding.compiled_fma), so the bits are the same; tests/test_torch_cpu.py
+# compares the two paths. float64 accumulators stay on the NumPy path (its emulated
+# float64 FMA is not llvm.fma at the extremes of the range; see varstats.rounding).
+# Whether the kernels may run compiled (tests switch it off); numba is imported on first use.
+_USE_JIT = True
+_COMPILED: dict[str, Any] = {}
+
+
+def _compiled(name: str) -> Any:
+    """The compiled kernel ``name`` (``"welford"``, ``"two_pass"``), or None without numba."""
+    if not _USE_JIT:
+        return None
+    if name not in _COMPILED:
+        hardware_fma = compiled_fma()
+        if hardware_fma is None:  # pragma: no cover - the jit extra is optional
+            _COMPILED.update(welford=None, two_pass=None)
+        else:
+            _COMPILED.update(_build_kernels(hardware_fma))
+    return _COMPILED[name]
+
+
+def _build_kernels(fma_: Any) -> dict[str, Any]:
+    import numba
+
+    jit = numba.njit(cache=True, nogil=True)
+
+    @jit
+    def add_moments_vec(
+        m0_add: int, m1_add: Array, m2_add: Array, m0: Array, m1: Array, m2: Array, level: int
+    ) -> None:
+        # _add_moments_vec for one stack level, in place
+        t = m1.dtype.type
+        n = m0[level] + m0_add
+        c = t(m0_add) / t(n) if n > 0 else t(0)
+        w = t(m0[level])
+        for lane in range(m1.shape[1]):
+            delta = m1_add[lane] - m1[level, lane]
+            m2_tmp = m2[level, lane] + m2_add[lane]
+            c_delta = c * delta
+            m0_delta = delta * w
+            m1[level, lane] = m1[level, lane] + c_delta
+            m2[level, lane] = fma_(m0_delta, c_delta, m2_tmp)
+        m0[level] = n
+
+    @jit
+    def welford(
+        x: Array, v: int, per_load: int, c_vecs: Array, mean_out: Array, m2_out: Array
+    ) -> None:
+        t = x.dtype.type
+        rows, big_n = x.shape
+        w = v * per_load  # values per load
+        n = big_n // w
+        m = -(-n // 16)
+        depth = 1  # _ceil_log2(m)
+        while m > 2 and (1 << depth) < m:
+            depth += 1
+        s0 = np.zeros(depth, np.int64)
+        s1 = np.zeros((depth, v), x.dtype)
+        s2 = np.zeros((depth, v), x.dtype)
+        c1 = np.zeros(w, x.dtype)
+        c2 = np.zeros(w, x.dtype)
+        for r in range(rows):
+            s0[:] = 0
+            s1[:] = 0
+            s2[:] = 0
+            for i in range(m):
+                base = i * 16 * w
+                m0 = min(16, n - i * 16)
+                c1[:] = 0
+                c2[:] = 0
+                for j in range(m0):
+                    cj = c_vecs[j]
+                    row = x[r, base + j * w : base + (j + 1) * w]
+                    for lane in range(w):
+                        xv = row[lane]
+                        delta = xv - c1[lane]
+                        new_m1 = fma_(cj, delta, c1[lane])
+                        c2[lane] = fma_(delta, xv - new_m1, c2[lane])
+                        c1[lane] = new_m1
+                for h in range(per_load):  # a float16 load is two float vectors
+                    add_moments_vec(
+                        m0, c1[h * v : (h + 1) * v], c2[h * v : (h + 1) * v], s0, s1, s2, 0
+                    )
+                mask = i + 1
+                j = 1
+                while j < depth and (mask & 1) == 0:
+                    add_moments_vec(s0[j - 1], s1[j - 1], s2[j - 1], s0, s1, s2, j)
+                    s0[j - 1] = 0
+                    s1[j - 1] = 0
+                    s2[j - 1] = 0
+                    mask >>= 1
+                    j += 1
+            for j in range(1, depth):
+                add_moments_vec(s0[j], s1[j], s2[j], s0, s1, s2, 0)
+            # the scalar tail: plain Welford, no FMA
+            count = 0
+            mean = t(0)
+            m2s = t(0)
+            for k in range(n * w, big_n):
+                xk = x[r, k]
+                delta = xk - mean
+                count += 1
+                mean = mean + delta / t(count)
+                m2s = m2s + delta * (xk - mean)
+            lane_count = s0[0]
+            for lane in range(v):  # AddMoments, lanes into the tail
+                total = count + lane_count
+                c = t(lane_count) / t(total) if total else t(0)
+                delta = s1[0, lane] - mean
+                mean = fma_(c, delta, mean)
+                m2s = m2s + fma_((delta * delta) * c, t(count), s2[0, lane])
+                count = total
+            mean_out[r] = mean
+            m2_out[r] = m2s
+
+    return {"welford": welford}
+
+
 def torch_cpu_welford(x: Array, /, *, acc: np.dtype[Any], lanes: int | None = None) -> Moments:
     r"""PyTorch's CPU ``RowwiseMoments``: lane-wise Welford with FMA and a cascade.
 
@@ -181,7 +305,7 @@ def torch_cpu_welford(x: Array, /, *, acc: np.dtype[Any], lanes: int | None = No
     """
     acc = np.dtype(acc)
     storage = np.asarray(x).dtype
-    xa = np.asarray(x).astype(acc)
+    xa = np.asarray(x).astype(acc, copy=False)
     batch, big_n = xa.shape[:-1], xa.shape[-1]
     flat = xa.reshape(-1, big_n)
     rows = flat.shape[0]
@@ -192,6 +316,15 @@ def torch_cpu_welford(x: Array, /, *, acc: np.dtype[Any], lanes: int | None = No
     per_load = 2 if storage.itemsize < acc.itemsize and acc == np.float32 else 1
     n = big_n // (v * per_load)
     m = -(-n // _CHUNK)
+    kernel = _compiled("welford") if acc == np.float32 else None
+    if kernel is not None:
+        mean_out = np.empty(rows, acc)
+        m2_out = np.empty(rows, acc)
+        c_vecs = np.array([acc.type(1) / acc.type(j + 1) for j in range(_CHUNK)], acc)
+        kernel(np.ascontiguousarray(flat), int(v), per_load, c_vecs, mean_out, m2_out)
+        return Moments(
+            np.full(batch, big_n, dtype=np.int64), mean_out.reshape(batch), m2_out.reshape(batch)
+        )
     with np.errstate(all="ignore"):
         if m:
             body = flat[:, : n * v * per_load]
