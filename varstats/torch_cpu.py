@@ -269,7 +269,28 @@ def _build_kernels(fma_: Any) -> dict[str, Any]:
             mean_out[r] = mean
             m2_out[r] = m2s
 
-    return {"welford": welford}
+    @jit
+    def two_pass(x: Array, acc_zero: Array, mean_out: Array, m2_out: Array) -> None:
+        # the contiguous batch_norm_cpu_collect_stats: sums in acc, mean and squares in
+        # storage; each sum starts from its first term, as np.add.accumulate does
+        # (0 + -0.0 would be +0.0)
+        s = x.dtype.type
+        a = acc_zero.dtype.type
+        rows, n = x.shape
+        for r in range(rows):
+            total = a(x[r, 0])
+            for i in range(1, n):
+                total = total + a(x[r, i])
+            mean = s(total / a(n))
+            d = x[r, 0] - mean
+            m2 = a(d * d)
+            for i in range(1, n):
+                d = x[r, i] - mean
+                m2 = m2 + a(d * d)
+            mean_out[r] = mean
+            m2_out[r] = s(m2)
+
+    return {"welford": welford, "two_pass": two_pass}
 
 
 def torch_cpu_welford(x: Array, /, *, acc: np.dtype[Any], lanes: int | None = None) -> Moments:
@@ -459,6 +480,19 @@ def torch_cpu_two_pass(
         return _two_pass_reduced(xs, int(image_size))
     if channels_last:
         return _two_pass_channels_last(xs, acc, int(threads))
+    fused_ends = storage == np.float64 and image_size % 2
+    kernel = _compiled("two_pass") if acc.itemsize >= 4 and n and not fused_ends else None
+    if kernel is not None:
+        rows = xs.reshape(-1, n)
+        mean_s = np.empty(rows.shape[0], storage)
+        m2_s = np.empty(rows.shape[0], storage)
+        kernel(np.ascontiguousarray(rows), np.zeros(1, acc), mean_s, m2_s)
+        batch = xs.shape[:-1]
+        return Moments(
+            np.full(batch, n, dtype=np.int64),
+            mean_s.reshape(batch).astype(acc),
+            m2_s.reshape(batch).astype(acc),
+        )
     with np.errstate(all="ignore"):
         # strictly left to right; the ufunc casts to acc as it goes
         total = np.add.accumulate(xs, axis=-1, dtype=acc)[..., -1]
