@@ -179,24 +179,76 @@ def _build_kernels(fma_: Any) -> dict[str, Any]:
     import numba
 
     jit = numba.njit(cache=True, nogil=True)
+    # the helpers are inlined into their callers (a call costs more than a small step)
+    helper = numba.njit(cache=True, nogil=True, inline="always")
 
-    @jit
+    @helper
     def add_moments_vec(
-        m0_add: int, m1_add: Array, m2_add: Array, m0: Array, m1: Array, m2: Array, level: int
+        m0_add: int,
+        m1_add: Array,
+        m2_add: Array,
+        at: int,
+        m0: Array,
+        m1: Array,
+        m2: Array,
+        level: int,
+        v: int,
     ) -> None:
-        # _add_moments_vec for one stack level, in place
+        # _add_moments_vec of the v lanes at m1_add[at:], m2_add[at:] into stack level
+        # `level` (lanes level * v ...), in place; flat arrays and offsets, no views
         t = m1.dtype.type
         n = m0[level] + m0_add
         c = t(m0_add) / t(n) if n > 0 else t(0)
         w = t(m0[level])
-        for lane in range(m1.shape[1]):
-            delta = m1_add[lane] - m1[level, lane]
-            m2_tmp = m2[level, lane] + m2_add[lane]
+        base = level * v
+        for lane in range(v):
+            delta = m1_add[at + lane] - m1[base + lane]
+            m2_tmp = m2[base + lane] + m2_add[at + lane]
             c_delta = c * delta
             m0_delta = delta * w
-            m1[level, lane] = m1[level, lane] + c_delta
-            m2[level, lane] = fma_(m0_delta, c_delta, m2_tmp)
+            m1[base + lane] = m1[base + lane] + c_delta
+            m2[base + lane] = fma_(m0_delta, c_delta, m2_tmp)
         m0[level] = n
+
+    @helper
+    def welford_step(xr: Array, c1: Array, c2: Array, cj: Any, j: int, chunks: int, w: int) -> None:
+        # Welford step j (vector j of each chunk) of the first `chunks` chunks of a row
+        for i in range(chunks):
+            src = (i * 16 + j) * w
+            at = i * w
+            for lane in range(w):
+                xv = xr[src + lane]
+                delta = xv - c1[at + lane]
+                new_m1 = fma_(cj, delta, c1[at + lane])
+                c2[at + lane] = fma_(delta, xv - new_m1, c2[at + lane])
+                c1[at + lane] = new_m1
+
+    @helper
+    def welford_step8(xr: Array, c1: Array, c2: Array, cj: Any, j: int, chunks: int) -> None:
+        # welford_step for 8 lanes, written out: every load before any store, so the
+        # compiler may run the 8 lanes as one vector (it cannot reorder a load of xr
+        # or c1 above a store to c2 in the loop, not knowing they do not overlap)
+        for i in range(chunks):
+            s = (i * 16 + j) * 8
+            a = i * 8
+            x0, x1, x2, x3 = xr[s], xr[s + 1], xr[s + 2], xr[s + 3]
+            x4, x5, x6, x7 = xr[s + 4], xr[s + 5], xr[s + 6], xr[s + 7]
+            p0, p1, p2, p3 = c1[a], c1[a + 1], c1[a + 2], c1[a + 3]
+            p4, p5, p6, p7 = c1[a + 4], c1[a + 5], c1[a + 6], c1[a + 7]
+            q0, q1, q2, q3 = c2[a], c2[a + 1], c2[a + 2], c2[a + 3]
+            q4, q5, q6, q7 = c2[a + 4], c2[a + 5], c2[a + 6], c2[a + 7]
+            d0, d1, d2, d3 = x0 - p0, x1 - p1, x2 - p2, x3 - p3
+            d4, d5, d6, d7 = x4 - p4, x5 - p5, x6 - p6, x7 - p7
+            p0, p1 = fma_(cj, d0, p0), fma_(cj, d1, p1)
+            p2, p3 = fma_(cj, d2, p2), fma_(cj, d3, p3)
+            p4, p5 = fma_(cj, d4, p4), fma_(cj, d5, p5)
+            p6, p7 = fma_(cj, d6, p6), fma_(cj, d7, p7)
+            c2[a], c2[a + 1] = fma_(d0, x0 - p0, q0), fma_(d1, x1 - p1, q1)
+            c2[a + 2], c2[a + 3] = fma_(d2, x2 - p2, q2), fma_(d3, x3 - p3, q3)
+            c2[a + 4], c2[a + 5] = fma_(d4, x4 - p4, q4), fma_(d5, x5 - p5, q5)
+            c2[a + 6], c2[a + 7] = fma_(d6, x6 - p6, q6), fma_(d7, x7 - p7, q7)
+            c1[a], c1[a + 1], c1[a + 2], c1[a + 3] = p0, p1, p2, p3
+            c1[a + 4], c1[a + 5], c1[a + 6], c1[a + 7] = p4, p5, p6, p7
 
     @jit
     def welford(
@@ -210,50 +262,52 @@ def _build_kernels(fma_: Any) -> dict[str, Any]:
         depth = 1  # _ceil_log2(m)
         while m > 2 and (1 << depth) < m:
             depth += 1
-        s0 = np.zeros(depth, np.int64)
-        s1 = np.zeros((depth, v), x.dtype)
-        s2 = np.zeros((depth, v), x.dtype)
-        c1 = np.zeros(w, x.dtype)
-        c2 = np.zeros(w, x.dtype)
+        s0 = np.zeros(depth, np.int64)  # the chunk stack, level-major
+        s1 = np.zeros(depth * v, x.dtype)
+        s2 = np.zeros(depth * v, x.dtype)
+        c1 = np.zeros(m * w, x.dtype)  # chunk statistics of one row, chunk-major
+        c2 = np.zeros(m * w, x.dtype)
+        last = n - (m - 1) * 16  # vectors in the last chunk
         for r in range(rows):
-            s0[:] = 0
-            s1[:] = 0
-            s2[:] = 0
+            xr = x[r]
+            for k in range(depth):  # explicit loops: a slice assignment costs a call
+                s0[k] = 0
+            for k in range(depth * v):
+                s1[k] = 0
+                s2[k] = 0
+            for k in range(m * w):
+                c1[k] = 0
+                c2[k] = 0
+            # step j of every chunk's Welford, then step j + 1: the chunks are
+            # independent, so their steps overlap; with the lane count a constant
+            # (8, AVX2 floats) each step of a chunk is one vector operation
+            for j in range(16 if m > 1 else last):  # one chunk: only its `last` steps
+                if w == 8:
+                    welford_step8(xr, c1, c2, c_vecs[j], j, m if j < last else m - 1)
+                else:
+                    welford_step(xr, c1, c2, c_vecs[j], j, m if j < last else m - 1, w)
             for i in range(m):
-                base = i * 16 * w
                 m0 = min(16, n - i * 16)
-                c1[:] = 0
-                c2[:] = 0
-                for j in range(m0):
-                    cj = c_vecs[j]
-                    row = x[r, base + j * w : base + (j + 1) * w]
-                    for lane in range(w):
-                        xv = row[lane]
-                        delta = xv - c1[lane]
-                        new_m1 = fma_(cj, delta, c1[lane])
-                        c2[lane] = fma_(delta, xv - new_m1, c2[lane])
-                        c1[lane] = new_m1
                 for h in range(per_load):  # a float16 load is two float vectors
-                    add_moments_vec(
-                        m0, c1[h * v : (h + 1) * v], c2[h * v : (h + 1) * v], s0, s1, s2, 0
-                    )
+                    add_moments_vec(m0, c1, c2, i * w + h * v, s0, s1, s2, 0, v)
                 mask = i + 1
                 j = 1
                 while j < depth and (mask & 1) == 0:
-                    add_moments_vec(s0[j - 1], s1[j - 1], s2[j - 1], s0, s1, s2, j)
+                    add_moments_vec(s0[j - 1], s1, s2, (j - 1) * v, s0, s1, s2, j, v)
                     s0[j - 1] = 0
-                    s1[j - 1] = 0
-                    s2[j - 1] = 0
+                    for lane in range((j - 1) * v, j * v):
+                        s1[lane] = 0
+                        s2[lane] = 0
                     mask >>= 1
                     j += 1
             for j in range(1, depth):
-                add_moments_vec(s0[j], s1[j], s2[j], s0, s1, s2, 0)
+                add_moments_vec(s0[j], s1, s2, j * v, s0, s1, s2, 0, v)
             # the scalar tail: plain Welford, no FMA
             count = 0
             mean = t(0)
             m2s = t(0)
             for k in range(n * w, big_n):
-                xk = x[r, k]
+                xk = xr[k]
                 delta = xk - mean
                 count += 1
                 mean = mean + delta / t(count)
@@ -262,9 +316,9 @@ def _build_kernels(fma_: Any) -> dict[str, Any]:
             for lane in range(v):  # AddMoments, lanes into the tail
                 total = count + lane_count
                 c = t(lane_count) / t(total) if total else t(0)
-                delta = s1[0, lane] - mean
+                delta = s1[lane] - mean
                 mean = fma_(c, delta, mean)
-                m2s = m2s + fma_((delta * delta) * c, t(count), s2[0, lane])
+                m2s = m2s + fma_((delta * delta) * c, t(count), s2[lane])
                 count = total
             mean_out[r] = mean
             m2_out[r] = m2s
