@@ -224,31 +224,25 @@ def _build_kernels(fma_: Any) -> dict[str, Any]:
                 c1[at + lane] = new_m1
 
     @helper
-    def welford_step8(xr: Array, c1: Array, c2: Array, cj: Any, j: int, chunks: int) -> None:
-        # welford_step for 8 lanes, written out: every load before any store, so the
-        # compiler may run the 8 lanes as one vector (it cannot reorder a load of xr
-        # or c1 above a store to c2 in the loop, not knowing they do not overlap)
-        for i in range(chunks):
-            s = (i * 16 + j) * 8
-            a = i * 8
-            x0, x1, x2, x3 = xr[s], xr[s + 1], xr[s + 2], xr[s + 3]
-            x4, x5, x6, x7 = xr[s + 4], xr[s + 5], xr[s + 6], xr[s + 7]
-            p0, p1, p2, p3 = c1[a], c1[a + 1], c1[a + 2], c1[a + 3]
-            p4, p5, p6, p7 = c1[a + 4], c1[a + 5], c1[a + 6], c1[a + 7]
-            q0, q1, q2, q3 = c2[a], c2[a + 1], c2[a + 2], c2[a + 3]
-            q4, q5, q6, q7 = c2[a + 4], c2[a + 5], c2[a + 6], c2[a + 7]
-            d0, d1, d2, d3 = x0 - p0, x1 - p1, x2 - p2, x3 - p3
-            d4, d5, d6, d7 = x4 - p4, x5 - p5, x6 - p6, x7 - p7
-            p0, p1 = fma_(cj, d0, p0), fma_(cj, d1, p1)
-            p2, p3 = fma_(cj, d2, p2), fma_(cj, d3, p3)
-            p4, p5 = fma_(cj, d4, p4), fma_(cj, d5, p5)
-            p6, p7 = fma_(cj, d6, p6), fma_(cj, d7, p7)
-            c2[a], c2[a + 1] = fma_(d0, x0 - p0, q0), fma_(d1, x1 - p1, q1)
-            c2[a + 2], c2[a + 3] = fma_(d2, x2 - p2, q2), fma_(d3, x3 - p3, q3)
-            c2[a + 4], c2[a + 5] = fma_(d4, x4 - p4, q4), fma_(d5, x5 - p5, q5)
-            c2[a + 6], c2[a + 7] = fma_(d6, x6 - p6, q6), fma_(d7, x7 - p7, q7)
-            c1[a], c1[a + 1], c1[a + 2], c1[a + 3] = p0, p1, p2, p3
-            c1[a + 4], c1[a + 5], c1[a + 6], c1[a + 7] = p4, p5, p6, p7
+    def transpose_row(xr: Array, xt: Array, m: int, n: int, w: int) -> None:
+        # the n vectors of a row into xt as (vector j, chunk i, lane): xt[(j*m + i)*w + l]
+        for i in range(m):
+            for j in range(min(16, n - i * 16)):
+                src = (i * 16 + j) * w
+                dst = (j * m + i) * w
+                for lane in range(w):
+                    xt[dst + lane] = xr[src + lane]
+
+    @helper
+    def welford_steps(xj: Array, c1: Array, c2: Array, cj: Any, count: int) -> None:
+        # Welford step j of every chunk, lanes side by side: xj[k] is lane k of the
+        # chunk statistics c1[k], c2[k]; indices from 0 up, so the loop vectorizes
+        for k in range(count):
+            xv = xj[k]
+            delta = xv - c1[k]
+            new_m1 = fma_(cj, delta, c1[k])
+            c2[k] = fma_(delta, xv - new_m1, c2[k])
+            c1[k] = new_m1
 
     @jit
     def welford(
@@ -267,6 +261,7 @@ def _build_kernels(fma_: Any) -> dict[str, Any]:
         s2 = np.zeros(depth * v, x.dtype)
         c1 = np.zeros(m * w, x.dtype)  # chunk statistics of one row, chunk-major
         c2 = np.zeros(m * w, x.dtype)
+        xt = np.zeros(16 * m * w if m >= 4 else 0, x.dtype)  # a row, step-major
         last = n - (m - 1) * 16  # vectors in the last chunk
         for r in range(rows):
             xr = x[r]
@@ -279,12 +274,20 @@ def _build_kernels(fma_: Any) -> dict[str, Any]:
                 c1[k] = 0
                 c2[k] = 0
             # step j of every chunk's Welford, then step j + 1: the chunks are
-            # independent, so their steps overlap; with the lane count a constant
-            # (8, AVX2 floats) each step of a chunk is one vector operation
-            for j in range(16 if m > 1 else last):  # one chunk: only its `last` steps
-                if w == 8:
-                    welford_step8(xr, c1, c2, c_vecs[j], j, m if j < last else m - 1)
+            # independent, so their steps overlap. With several chunks the row is first
+            # laid out as (vector j, chunk, lane), so that step j of all chunks is one
+            # contiguous loop the compiler vectorizes (a lane count of 8 is shorter
+            # than the 16-float vectors it picks)
+            if m >= 4:
+                if w == 8:  # the float32 lane count, a constant: the copy unrolls
+                    transpose_row(xr, xt, m, n, 8)
                 else:
+                    transpose_row(xr, xt, m, n, w)
+                for j in range(16):
+                    steps = (m if j < last else m - 1) * w
+                    welford_steps(xt[j * m * w : j * m * w + steps], c1, c2, c_vecs[j], steps)
+            else:
+                for j in range(16 if m > 1 else last):  # one chunk: only `last` steps
                     welford_step(xr, c1, c2, c_vecs[j], j, m if j < last else m - 1, w)
             for i in range(m):
                 m0 = min(16, n - i * 16)
