@@ -120,8 +120,6 @@ def compiled_fma() -> Any:
     Called inside a function compiled by numba, ``compiled_fma()(a, b, c)`` is one
     rounding of :math:`ab + c` for float32 or float64 operands of one type.
     """
-    if not _USE_JIT:
-        return None
     if "intrinsic" not in _COMPILED:
         try:
             from numba.core import types
@@ -144,10 +142,19 @@ def compiled_fma() -> Any:
     return _COMPILED["intrinsic"]
 
 
+# bound to compiled_fma() before _fused_fma is compiled; a module global rather than a
+# closure variable, which would enter the key of numba's on-disk cache (a new key, and
+# a new compilation, in every process)
+_jit_fma: Any = None
+
+
+def _fused_fma(a: Any, b: Any, c: Any) -> Any:
+    return _jit_fma(a, b, c)
+
+
 def _compiled_fma_ufunc() -> Any:
-    """:func:`compiled_fma` as a float32 ufunc (broadcasting), or None."""
-    if not _USE_JIT:
-        return None
+    """:func:`compiled_fma` as a float32 ufunc (broadcasting), or None without numba."""
+    global _jit_fma
     if "ufunc" not in _COMPILED:
         hardware_fma = compiled_fma()
         if hardware_fma is None:  # pragma: no cover - the jit extra is optional
@@ -155,13 +162,10 @@ def _compiled_fma_ufunc() -> Any:
         else:
             import numba
 
-            def fused(a: Any, b: Any, c: Any) -> Any:
-                return hardware_fma(a, b, c)
-
+            _jit_fma = hardware_fma
             _COMPILED["ufunc"] = numba.vectorize(  # type: ignore[no-untyped-call]
-                ["float32(float32, float32, float32)"],
-                cache=True,
-            )(fused)
+                ["float32(float32, float32, float32)"], cache=True
+            )(_fused_fma)
     return _COMPILED["ufunc"]
 
 
@@ -182,7 +186,7 @@ def fma(a: npt.ArrayLike, b: npt.ArrayLike, c: npt.ArrayLike, /, dtype: Any) -> 
     """
     dt = as_dtype(dtype)
     if dt == np.float32:
-        ufunc = _compiled_fma_ufunc()
+        ufunc = _compiled_fma_ufunc() if _USE_JIT else None
         # compiled only when every operand is float32 already (a float64 array passed
         # for float32 would be rounded by the ufunc's cast first)
         if ufunc is not None and all(np.asarray(v).dtype == dt for v in (a, b, c)):

@@ -175,179 +175,195 @@ def _compiled(name: str) -> Any:
     return _COMPILED[name]
 
 
-def _build_kernels(fma_: Any) -> dict[str, Any]:
+# The kernels' sources are module-level functions that call each other (and llvm.fma)
+# through the module globals below, which _build_kernels binds to compiled versions
+# before compiling: numba reads globals when it compiles, and a global (unlike a
+# closure's contents) is not part of the key of its on-disk cache, so a new process
+# loads the compiled kernels instead of compiling them again. Never called uncompiled.
+_jit_fma: Any = None
+
+
+def _build_kernels(hardware_fma: Any) -> dict[str, Any]:
     import numba
 
+    global _jit_fma, _jit_add_moments_vec, _jit_welford_step, _jit_transpose_row
+    global _jit_welford_steps
     jit = numba.njit(cache=True, nogil=True)
     # the helpers are inlined into their callers (a call costs more than a small step)
     helper = numba.njit(cache=True, nogil=True, inline="always")
+    _jit_fma = hardware_fma
+    _jit_add_moments_vec = helper(_jit_add_moments_vec)
+    _jit_welford_step = helper(_jit_welford_step)
+    _jit_transpose_row = helper(_jit_transpose_row)
+    _jit_welford_steps = helper(_jit_welford_steps)
+    return {"welford": jit(_jit_welford), "two_pass": jit(_jit_two_pass)}
 
-    @helper
-    def add_moments_vec(
-        m0_add: int,
-        m1_add: Array,
-        m2_add: Array,
-        at: int,
-        m0: Array,
-        m1: Array,
-        m2: Array,
-        level: int,
-        v: int,
-    ) -> None:
-        # _add_moments_vec of the v lanes at m1_add[at:], m2_add[at:] into stack level
-        # `level` (lanes level * v ...), in place; flat arrays and offsets, no views
-        t = m1.dtype.type
-        n = m0[level] + m0_add
-        c = t(m0_add) / t(n) if n > 0 else t(0)
-        w = t(m0[level])
-        base = level * v
-        for lane in range(v):
-            delta = m1_add[at + lane] - m1[base + lane]
-            m2_tmp = m2[base + lane] + m2_add[at + lane]
-            c_delta = c * delta
-            m0_delta = delta * w
-            m1[base + lane] = m1[base + lane] + c_delta
-            m2[base + lane] = fma_(m0_delta, c_delta, m2_tmp)
-        m0[level] = n
 
-    @helper
-    def welford_step(xr: Array, c1: Array, c2: Array, cj: Any, j: int, chunks: int, w: int) -> None:
-        # Welford step j (vector j of each chunk) of the first `chunks` chunks of a row
-        for i in range(chunks):
+def _jit_add_moments_vec(
+    m0_add: int,
+    m1_add: Array,
+    m2_add: Array,
+    at: int,
+    m0: Array,
+    m1: Array,
+    m2: Array,
+    level: int,
+    v: int,
+) -> None:
+    # _add_moments_vec of the v lanes at m1_add[at:], m2_add[at:] into stack level
+    # `level` (lanes level * v ...), in place; flat arrays and offsets, no views
+    t = m1.dtype.type
+    n = m0[level] + m0_add
+    c = t(m0_add) / t(n) if n > 0 else t(0)
+    w = t(m0[level])
+    base = level * v
+    for lane in range(v):
+        delta = m1_add[at + lane] - m1[base + lane]
+        m2_tmp = m2[base + lane] + m2_add[at + lane]
+        c_delta = c * delta
+        m0_delta = delta * w
+        m1[base + lane] = m1[base + lane] + c_delta
+        m2[base + lane] = _jit_fma(m0_delta, c_delta, m2_tmp)
+    m0[level] = n
+
+
+def _jit_welford_step(
+    xr: Array, c1: Array, c2: Array, cj: Any, j: int, chunks: int, w: int
+) -> None:
+    # Welford step j (vector j of each chunk) of the first `chunks` chunks of a row
+    for i in range(chunks):
+        src = (i * 16 + j) * w
+        at = i * w
+        for lane in range(w):
+            xv = xr[src + lane]
+            delta = xv - c1[at + lane]
+            new_m1 = _jit_fma(cj, delta, c1[at + lane])
+            c2[at + lane] = _jit_fma(delta, xv - new_m1, c2[at + lane])
+            c1[at + lane] = new_m1
+
+
+def _jit_transpose_row(xr: Array, xt: Array, m: int, n: int, w: int) -> None:
+    # the n vectors of a row into xt as (vector j, chunk i, lane): xt[(j*m + i)*w + l]
+    for i in range(m):
+        for j in range(min(16, n - i * 16)):
             src = (i * 16 + j) * w
-            at = i * w
+            dst = (j * m + i) * w
             for lane in range(w):
-                xv = xr[src + lane]
-                delta = xv - c1[at + lane]
-                new_m1 = fma_(cj, delta, c1[at + lane])
-                c2[at + lane] = fma_(delta, xv - new_m1, c2[at + lane])
-                c1[at + lane] = new_m1
+                xt[dst + lane] = xr[src + lane]
 
-    @helper
-    def transpose_row(xr: Array, xt: Array, m: int, n: int, w: int) -> None:
-        # the n vectors of a row into xt as (vector j, chunk i, lane): xt[(j*m + i)*w + l]
-        for i in range(m):
-            for j in range(min(16, n - i * 16)):
-                src = (i * 16 + j) * w
-                dst = (j * m + i) * w
-                for lane in range(w):
-                    xt[dst + lane] = xr[src + lane]
 
-    @helper
-    def welford_steps(xj: Array, c1: Array, c2: Array, cj: Any, count: int) -> None:
-        # Welford step j of every chunk, lanes side by side: xj[k] is lane k of the
-        # chunk statistics c1[k], c2[k]; indices from 0 up, so the loop vectorizes
-        for k in range(count):
-            xv = xj[k]
-            delta = xv - c1[k]
-            new_m1 = fma_(cj, delta, c1[k])
-            c2[k] = fma_(delta, xv - new_m1, c2[k])
-            c1[k] = new_m1
+def _jit_welford_steps(xj: Array, c1: Array, c2: Array, cj: Any, count: int) -> None:
+    # Welford step j of every chunk, lanes side by side: xj[k] is lane k of the
+    # chunk statistics c1[k], c2[k]; indices from 0 up, so the loop vectorizes
+    for k in range(count):
+        xv = xj[k]
+        delta = xv - c1[k]
+        new_m1 = _jit_fma(cj, delta, c1[k])
+        c2[k] = _jit_fma(delta, xv - new_m1, c2[k])
+        c1[k] = new_m1
 
-    @jit
-    def welford(
-        x: Array, v: int, per_load: int, c_vecs: Array, mean_out: Array, m2_out: Array
-    ) -> None:
-        t = x.dtype.type
-        rows, big_n = x.shape
-        w = v * per_load  # values per load
-        n = big_n // w
-        m = -(-n // 16)
-        depth = 1  # _ceil_log2(m)
-        while m > 2 and (1 << depth) < m:
-            depth += 1
-        s0 = np.zeros(depth, np.int64)  # the chunk stack, level-major
-        s1 = np.zeros(depth * v, x.dtype)
-        s2 = np.zeros(depth * v, x.dtype)
-        c1 = np.zeros(m * w, x.dtype)  # chunk statistics of one row, chunk-major
-        c2 = np.zeros(m * w, x.dtype)
-        xt = np.zeros(16 * m * w if m >= 4 else 0, x.dtype)  # a row, step-major
-        last = n - (m - 1) * 16  # vectors in the last chunk
-        for r in range(rows):
-            xr = x[r]
-            for k in range(depth):  # explicit loops: a slice assignment costs a call
-                s0[k] = 0
-            for k in range(depth * v):
-                s1[k] = 0
-                s2[k] = 0
-            for k in range(m * w):
-                c1[k] = 0
-                c2[k] = 0
-            # step j of every chunk's Welford, then step j + 1: the chunks are
-            # independent, so their steps overlap. With several chunks the row is first
-            # laid out as (vector j, chunk, lane), so that step j of all chunks is one
-            # contiguous loop the compiler vectorizes (a lane count of 8 is shorter
-            # than the 16-float vectors it picks)
-            if m >= 4:
-                if w == 8:  # the float32 lane count, a constant: the copy unrolls
-                    transpose_row(xr, xt, m, n, 8)
-                else:
-                    transpose_row(xr, xt, m, n, w)
-                for j in range(16):
-                    steps = (m if j < last else m - 1) * w
-                    welford_steps(xt[j * m * w : j * m * w + steps], c1, c2, c_vecs[j], steps)
+
+def _jit_welford(
+    x: Array, v: int, per_load: int, c_vecs: Array, mean_out: Array, m2_out: Array
+) -> None:
+    t = x.dtype.type
+    rows, big_n = x.shape
+    w = v * per_load  # values per load
+    n = big_n // w
+    m = -(-n // 16)
+    depth = 1  # _ceil_log2(m)
+    while m > 2 and (1 << depth) < m:
+        depth += 1
+    s0 = np.zeros(depth, np.int64)  # the chunk stack, level-major
+    s1 = np.zeros(depth * v, x.dtype)
+    s2 = np.zeros(depth * v, x.dtype)
+    c1 = np.zeros(m * w, x.dtype)  # chunk statistics of one row, chunk-major
+    c2 = np.zeros(m * w, x.dtype)
+    xt = np.zeros(16 * m * w if m >= 4 else 0, x.dtype)  # a row, step-major
+    last = n - (m - 1) * 16  # vectors in the last chunk
+    for r in range(rows):
+        xr = x[r]
+        for k in range(depth):  # explicit loops: a slice assignment costs a call
+            s0[k] = 0
+        for k in range(depth * v):
+            s1[k] = 0
+            s2[k] = 0
+        for k in range(m * w):
+            c1[k] = 0
+            c2[k] = 0
+        # step j of every chunk's Welford, then step j + 1: the chunks are
+        # independent, so their steps overlap. With several chunks the row is first
+        # laid out as (vector j, chunk, lane), so that step j of all chunks is one
+        # contiguous loop the compiler vectorizes (a lane count of 8 is shorter
+        # than the 16-float vectors it picks)
+        if m >= 4:
+            if w == 8:  # the float32 lane count, a constant: the copy unrolls
+                _jit_transpose_row(xr, xt, m, n, 8)
             else:
-                for j in range(16 if m > 1 else last):  # one chunk: only `last` steps
-                    welford_step(xr, c1, c2, c_vecs[j], j, m if j < last else m - 1, w)
-            for i in range(m):
-                m0 = min(16, n - i * 16)
-                for h in range(per_load):  # a float16 load is two float vectors
-                    add_moments_vec(m0, c1, c2, i * w + h * v, s0, s1, s2, 0, v)
-                mask = i + 1
-                j = 1
-                while j < depth and (mask & 1) == 0:
-                    add_moments_vec(s0[j - 1], s1, s2, (j - 1) * v, s0, s1, s2, j, v)
-                    s0[j - 1] = 0
-                    for lane in range((j - 1) * v, j * v):
-                        s1[lane] = 0
-                        s2[lane] = 0
-                    mask >>= 1
-                    j += 1
-            for j in range(1, depth):
-                add_moments_vec(s0[j], s1, s2, j * v, s0, s1, s2, 0, v)
-            # the scalar tail: plain Welford, no FMA
-            count = 0
-            mean = t(0)
-            m2s = t(0)
-            for k in range(n * w, big_n):
-                xk = xr[k]
-                delta = xk - mean
-                count += 1
-                mean = mean + delta / t(count)
-                m2s = m2s + delta * (xk - mean)
-            lane_count = s0[0]
-            for lane in range(v):  # AddMoments, lanes into the tail
-                total = count + lane_count
-                c = t(lane_count) / t(total) if total else t(0)
-                delta = s1[lane] - mean
-                mean = fma_(c, delta, mean)
-                m2s = m2s + fma_((delta * delta) * c, t(count), s2[lane])
-                count = total
-            mean_out[r] = mean
-            m2_out[r] = m2s
+                _jit_transpose_row(xr, xt, m, n, w)
+            for j in range(16):
+                steps = (m if j < last else m - 1) * w
+                _jit_welford_steps(xt[j * m * w : j * m * w + steps], c1, c2, c_vecs[j], steps)
+        else:
+            for j in range(16 if m > 1 else last):  # one chunk: only `last` steps
+                _jit_welford_step(xr, c1, c2, c_vecs[j], j, m if j < last else m - 1, w)
+        for i in range(m):
+            m0 = min(16, n - i * 16)
+            for h in range(per_load):  # a float16 load is two float vectors
+                _jit_add_moments_vec(m0, c1, c2, i * w + h * v, s0, s1, s2, 0, v)
+            mask = i + 1
+            j = 1
+            while j < depth and (mask & 1) == 0:
+                _jit_add_moments_vec(s0[j - 1], s1, s2, (j - 1) * v, s0, s1, s2, j, v)
+                s0[j - 1] = 0
+                for lane in range((j - 1) * v, j * v):
+                    s1[lane] = 0
+                    s2[lane] = 0
+                mask >>= 1
+                j += 1
+        for j in range(1, depth):
+            _jit_add_moments_vec(s0[j], s1, s2, j * v, s0, s1, s2, 0, v)
+        # the scalar tail: plain Welford, no FMA
+        count = 0
+        mean = t(0)
+        m2s = t(0)
+        for k in range(n * w, big_n):
+            xk = xr[k]
+            delta = xk - mean
+            count += 1
+            mean = mean + delta / t(count)
+            m2s = m2s + delta * (xk - mean)
+        lane_count = s0[0]
+        for lane in range(v):  # AddMoments, lanes into the tail
+            total = count + lane_count
+            c = t(lane_count) / t(total) if total else t(0)
+            delta = s1[lane] - mean
+            mean = _jit_fma(c, delta, mean)
+            m2s = m2s + _jit_fma((delta * delta) * c, t(count), s2[lane])
+            count = total
+        mean_out[r] = mean
+        m2_out[r] = m2s
 
-    @jit
-    def two_pass(x: Array, acc_zero: Array, mean_out: Array, m2_out: Array) -> None:
-        # the contiguous batch_norm_cpu_collect_stats: sums in acc, mean and squares in
-        # storage; each sum starts from its first term, as np.add.accumulate does
-        # (0 + -0.0 would be +0.0)
-        s = x.dtype.type
-        a = acc_zero.dtype.type
-        rows, n = x.shape
-        for r in range(rows):
-            total = a(x[r, 0])
-            for i in range(1, n):
-                total = total + a(x[r, i])
-            mean = s(total / a(n))
-            d = x[r, 0] - mean
-            m2 = a(d * d)
-            for i in range(1, n):
-                d = x[r, i] - mean
-                m2 = m2 + a(d * d)
-            mean_out[r] = mean
-            m2_out[r] = s(m2)
 
-    return {"welford": welford, "two_pass": two_pass}
+def _jit_two_pass(x: Array, acc_zero: Array, mean_out: Array, m2_out: Array) -> None:
+    # the contiguous batch_norm_cpu_collect_stats: sums in acc, mean and squares in
+    # storage; each sum starts from its first term, as np.add.accumulate does
+    # (0 + -0.0 would be +0.0)
+    s = x.dtype.type
+    a = acc_zero.dtype.type
+    rows, n = x.shape
+    for r in range(rows):
+        total = a(x[r, 0])
+        for i in range(1, n):
+            total = total + a(x[r, i])
+        mean = s(total / a(n))
+        d = x[r, 0] - mean
+        m2 = a(d * d)
+        for i in range(1, n):
+            d = x[r, i] - mean
+            m2 = m2 + a(d * d)
+        mean_out[r] = mean
+        m2_out[r] = s(m2)
 
 
 def torch_cpu_welford(x: Array, /, *, acc: np.dtype[Any], lanes: int | None = None) -> Moments:
