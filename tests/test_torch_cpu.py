@@ -253,3 +253,31 @@ def test_compiled_two_pass_gives_the_numpy_bits(storage, acc, monkeypatch):
             plain, compiled = out
             _same_bits(plain.mean, compiled.mean)
             _same_bits(plain.m2, compiled.m2)
+
+
+@pytest.mark.parametrize("storage", ["float16", "bfloat16", "float32"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_compiled_fma_square_chain_gives_the_numpy_bits(storage, channels_last, monkeypatch):
+    # the squared deviations summed with one FMA each (channels-last and float16/bfloat16
+    # kernels): a compiled llvm.fma chain, or one NumPy step per element
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(13)
+    acc = np.dtype(np.float64 if storage == "float32" else np.float32)
+    for n in [1, 2, 3, 17, 64, 100, 256]:
+        offsets = np.array([0.0, 1e4, -3.0, 1e30, 0.0])[:, None]
+        x = round_to(rng.standard_normal((5, n)) * 10.0 ** rng.uniform(-3, 3) + offsets, storage)
+        if n > 2:
+            x[4, n // 2] = np.inf if n % 2 else np.nan
+        for threads in (1, 3):
+            out = []
+            for jit in (False, True):
+                monkeypatch.setattr(vt, "_USE_JIT", jit)
+                with np.errstate(all="ignore"):
+                    out.append(
+                        vt.torch_cpu_two_pass(
+                            x, acc=acc, channels_last=channels_last, threads=threads
+                        )
+                    )
+            plain, compiled = out
+            _same_bits(plain.mean, compiled.mean)
+            _same_bits(plain.m2, compiled.m2)

@@ -163,13 +163,13 @@ _COMPILED: dict[str, Any] = {}
 
 
 def _compiled(name: str) -> Any:
-    """The compiled kernel ``name`` (``"welford"``, ``"two_pass"``), or None without numba."""
+    """The compiled kernel ``name`` (a key of :func:`_build_kernels`), or None without numba."""
     if not _USE_JIT:
         return None
     if name not in _COMPILED:
         hardware_fma = compiled_fma()
         if hardware_fma is None:  # pragma: no cover - the jit extra is optional
-            _COMPILED.update(welford=None, two_pass=None)
+            _COMPILED.update(welford=None, two_pass=None, fma_square_chain=None)
         else:
             _COMPILED.update(_build_kernels(hardware_fma))
     return _COMPILED[name]
@@ -196,7 +196,11 @@ def _build_kernels(hardware_fma: Any) -> dict[str, Any]:
     _jit_welford_step = helper(_jit_welford_step)
     _jit_transpose_row = helper(_jit_transpose_row)
     _jit_welford_steps = helper(_jit_welford_steps)
-    return {"welford": jit(_jit_welford), "two_pass": jit(_jit_two_pass)}
+    return {
+        "welford": jit(_jit_welford),
+        "two_pass": jit(_jit_two_pass),
+        "fma_square_chain": jit(_jit_fma_square_chain),
+    }
 
 
 def _jit_add_moments_vec(
@@ -364,6 +368,15 @@ def _jit_two_pass(x: Array, acc_zero: Array, mean_out: Array, m2_out: Array) -> 
             m2 = m2 + a(d * d)
         mean_out[r] = mean
         m2_out[r] = s(m2)
+
+
+def _jit_fma_square_chain(dev: Array, out: Array) -> None:
+    # _fma_square_chain of each row of dev (float32), into out (zeros)
+    for r in range(dev.shape[0]):
+        y = out[r]
+        for i in range(dev.shape[1]):
+            y = _jit_fma(dev[r, i], dev[r, i], y)
+        out[r] = y
 
 
 def torch_cpu_welford(x: Array, /, *, acc: np.dtype[Any], lanes: int | None = None) -> Moments:
@@ -624,6 +637,10 @@ def _fma_square_chain(dev: Array) -> Array:
     if dt != np.float32:
         for i in range(dev.shape[-1]):
             y = fma(dev[..., i], dev[..., i], y, dt)
+        return y
+    kernel = _compiled("fma_square_chain")
+    if kernel is not None:  # llvm.fma: the same single rounding (tests/test_torch_cpu.py)
+        kernel(np.ascontiguousarray(dev).reshape(-1, dev.shape[-1]), y.reshape(-1))
         return y
     # float32: d*d is exact in float64, so each step is one float64 addition and one
     # rounding to float32, which is the FMA's single rounding except where the float64
