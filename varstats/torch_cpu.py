@@ -169,7 +169,9 @@ def _compiled(name: str) -> Any:
     if name not in _COMPILED:
         hardware_fma = compiled_fma()
         if hardware_fma is None:  # pragma: no cover - the jit extra is optional
-            _COMPILED.update(welford=None, two_pass=None, fma_square_chain=None)
+            _COMPILED.update(
+                welford=None, two_pass=None, two_pass_channels_last=None, fma_square_chain=None
+            )
         else:
             _COMPILED.update(_build_kernels(hardware_fma))
     return _COMPILED[name]
@@ -199,6 +201,7 @@ def _build_kernels(hardware_fma: Any) -> dict[str, Any]:
     return {
         "welford": jit(_jit_welford),
         "two_pass": jit(_jit_two_pass),
+        "two_pass_channels_last": jit(_jit_two_pass_channels_last),
         "fma_square_chain": jit(_jit_fma_square_chain),
     }
 
@@ -366,6 +369,33 @@ def _jit_two_pass(x: Array, acc_zero: Array, mean_out: Array, m2_out: Array) -> 
         for i in range(1, n):
             d = x[r, i] - mean
             m2 = m2 + a(d * d)
+        mean_out[r] = mean
+        m2_out[r] = s(m2)
+
+
+def _jit_two_pass_channels_last(
+    x: Array, chunk: int, acc_zero: Array, mean_out: Array, m2_out: Array
+) -> None:
+    # _two_pass_channels_last (float32 storage): chunk sums in storage, each from its
+    # first term (np.add.accumulate), added to a zero in acc; the squares one FMA each
+    s = x.dtype.type
+    a = acc_zero.dtype.type
+    rows, n = x.shape
+    for r in range(rows):
+        total = a(0)
+        for lo in range(0, n, chunk):
+            part = x[r, lo]
+            for i in range(lo + 1, min(n, lo + chunk)):
+                part = part + x[r, i]
+            total = total + a(part)
+        mean = s(total / a(n))
+        m2 = a(0)
+        for lo in range(0, n, chunk):
+            y = s(0)
+            for i in range(lo, min(n, lo + chunk)):
+                d = x[r, i] - mean
+                y = _jit_fma(d, d, y)
+            m2 = m2 + a(y)
         mean_out[r] = mean
         m2_out[r] = s(m2)
 
@@ -616,6 +646,18 @@ def _two_pass_channels_last(xs: Array, acc: np.dtype[Any], threads: int) -> Mome
     storage = xs.dtype
     n = xs.shape[-1]
     chunk = -(-n // threads) if n > threads else n
+    kernel = _compiled("two_pass_channels_last") if storage == np.float32 and n else None
+    if kernel is not None and acc.itemsize >= 4:
+        rows = xs.reshape(-1, n)
+        mean_s = np.empty(rows.shape[0], storage)
+        m2_s = np.empty(rows.shape[0], storage)
+        kernel(np.ascontiguousarray(rows), chunk, np.zeros(1, acc), mean_s, m2_s)
+        batch = xs.shape[:-1]
+        return Moments(
+            np.full(batch, n, dtype=np.int64),
+            mean_s.reshape(batch).astype(acc),
+            m2_s.reshape(batch).astype(acc),
+        )
     bounds = [(a, min(n, a + chunk)) for a in range(0, n, chunk)]
     with np.errstate(all="ignore"):
         total = np.zeros(xs.shape[:-1], acc)
