@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from varstats.precision import as_dtype, finfo
 
-__all__ = ["fma", "split_factor", "two_product", "two_sum"]
+__all__ = ["compiled_fma", "fma", "split_factor", "two_product", "two_sum"]
 
 Array = npt.NDArray[Any]
 
