@@ -27,6 +27,9 @@ and, for LRN, torch's ``pow(tensor, scalar)``:
 Fused multiply-add is emulated by :func:`fma`: one rounding of the exact
 :math:`ab + c`. Every emulation computes what torch computes, operation for
 operation; independent operations run in whatever order NumPy vectorizes best.
+With numba (the ``jit`` extra) the float32 Welford kernel and the BatchNorm
+statistics of float32 and float64 data run compiled, their FMAs as LLVM's
+``llvm.fma``; the NumPy code is the fallback, and both give the same bits.
 """
 
 from __future__ import annotations
@@ -438,7 +441,8 @@ def torch_cpu_welford(x: Array, /, *, acc: np.dtype[Any], lanes: int | None = No
 
     The arithmetic is torch's, operation for operation; only the order in which
     independent operations run differs: every chunk of every row runs its Welford
-    steps at once, and the cascade runs one tree level at a time.
+    steps at once, and the cascade runs one tree level at a time (compiled, with a
+    float32 accumulator and numba: row by row, the chunk stack as torch keeps it).
     """
     acc = np.dtype(acc)
     storage = np.asarray(x).dtype
