@@ -27,9 +27,10 @@ and, for LRN, torch's ``pow(tensor, scalar)``:
 Fused multiply-add is emulated by :func:`fma`: one rounding of the exact
 :math:`ab + c`. Every emulation computes what torch computes, operation for
 operation; independent operations run in whatever order NumPy vectorizes best.
-With numba (the ``jit`` extra) the float32 Welford kernel and the BatchNorm
-statistics of float32 and float64 data run compiled, their FMAs as LLVM's
-``llvm.fma``; the NumPy code is the fallback, and both give the same bits.
+With numba (the ``jit`` extra) the Welford kernel with a float32 accumulator, the
+BatchNorm statistics of float32 data (of float64 data too, but for an odd image
+size) and the float32 FMA chains of the other BatchNorm kernels run compiled, their
+FMAs as LLVM's ``llvm.fma``; the NumPy code is the fallback, with the same bits.
 """
 
 from __future__ import annotations
