@@ -10,7 +10,7 @@ from varstats.precision import DTYPES, finfo, round_to
 
 
 def test_all_matches_module():
-    assert sorted(vr.__all__) == ["fma", "split_factor", "two_product", "two_sum"]
+    assert sorted(vr.__all__) == ["compiled_fma", "fma", "split_factor", "two_product", "two_sum"]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -72,3 +72,38 @@ def test_fma_differs_from_unfused_multiply_add():
     got = vr.fma(a, a, np.float32(-1), "float32")
     assert float(got) == 2.0**-11 + 2.0**-24
     assert float(a * a - np.float32(1)) == 2.0**-11
+
+
+def test_compiled_fma_gives_the_emulated_bits(monkeypatch):
+    # llvm.fma (the jit extra) is the exactly rounded fma by definition; the emulation
+    # is one correct rounding (above): every float32 result has the same bits, edge
+    # values of finfo, zeros of both signs, infinities and NaN included
+    pytest.importorskip("numba")
+    fi = finfo("float32")
+    rng = np.random.default_rng(8)
+    n = 20_000
+    edges = np.array(
+        [0.0, -0.0, np.inf, -np.inf, np.nan, fi.max, -fi.max, fi.tiny, fi.smallest_subnormal],
+        np.float32,
+    )
+
+    def draw():
+        # every binade, subnormal to overflow
+        v = round_to(rng.standard_normal(n) * 2.0 ** rng.integers(-150, 129, n), "float32")
+        pick = rng.integers(0, 12, n) == 0
+        v[pick] = rng.choice(edges, pick.sum())
+        return v
+
+    a, b = draw(), draw()
+    out = []
+    with np.errstate(all="ignore"):
+        product = a.astype(np.float64) * b.astype(np.float64)
+        near = round_to(-product * (1 + rng.standard_normal(n) * fi.eps), "float32")
+        c = np.where(rng.integers(0, 2, n) == 0, draw(), near)
+        for jit in (False, True):
+            monkeypatch.setattr(vr, "_USE_JIT", jit)
+            out.append(vr.fma(a, b, c, "float32"))
+    emulated, compiled = out
+    assert np.array_equal(np.isnan(emulated), np.isnan(compiled))
+    ok = ~np.isnan(emulated)
+    assert emulated[ok].tobytes() == compiled[ok].tobytes()

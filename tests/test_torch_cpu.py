@@ -193,3 +193,91 @@ def test_torch_cpu_sum_rows_within_summation_bound():
     for j in range(a.shape[1]):
         exact = sum(Fraction(float(v)) for v in a[:, j])
         assert abs(Fraction(float(got[j])) - exact) <= Fraction(49 * u) * exact
+
+
+# --------------------------------------------------------------------------- compiled path
+
+
+def _same_bits(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.dtype == b.dtype
+    assert a.shape == b.shape
+    # NaN is NaN: the payload of a NaN made by llvm.fma may differ from the emulation's
+    both_nan = np.isnan(a) & np.isnan(b)
+    assert np.array_equal(np.where(both_nan, 0, a).tobytes(), np.where(both_nan, 0, b).tobytes())
+
+
+# lengths around the lane width, the 16-vector chunk and the levels of the chunk stack
+WELFORD_LENGTHS = [*range(1, 40), 127, 128, 129, 255, 257, 512, 1000, 2047, 4101, 25088]
+
+
+@pytest.mark.parametrize("storage", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("lanes", [None, 1, 3, 16])
+def test_compiled_welford_gives_the_numpy_bits(storage, lanes, monkeypatch):
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(11)
+    for n in WELFORD_LENGTHS:
+        offsets = np.array([0.0, 1e4, -3.0, 1e30, 0.0])[:, None]  # 1e30: inf in float16
+        x = round_to(rng.standard_normal((5, n)) * 10.0 ** rng.uniform(-3, 3) + offsets, storage)
+        if n > 2:
+            x[4, n // 2] = np.inf if n % 2 else np.nan
+        out = []
+        for jit in (False, True):
+            monkeypatch.setattr(vt, "_USE_JIT", jit)
+            with np.errstate(all="ignore"):  # as algorithms.apply_kernel runs kernels
+                out.append(vt.torch_cpu_welford(x, acc=np.dtype(np.float32), lanes=lanes))
+        plain, compiled = out
+        _same_bits(plain.mean, compiled.mean)
+        _same_bits(plain.m2, compiled.m2)
+        assert np.array_equal(plain.count, compiled.count)
+
+
+@pytest.mark.parametrize("storage", ["float32", "float64"])
+@pytest.mark.parametrize("acc", ["float32", "float64"])
+def test_compiled_two_pass_gives_the_numpy_bits(storage, acc, monkeypatch):
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(12)
+    for n in [1, 2, 3, 8, 33, 1001, 12544]:
+        offsets = np.array([0.0, 1e4, -3.0, 1e30, 0.0, 0.0])[:, None]
+        x = round_to(rng.standard_normal((6, n)) * 10.0 ** rng.uniform(-3, 3) + offsets, storage)
+        x[5] = -0.0  # a sum of negative zeros is -0.0
+        if n > 2:
+            x[4, n // 2] = np.inf if n % 2 else np.nan
+        # float64 with an odd image size takes the fused block ends (NumPy only)
+        for image_size in {n, 1, n // 2 if n % 2 == 0 else n}:
+            out = []
+            for jit in (False, True):
+                monkeypatch.setattr(vt, "_USE_JIT", jit)
+                with np.errstate(all="ignore"):  # as algorithms.apply_kernel runs kernels
+                    out.append(vt.torch_cpu_two_pass(x, acc=np.dtype(acc), image_size=image_size))
+            plain, compiled = out
+            _same_bits(plain.mean, compiled.mean)
+            _same_bits(plain.m2, compiled.m2)
+
+
+@pytest.mark.parametrize("storage", ["float16", "bfloat16", "float32"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_compiled_fma_square_chain_gives_the_numpy_bits(storage, channels_last, monkeypatch):
+    # the squared deviations summed with one FMA each (channels-last and float16/bfloat16
+    # kernels): a compiled llvm.fma chain, or one NumPy step per element
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(13)
+    acc = np.dtype(np.float64 if storage == "float32" else np.float32)
+    for n in [1, 2, 3, 17, 64, 100, 256]:
+        offsets = np.array([0.0, 1e4, -3.0, 1e30, 0.0])[:, None]
+        x = round_to(rng.standard_normal((5, n)) * 10.0 ** rng.uniform(-3, 3) + offsets, storage)
+        if n > 2:
+            x[4, n // 2] = np.inf if n % 2 else np.nan
+        for threads in (1, 3):
+            out = []
+            for jit in (False, True):
+                monkeypatch.setattr(vt, "_USE_JIT", jit)
+                with np.errstate(all="ignore"):
+                    out.append(
+                        vt.torch_cpu_two_pass(
+                            x, acc=acc, channels_last=channels_last, threads=threads
+                        )
+                    )
+            plain, compiled = out
+            _same_bits(plain.mean, compiled.mean)
+            _same_bits(plain.m2, compiled.m2)

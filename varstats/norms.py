@@ -250,6 +250,8 @@ def _affine_output(
             else:
                 shift = b - mean * a
             return fma(xd, a, shift, dtype) if fused else xd * a + shift
+        if form == "centered_then_affine" and w is None and b is None:
+            return _centered_scaled(xd, np.asarray(mean), np.asarray(invstd))
         centered = xd - mean
         if form == "centered":
             a = invstd if w is None else invstd * w
@@ -258,8 +260,6 @@ def _affine_output(
             return fma(centered, a, b, dtype) if fused else centered * a + b
         # centered_then_affine: ((x - mean) * invstd) * w + b
         t = centered * invstd
-        if w is None and b is None:
-            return np.asarray(t)
         if w is None and b is not None and fused:
             # layer_norm_kernel.cpp's scalar loop for a null gamma: `* 1` is folded
             # away and (x - mean) * rstd + beta contracts to one FMA (measured)
@@ -267,6 +267,73 @@ def _affine_output(
         w1 = np.ones((), dtype) if w is None else w
         b0 = np.zeros((), dtype) if b is None else b
         return fma(t, w1, b0, dtype) if fused else t * w1 + b0
+
+
+def _in_format(y: Array, dtype: np.dtype[Any]) -> Array:
+    """``y`` rounded to ``dtype``; ``y`` itself (a new array of the layer's) if it is in it."""
+    return y if y.dtype == dtype else round_to(y, dtype)
+
+
+# With numba (the "jit" extra), (x - mean) * invstd runs as one compiled pass over x
+# instead of two NumPy passes and a temporary: the same two roundings per element in the
+# same format (no fast-math, nothing contracted), so the same bits; tests/test_norms.py
+# compares the two paths. Whether it may run compiled (tests switch it off); numba is
+# imported on first use.
+_USE_JIT = True
+_COMPILED: dict[str, Any] = {}
+
+
+def _compiled_centered_scaled() -> Any:
+    if not _USE_JIT:
+        return None
+    if "centered_scaled" not in _COMPILED:
+        try:
+            import numba
+        except ImportError:  # pragma: no cover - the jit extra is optional
+            _COMPILED["centered_scaled"] = None
+        else:
+
+            @numba.njit(cache=True, nogil=True)
+            def centered_scaled(x: Array, mean: Array, invstd: Array, out: Array) -> None:
+                for r in range(x.shape[0]):
+                    m = mean[r]
+                    s = invstd[r]
+                    xr = x[r]
+                    yr = out[r]
+                    for k in range(x.shape[1]):
+                        yr[k] = (xr[k] - m) * s
+
+            _COMPILED["centered_scaled"] = centered_scaled
+    return _COMPILED["centered_scaled"]
+
+
+def _centered_scaled(x: Array, mean: Array, invstd: Array) -> Array:
+    """``(x - mean) * invstd`` in ``x.dtype``, two roundings; the statistics broadcast.
+
+    Compiled when both statistics hold one value per leading slice of ``x`` (shape
+    ``(*x.shape[:k], 1, ..., 1)``), the common case of every per-sample layer.
+    """
+    kernel = _compiled_centered_scaled() if x.dtype in (np.float32, np.float64) else None
+    k = mean.ndim
+    while k and mean.shape[k - 1] == 1:
+        k -= 1
+    per_slice = (
+        mean.shape == invstd.shape
+        and mean.ndim == x.ndim
+        and mean.shape[:k] == x.shape[:k]
+        and mean.dtype == invstd.dtype == x.dtype
+    )
+    if kernel is None or not per_slice or x.size == 0:
+        return np.asarray((x - mean) * invstd)
+    rows = math.prod(x.shape[:k])
+    out = np.empty(x.shape, x.dtype)
+    kernel(
+        np.ascontiguousarray(x).reshape(rows, -1),
+        mean.reshape(rows),
+        invstd.reshape(rows),
+        out.reshape(rows, -1),
+    )
+    return out
 
 
 def _channel_shape(ndim: int) -> tuple[int, ...]:
@@ -544,7 +611,7 @@ def _normalize_from_moments(
         conv.fused_multiply_add,
         dtype,
     )
-    return round_to(y, xa.dtype), mean_d, var_d
+    return _in_format(y, xa.dtype), mean_d, var_d
 
 
 def _torch_reduced_normalize(
@@ -709,7 +776,7 @@ def _normalize_affine_trailing(
     y = _affine_output(
         xa, mean_d, inv, w, b, conv.output_form("layer_norm"), conv.fused_multiply_add, dtype
     )
-    return round_to(y, xa.dtype), mean_d, var_d
+    return _in_format(y, xa.dtype), mean_d, var_d
 
 
 @_quiet

@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from varstats.precision import as_dtype, finfo
 
-__all__ = ["fma", "split_factor", "two_product", "two_sum"]
+__all__ = ["compiled_fma", "fma", "split_factor", "two_product", "two_sum"]
 
 Array = npt.NDArray[Any]
 
@@ -101,6 +101,74 @@ def _fma_float32(a: npt.ArrayLike, b: npt.ArrayLike, c: npt.ArrayLike) -> Array:
     return np.asarray(out)
 
 
+# --- the hardware FMA, compiled -----------------------------------------------------
+# With numba (the "jit" extra), float32 FMAs run as LLVM's llvm.fma: the exactly rounded
+# ab + c by the intrinsic's definition (the FMA instruction where the CPU has one, the C
+# library's fma otherwise), so the same bits as the emulation below, which
+# tests/test_rounding.py checks (a NaN's payload may differ; it is still a NaN). float64
+# stays emulated: the Dekker split overflows for |a| above about 1e300 and a product
+# beyond float64's range gives the plain a*b + c there, where llvm.fma would differ. No
+# fast-math: nothing else is contracted or reordered. Whether fma may use it (tests switch
+# it off); numba is imported on first use.
+_USE_JIT = True
+_COMPILED: dict[str, Any] = {}
+
+
+def compiled_fma() -> Any:
+    """numba's ``llvm.fma`` as an intrinsic for compiled kernels, or None without numba.
+
+    Called inside a function compiled by numba, ``compiled_fma()(a, b, c)`` is one
+    rounding of :math:`ab + c` for float32 or float64 operands of one type.
+    """
+    if "intrinsic" not in _COMPILED:
+        try:
+            from numba.core import types
+            from numba.extending import intrinsic
+        except ImportError:  # pragma: no cover - the jit extra is optional
+            _COMPILED["intrinsic"] = None
+        else:
+
+            @intrinsic
+            def hardware_fma(typingctx: Any, a: Any, b: Any, c: Any) -> Any:
+                if not (isinstance(a, types.Float) and a == b == c):
+                    return None
+
+                def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+                    return builder.fma(*args)
+
+                return a(a, b, c), codegen
+
+            _COMPILED["intrinsic"] = hardware_fma
+    return _COMPILED["intrinsic"]
+
+
+# bound to compiled_fma() before _fused_fma is compiled; a module global rather than a
+# closure variable, which would enter the key of numba's on-disk cache (a new key, and
+# a new compilation, in every process)
+_jit_fma: Any = None
+
+
+def _fused_fma(a: Any, b: Any, c: Any) -> Any:
+    return _jit_fma(a, b, c)
+
+
+def _compiled_fma_ufunc() -> Any:
+    """:func:`compiled_fma` as a float32 ufunc (broadcasting), or None without numba."""
+    global _jit_fma
+    if "ufunc" not in _COMPILED:
+        hardware_fma = compiled_fma()
+        if hardware_fma is None:  # pragma: no cover - the jit extra is optional
+            _COMPILED["ufunc"] = None
+        else:
+            import numba
+
+            _jit_fma = hardware_fma
+            _COMPILED["ufunc"] = numba.vectorize(  # type: ignore[no-untyped-call]
+                ["float32(float32, float32, float32)"], cache=True
+            )(_fused_fma)
+    return _COMPILED["ufunc"]
+
+
 def fma(a: npt.ArrayLike, b: npt.ArrayLike, c: npt.ArrayLike, /, dtype: Any) -> Array:
     r"""Fused multiply-add :math:`\operatorname{fl}(ab + c)`: one rounding to ``dtype``.
 
@@ -118,6 +186,12 @@ def fma(a: npt.ArrayLike, b: npt.ArrayLike, c: npt.ArrayLike, /, dtype: Any) -> 
     """
     dt = as_dtype(dtype)
     if dt == np.float32:
+        ufunc = _compiled_fma_ufunc() if _USE_JIT else None
+        # compiled only when every operand is float32 already (a float64 array passed
+        # for float32 would be rounded by the ufunc's cast first)
+        if ufunc is not None and all(np.asarray(v).dtype == dt for v in (a, b, c)):
+            with np.errstate(all="ignore"):
+                return np.asarray(ufunc(a, b, c))
         with np.errstate(all="ignore"):
             return _fma_float32(a, b, c)
     a64, b64, c64 = (np.asarray(v).astype(np.float64) for v in (a, b, c))

@@ -27,6 +27,10 @@ and, for LRN, torch's ``pow(tensor, scalar)``:
 Fused multiply-add is emulated by :func:`fma`: one rounding of the exact
 :math:`ab + c`. Every emulation computes what torch computes, operation for
 operation; independent operations run in whatever order NumPy vectorizes best.
+With numba (the ``jit`` extra) the Welford kernel with a float32 accumulator, the
+BatchNorm statistics of float32 data (of float64 data too, but for an odd image
+size) and the float32 FMA chains of the other BatchNorm kernels run compiled, their
+FMAs as LLVM's ``llvm.fma``; the NumPy code is the fallback, with the same bits.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from varstats.moments import Moments
-from varstats.rounding import fma
+from varstats.rounding import compiled_fma, fma
 
 _F32_LOW: Final = np.uint64((1 << 29) - 1)  # float64 significand bits below float32's
 _F32_HALF: Final = np.uint64(1 << 28)  # ... that make a float32 midpoint
@@ -148,6 +152,267 @@ def _fold_groups(items: _Stats, whole: int, size: int, acc: np.dtype[Any]) -> _S
     return total
 
 
+# --- the same operations, compiled -------------------------------------------------
+# With numba (the "jit" extra) and a float32 accumulator, RowwiseMoments runs as one
+# compiled loop per row, in torch's own order (the chunk stack itself rather than one
+# tree level at a time, which gives the same merges). Every operation is the NumPy
+# path's, in the same order and format, with no fast-math (nothing contracted or
+# reordered), and the FMAs are LLVM's exactly rounded llvm.fma
+# (varstats.rounding.compiled_fma), so the bits are the same; tests/test_torch_cpu.py
+# compares the two paths. float64 accumulators stay on the NumPy path (its emulated
+# float64 FMA is not llvm.fma at the extremes of the range; see varstats.rounding).
+# Whether the kernels may run compiled (tests switch it off); numba is imported on first use.
+_USE_JIT = True
+_COMPILED: dict[str, Any] = {}
+
+
+def _compiled(name: str) -> Any:
+    """The compiled kernel ``name`` (a key of :func:`_build_kernels`), or None without numba."""
+    if not _USE_JIT:
+        return None
+    if name not in _COMPILED:
+        hardware_fma = compiled_fma()
+        if hardware_fma is None:  # pragma: no cover - the jit extra is optional
+            _COMPILED.update(
+                welford=None, two_pass=None, two_pass_channels_last=None, fma_square_chain=None
+            )
+        else:
+            _COMPILED.update(_build_kernels(hardware_fma))
+    return _COMPILED[name]
+
+
+# The kernels' sources are module-level functions that call each other (and llvm.fma)
+# through the module globals below, which _build_kernels binds to compiled versions
+# before compiling: numba reads globals when it compiles, and a global (unlike a
+# closure's contents) is not part of the key of its on-disk cache, so a new process
+# loads the compiled kernels instead of compiling them again. Never called uncompiled.
+_jit_fma: Any = None
+
+
+def _build_kernels(hardware_fma: Any) -> dict[str, Any]:
+    import numba
+
+    global _jit_fma, _jit_add_moments_vec, _jit_welford_step, _jit_transpose_row
+    global _jit_welford_steps
+    jit = numba.njit(cache=True, nogil=True)
+    # the helpers are inlined into their callers (a call costs more than a small step)
+    helper = numba.njit(cache=True, nogil=True, inline="always")
+    _jit_fma = hardware_fma
+    _jit_add_moments_vec = helper(_jit_add_moments_vec)
+    _jit_welford_step = helper(_jit_welford_step)
+    _jit_transpose_row = helper(_jit_transpose_row)
+    _jit_welford_steps = helper(_jit_welford_steps)
+    return {
+        "welford": jit(_jit_welford),
+        "two_pass": jit(_jit_two_pass),
+        "two_pass_channels_last": jit(_jit_two_pass_channels_last),
+        "fma_square_chain": jit(_jit_fma_square_chain),
+    }
+
+
+def _jit_add_moments_vec(
+    m0_add: int,
+    m1_add: Array,
+    m2_add: Array,
+    at: int,
+    m0: Array,
+    m1: Array,
+    m2: Array,
+    level: int,
+    v: int,
+) -> None:
+    # _add_moments_vec of the v lanes at m1_add[at:], m2_add[at:] into stack level
+    # `level` (lanes level * v ...), in place; flat arrays and offsets, no views
+    t = m1.dtype.type
+    n = m0[level] + m0_add
+    c = t(m0_add) / t(n) if n > 0 else t(0)
+    w = t(m0[level])
+    base = level * v
+    for lane in range(v):
+        delta = m1_add[at + lane] - m1[base + lane]
+        m2_tmp = m2[base + lane] + m2_add[at + lane]
+        c_delta = c * delta
+        m0_delta = delta * w
+        m1[base + lane] = m1[base + lane] + c_delta
+        m2[base + lane] = _jit_fma(m0_delta, c_delta, m2_tmp)
+    m0[level] = n
+
+
+def _jit_welford_step(
+    xr: Array, c1: Array, c2: Array, cj: Any, j: int, chunks: int, w: int
+) -> None:
+    # Welford step j (vector j of each chunk) of the first `chunks` chunks of a row
+    for i in range(chunks):
+        src = (i * 16 + j) * w
+        at = i * w
+        for lane in range(w):
+            xv = xr[src + lane]
+            delta = xv - c1[at + lane]
+            new_m1 = _jit_fma(cj, delta, c1[at + lane])
+            c2[at + lane] = _jit_fma(delta, xv - new_m1, c2[at + lane])
+            c1[at + lane] = new_m1
+
+
+def _jit_transpose_row(xr: Array, xt: Array, m: int, n: int, w: int) -> None:
+    # the n vectors of a row into xt as (vector j, chunk i, lane): xt[(j*m + i)*w + l]
+    for i in range(m):
+        for j in range(min(16, n - i * 16)):
+            src = (i * 16 + j) * w
+            dst = (j * m + i) * w
+            for lane in range(w):
+                xt[dst + lane] = xr[src + lane]
+
+
+def _jit_welford_steps(xj: Array, c1: Array, c2: Array, cj: Any, count: int) -> None:
+    # Welford step j of every chunk, lanes side by side: xj[k] is lane k of the
+    # chunk statistics c1[k], c2[k]; indices from 0 up, so the loop vectorizes
+    for k in range(count):
+        xv = xj[k]
+        delta = xv - c1[k]
+        new_m1 = _jit_fma(cj, delta, c1[k])
+        c2[k] = _jit_fma(delta, xv - new_m1, c2[k])
+        c1[k] = new_m1
+
+
+def _jit_welford(
+    x: Array, v: int, per_load: int, c_vecs: Array, mean_out: Array, m2_out: Array
+) -> None:
+    t = x.dtype.type
+    rows, big_n = x.shape
+    w = v * per_load  # values per load
+    n = big_n // w
+    m = -(-n // 16)
+    depth = 1  # _ceil_log2(m)
+    while m > 2 and (1 << depth) < m:
+        depth += 1
+    s0 = np.zeros(depth, np.int64)  # the chunk stack, level-major
+    s1 = np.zeros(depth * v, x.dtype)
+    s2 = np.zeros(depth * v, x.dtype)
+    c1 = np.zeros(m * w, x.dtype)  # chunk statistics of one row, chunk-major
+    c2 = np.zeros(m * w, x.dtype)
+    xt = np.zeros(16 * m * w if m >= 4 else 0, x.dtype)  # a row, step-major
+    last = n - (m - 1) * 16  # vectors in the last chunk
+    for r in range(rows):
+        xr = x[r]
+        for k in range(depth):  # explicit loops: a slice assignment costs a call
+            s0[k] = 0
+        for k in range(depth * v):
+            s1[k] = 0
+            s2[k] = 0
+        for k in range(m * w):
+            c1[k] = 0
+            c2[k] = 0
+        # step j of every chunk's Welford, then step j + 1: the chunks are
+        # independent, so their steps overlap. With several chunks the row is first
+        # laid out as (vector j, chunk, lane), so that step j of all chunks is one
+        # contiguous loop the compiler vectorizes (a lane count of 8 is shorter
+        # than the 16-float vectors it picks)
+        if m >= 4:
+            if w == 8:  # the float32 lane count, a constant: the copy unrolls
+                _jit_transpose_row(xr, xt, m, n, 8)
+            else:
+                _jit_transpose_row(xr, xt, m, n, w)
+            for j in range(16):
+                steps = (m if j < last else m - 1) * w
+                _jit_welford_steps(xt[j * m * w : j * m * w + steps], c1, c2, c_vecs[j], steps)
+        else:
+            for j in range(16 if m > 1 else last):  # one chunk: only `last` steps
+                _jit_welford_step(xr, c1, c2, c_vecs[j], j, m if j < last else m - 1, w)
+        for i in range(m):
+            m0 = min(16, n - i * 16)
+            for h in range(per_load):  # a float16 load is two float vectors
+                _jit_add_moments_vec(m0, c1, c2, i * w + h * v, s0, s1, s2, 0, v)
+            mask = i + 1
+            j = 1
+            while j < depth and (mask & 1) == 0:
+                _jit_add_moments_vec(s0[j - 1], s1, s2, (j - 1) * v, s0, s1, s2, j, v)
+                s0[j - 1] = 0
+                for lane in range((j - 1) * v, j * v):
+                    s1[lane] = 0
+                    s2[lane] = 0
+                mask >>= 1
+                j += 1
+        for j in range(1, depth):
+            _jit_add_moments_vec(s0[j], s1, s2, j * v, s0, s1, s2, 0, v)
+        # the scalar tail: plain Welford, no FMA
+        count = 0
+        mean = t(0)
+        m2s = t(0)
+        for k in range(n * w, big_n):
+            xk = xr[k]
+            delta = xk - mean
+            count += 1
+            mean = mean + delta / t(count)
+            m2s = m2s + delta * (xk - mean)
+        lane_count = s0[0]
+        for lane in range(v):  # AddMoments, lanes into the tail
+            total = count + lane_count
+            c = t(lane_count) / t(total) if total else t(0)
+            delta = s1[lane] - mean
+            mean = _jit_fma(c, delta, mean)
+            m2s = m2s + _jit_fma((delta * delta) * c, t(count), s2[lane])
+            count = total
+        mean_out[r] = mean
+        m2_out[r] = m2s
+
+
+def _jit_two_pass(x: Array, acc_zero: Array, mean_out: Array, m2_out: Array) -> None:
+    # the contiguous batch_norm_cpu_collect_stats: sums in acc, mean and squares in
+    # storage; each sum starts from its first term, as np.add.accumulate does
+    # (0 + -0.0 would be +0.0)
+    s = x.dtype.type
+    a = acc_zero.dtype.type
+    rows, n = x.shape
+    for r in range(rows):
+        total = a(x[r, 0])
+        for i in range(1, n):
+            total = total + a(x[r, i])
+        mean = s(total / a(n))
+        d = x[r, 0] - mean
+        m2 = a(d * d)
+        for i in range(1, n):
+            d = x[r, i] - mean
+            m2 = m2 + a(d * d)
+        mean_out[r] = mean
+        m2_out[r] = s(m2)
+
+
+def _jit_two_pass_channels_last(
+    x: Array, chunk: int, acc_zero: Array, mean_out: Array, m2_out: Array
+) -> None:
+    # _two_pass_channels_last (float32 storage): chunk sums in storage, each from its
+    # first term (np.add.accumulate), added to a zero in acc; the squares one FMA each
+    s = x.dtype.type
+    a = acc_zero.dtype.type
+    rows, n = x.shape
+    for r in range(rows):
+        total = a(0)
+        for lo in range(0, n, chunk):
+            part = x[r, lo]
+            for i in range(lo + 1, min(n, lo + chunk)):
+                part = part + x[r, i]
+            total = total + a(part)
+        mean = s(total / a(n))
+        m2 = a(0)
+        for lo in range(0, n, chunk):
+            y = s(0)
+            for i in range(lo, min(n, lo + chunk)):
+                d = x[r, i] - mean
+                y = _jit_fma(d, d, y)
+            m2 = m2 + a(y)
+        mean_out[r] = mean
+        m2_out[r] = s(m2)
+
+
+def _jit_fma_square_chain(dev: Array, out: Array) -> None:
+    # _fma_square_chain of each row of dev (float32), into out (zeros)
+    for r in range(dev.shape[0]):
+        y = out[r]
+        for i in range(dev.shape[1]):
+            y = _jit_fma(dev[r, i], dev[r, i], y)
+        out[r] = y
+
+
 def torch_cpu_welford(x: Array, /, *, acc: np.dtype[Any], lanes: int | None = None) -> Moments:
     r"""PyTorch's CPU ``RowwiseMoments``: lane-wise Welford with FMA and a cascade.
 
@@ -177,11 +442,12 @@ def torch_cpu_welford(x: Array, /, *, acc: np.dtype[Any], lanes: int | None = No
 
     The arithmetic is torch's, operation for operation; only the order in which
     independent operations run differs: every chunk of every row runs its Welford
-    steps at once, and the cascade runs one tree level at a time.
+    steps at once, and the cascade runs one tree level at a time (compiled, with a
+    float32 accumulator and numba: row by row, the chunk stack as torch keeps it).
     """
     acc = np.dtype(acc)
     storage = np.asarray(x).dtype
-    xa = np.asarray(x).astype(acc)
+    xa = np.asarray(x).astype(acc, copy=False)
     batch, big_n = xa.shape[:-1], xa.shape[-1]
     flat = xa.reshape(-1, big_n)
     rows = flat.shape[0]
@@ -192,6 +458,15 @@ def torch_cpu_welford(x: Array, /, *, acc: np.dtype[Any], lanes: int | None = No
     per_load = 2 if storage.itemsize < acc.itemsize and acc == np.float32 else 1
     n = big_n // (v * per_load)
     m = -(-n // _CHUNK)
+    kernel = _compiled("welford") if acc == np.float32 else None
+    if kernel is not None:
+        mean_out = np.empty(rows, acc)
+        m2_out = np.empty(rows, acc)
+        c_vecs = np.array([acc.type(1) / acc.type(j + 1) for j in range(_CHUNK)], acc)
+        kernel(np.ascontiguousarray(flat), int(v), per_load, c_vecs, mean_out, m2_out)
+        return Moments(
+            np.full(batch, big_n, dtype=np.int64), mean_out.reshape(batch), m2_out.reshape(batch)
+        )
     with np.errstate(all="ignore"):
         if m:
             body = flat[:, : n * v * per_load]
@@ -326,6 +601,19 @@ def torch_cpu_two_pass(
         return _two_pass_reduced(xs, int(image_size))
     if channels_last:
         return _two_pass_channels_last(xs, acc, int(threads))
+    fused_ends = storage == np.float64 and image_size % 2
+    kernel = _compiled("two_pass") if acc.itemsize >= 4 and n and not fused_ends else None
+    if kernel is not None:
+        rows = xs.reshape(-1, n)
+        mean_s = np.empty(rows.shape[0], storage)
+        m2_s = np.empty(rows.shape[0], storage)
+        kernel(np.ascontiguousarray(rows), np.zeros(1, acc), mean_s, m2_s)
+        batch = xs.shape[:-1]
+        return Moments(
+            np.full(batch, n, dtype=np.int64),
+            mean_s.reshape(batch).astype(acc),
+            m2_s.reshape(batch).astype(acc),
+        )
     with np.errstate(all="ignore"):
         # strictly left to right; the ufunc casts to acc as it goes
         total = np.add.accumulate(xs, axis=-1, dtype=acc)[..., -1]
@@ -363,6 +651,18 @@ def _two_pass_channels_last(xs: Array, acc: np.dtype[Any], threads: int) -> Mome
     storage = xs.dtype
     n = xs.shape[-1]
     chunk = -(-n // threads) if n > threads else n
+    kernel = _compiled("two_pass_channels_last") if storage == np.float32 and n else None
+    if kernel is not None and acc.itemsize >= 4:
+        rows = xs.reshape(-1, n)
+        mean_s = np.empty(rows.shape[0], storage)
+        m2_s = np.empty(rows.shape[0], storage)
+        kernel(np.ascontiguousarray(rows), chunk, np.zeros(1, acc), mean_s, m2_s)
+        batch = xs.shape[:-1]
+        return Moments(
+            np.full(batch, n, dtype=np.int64),
+            mean_s.reshape(batch).astype(acc),
+            m2_s.reshape(batch).astype(acc),
+        )
     bounds = [(a, min(n, a + chunk)) for a in range(0, n, chunk)]
     with np.errstate(all="ignore"):
         total = np.zeros(xs.shape[:-1], acc)
@@ -384,6 +684,10 @@ def _fma_square_chain(dev: Array) -> Array:
     if dt != np.float32:
         for i in range(dev.shape[-1]):
             y = fma(dev[..., i], dev[..., i], y, dt)
+        return y
+    kernel = _compiled("fma_square_chain")
+    if kernel is not None:  # llvm.fma: the same single rounding (tests/test_torch_cpu.py)
+        kernel(np.ascontiguousarray(dev).reshape(-1, dev.shape[-1]), y.reshape(-1))
         return y
     # float32: d*d is exact in float64, so each step is one float64 addition and one
     # rounding to float32, which is the FMA's single rounding except where the float64
