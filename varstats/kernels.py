@@ -88,7 +88,7 @@ def naive(x: Any, /, *, acc: Any, summation: str = "pairwise") -> Moments:
     s1 = total(p)
     s2 = total(squares(p))
     mean = s1 / _count(n, s1)
-    return Moments(np.asarray(n), mean, s2 - s1 * mean)
+    return Moments._unchecked(n, mean, s2 - s1 * mean)
 
 
 def shifted(x: Any, /, *, acc: Any, summation: str = "pairwise") -> Moments:
@@ -113,7 +113,7 @@ def shifted(x: Any, /, *, acc: Any, summation: str = "pairwise") -> Moments:
     s1 = total(d)
     s2 = total(squares(d, in_place=True))
     dm = s1 / _count(x.shape[-1], s1)
-    return Moments(np.asarray(x.shape[-1]), shift + dm, s2 - s1 * dm)
+    return Moments._unchecked(x.shape[-1], shift + dm, s2 - s1 * dm)
 
 
 def two_pass(x: Any, /, *, acc: Any, summation: str = "pairwise") -> Moments:
@@ -134,7 +134,7 @@ def two_pass(x: Any, /, *, acc: Any, summation: str = "pairwise") -> Moments:
     p = split(xp.astype(x, acc, copy=False), summation)
     s = total(p)
     mean = s / _count(x.shape[-1], s)
-    return Moments(np.asarray(x.shape[-1]), mean, squared_deviation_total(p, mean))
+    return Moments._unchecked(x.shape[-1], mean, squared_deviation_total(p, mean))
 
 
 def _corrected(x: Any, acc: Any, summation: str, add_up: Callable[[Split], Any]) -> Moments:
@@ -153,7 +153,7 @@ def _corrected(x: Any, acc: Any, summation: str, add_up: Callable[[Split], Any])
     sd = add_up(d)
     # sd is the rounding error of the mean, to first order (zero in exact arithmetic)
     m2 = add_up(squares(d, in_place=True)) - (sd * sd) / n
-    return Moments(np.asarray(x.shape[-1]), mean + sd / n, m2)
+    return Moments._unchecked(x.shape[-1], mean + sd / n, m2)
 
 
 def corrected_two_pass(x: Any, /, *, acc: Any, summation: str = "pairwise") -> Moments:
@@ -213,7 +213,7 @@ def welford(x: Any, /, *, acc: Any, lanes: int = 1) -> Moments:
     else:
         state = _welford_steps(xp, x, acc, width, full)
     if width == 1:
-        return Moments(state.count[..., 0], state.mean[..., 0], state.m2[..., 0])
+        return Moments._unchecked(state.count[..., 0], state.mean[..., 0], state.m2[..., 0])
     return merge_along(state, axis=-1, order="pairwise")
 
 
@@ -251,7 +251,7 @@ def _welford_steps(xp: Any, x: Any, acc: Any, width: int, full: int) -> Moments:
         mean = xp.concat([mean_r, mean[..., r:]], axis=-1)
         m2 = xp.concat([m2_r, m2[..., r:]], axis=-1)
         count[..., :r] += 1
-    return Moments(count, mean, m2)
+    return Moments._unchecked(count, mean, m2)
 
 
 def _welford_lanes_py(x: Any, width: int, zero: Any, mean: Any, m2: Any) -> None:
@@ -304,7 +304,7 @@ def _welford_compiled(x: Any, acc: np.dtype[Any], width: int) -> Moments:
     _welford_kernel()(flat, width, np.zeros((), dtype=acc)[()], mean, m2)
     count = np.full((*batch, width), n // width, dtype=np.int64)
     count[..., : n % width] += 1
-    return Moments(count, mean.reshape(*batch, width), m2.reshape(*batch, width))
+    return Moments._unchecked(count, mean.reshape(*batch, width), m2.reshape(*batch, width))
 
 
 def _blocks(a: Any, block: int) -> tuple[Any, Any | None]:
@@ -367,7 +367,7 @@ def _leaf_moments(head: Any, tail: Any | None, acc: Any, rows: bool) -> Moments:
         counts.append(np.full((*t.shape, 1), tail.shape[-1], dtype=np.int64))
         means.append(t.mean[..., None])
         m2s.append(t.m2[..., None])
-    return Moments(
+    return Moments._unchecked(
         np.concatenate(counts, axis=-1), xp.concat(means, axis=-1), xp.concat(m2s, axis=-1)
     )
 

@@ -83,12 +83,19 @@ def lane_matrix(a: Any, rows: int, /) -> tuple[Any, Any | None]:
     return head, (a[..., rows * m :] if rows * m < n else None)
 
 
-def row_sum(head: Any, /) -> Any:
-    """Sequential sum down the rows of ``(..., rows, m)``: one sum per lane."""
+def row_sum(head: Any, /, *, out: Any = None) -> Any:
+    """Sequential sum down the rows of ``(..., rows, m)``: one sum per lane.
+
+    ``out`` (NumPy only) is a ``(..., m)`` array the sums are written into.
+    """
     if rows_reducible(head):
-        return np.add.reduce(head, axis=-2)
+        return np.add.reduce(head, axis=-2, out=out)
     add = binary_op(array_namespace(head), "add")
-    s = own(head[..., 0, :])
+    if out is not None:
+        np.copyto(out, head[..., 0, :])
+        s = out
+    else:
+        s = own(head[..., 0, :])
     for k in range(1, head.shape[-2]):
         s = add(s, head[..., k, :], out=s)  # in place where possible, rounded in s.dtype
     return s
@@ -168,16 +175,16 @@ def squared_deviation_total(p: Split, center: Any, /) -> Any:
     batch, m = head.shape[:-2], head.shape[-1]
     width = max(8, _LANE_BLOCK // max(math.prod(batch), 1))
     c = center[..., None]
+    leaves = _leaf_buffer(batch, m + (p.tail is not None), head.dtype)
     if width >= m:  # one block: whole-array operations are the fewest calls
         d = np.subtract(head, c[..., None])
-        sums = row_sum(np.multiply(d, d, out=d))
+        row_sum(np.multiply(d, d, out=d), out=leaves[..., :m])
     else:
-        sums = _blocked_squares(head, c, width)
-    leaves = [sums]
+        _blocked_squares(head, c, width, out=leaves[..., :m])
     if p.tail is not None:
         d = p.tail - c
-        leaves.append(sequential_sum(d * d)[..., None])
-    return _tree_sum(np.concatenate(leaves, axis=-1))
+        leaves[..., m] = sequential_sum(d * d)
+    return _tree_sum(leaves)
 
 
 def lane_squares(head: Any, center: Any, /) -> Any:
@@ -197,10 +204,15 @@ def lane_squares(head: Any, center: Any, /) -> Any:
     return _blocked_squares(head, center, width, per_lane=True)
 
 
-def _blocked_squares(head: Any, c: Any, width: int, *, per_lane: bool = False) -> Any:
-    """Row sums of ``(head - c)**2``, ``width`` lanes at a time (``c`` per lane or per slice)."""
+def _blocked_squares(
+    head: Any, c: Any, width: int, *, per_lane: bool = False, out: Any = None
+) -> Any:
+    """Row sums of ``(head - c)**2``, ``width`` lanes at a time (``c`` per lane or per slice).
+
+    Written into ``out`` (``(..., m)``) if given.
+    """
     batch, m = head.shape[:-2], head.shape[-1]
-    sums = np.empty((*batch, m), dtype=head.dtype)
+    sums = np.empty((*batch, m), dtype=head.dtype) if out is None else out
     for j0 in range(0, m, width):
         j1 = min(j0 + width, m)
         out = sums[..., j0:j1]
@@ -229,24 +241,47 @@ def _leaves(p: Split, lane_sum: Any) -> list[Any]:
 
 def total(p: Split, /) -> Any:
     """Lane sums and the tail's sequential sum, added in a balanced tree."""
-    leaves = [] if p.head is None else [row_sum(p.head)]
+    if isinstance(p.head if p.tail is None else p.tail, np.ndarray):
+        m = 0 if p.head is None else p.head.shape[-1]
+        batch = p.head.shape[:-2] if p.tail is None else p.tail.shape[:-1]
+        dtype = (p.head if p.tail is None else p.tail).dtype
+        leaves = _leaf_buffer(batch, m + (p.tail is not None), dtype)
+        if p.head is not None:
+            row_sum(p.head, out=leaves[..., :m])
+        if p.tail is not None:
+            leaves[..., m] = sequential_sum(p.tail)
+        return _tree_sum(leaves)
+    parts = [] if p.head is None else [row_sum(p.head)]
     if p.tail is not None:
-        leaves.append(sequential_sum(p.tail)[..., None])
-    xp = array_namespace(leaves[0])
-    sums = xp.concat(leaves, axis=-1)
-    if isinstance(sums, np.ndarray):
-        return _tree_sum(sums)
-    (result,) = tree_reduce((sums,), lambda a, b: (a + b,))
+        parts.append(sequential_sum(p.tail)[..., None])
+    xp = array_namespace(parts[0])
+    (result,) = tree_reduce((xp.concat(parts, axis=-1),), lambda a, b: (a + b,))
     return result
 
 
+def _leaf_buffer(batch: tuple[int, ...], leaves: int, dtype: Any) -> Any:
+    """A NumPy ``(*batch, 2**k)`` buffer for ``leaves`` partial sums, ``2**k >= leaves``.
+
+    The first ``leaves`` slots are for the caller to fill; every slot past them holds
+    ``-0.0`` (see :func:`_tree_sum`).
+    """
+    width = 1 << max(leaves - 1, 0).bit_length()
+    buf = np.empty((*batch, width), dtype=dtype)
+    buf[..., leaves:] = -0.0
+    return buf
+
+
 def _tree_sum(a: Any) -> Any:
-    """:func:`~varstats.moments.tree_reduce` with ``+`` on a NumPy array, in fewer calls."""
+    """:func:`~varstats.moments.tree_reduce` with ``+`` on a NumPy array padded by
+    :func:`_leaf_buffer`, one vector addition per level.
+
+    Padded with ``-0.0`` to a power of two, every level adds neighbours: where the
+    unpadded tree carries an odd element up a level unchanged, it is added to
+    ``-0.0`` here, and ``v + (-0.0)`` is ``v`` for every ``v`` (``+0.0``, infinities
+    and NaN included), so the two trees round alike (``tests/test_summation.py``).
+    """
     while a.shape[-1] > 1:
-        m = a.shape[-1]
-        even = m - m % 2
-        pairs = a[..., 0:even:2] + a[..., 1:even:2]
-        a = np.concatenate([pairs, a[..., -1:]], axis=-1) if m % 2 else pairs
+        a = a[..., 0::2] + a[..., 1::2]
     return a[..., 0]
 
 
