@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import varstats as vs
+from varstats.moments import tree_reduce
 from varstats.precision import as_dtype
-from varstats.summation import compensated_sum, row_sum, split
+from varstats.summation import compensated_sum, row_sum, split, total
 
 
 def _row_loop(head: Any) -> Any:
@@ -62,3 +63,28 @@ def test_sequential_compensated_sum_steps_like_the_loop(dtype: str, shape: tuple
     a = values.astype(as_dtype(dtype))
     total, (s, c) = compensated_sum(split(a, "sequential")), _neumaier_loop(a)
     assert np.asarray(total).tobytes() == np.asarray(s + c).tobytes()
+
+
+@pytest.mark.parametrize("dtype", vs.DTYPES)
+@pytest.mark.parametrize("leaves", [1, 2, 3, 5, 7, 8, 9, 13, 31, 33, 100])
+def test_padded_tree_adds_like_the_tree_that_carries_odd_elements(dtype: str, leaves: int) -> None:
+    # total() pads its leaves with -0.0 to a power of two and adds neighbours level by
+    # level; the definition (tree_reduce) carries an odd element up a level unchanged.
+    # v + (-0.0) is v for every v, so the two agree bit for bit: signed zeros,
+    # infinities and NaN included, in every format.
+    fi = vs.finfo(dtype)
+    specials = [0.0, -0.0, np.inf, -np.inf, np.nan, fi.max, -fi.max, fi.smallest_subnormal, 1.0]
+    rng = np.random.default_rng(leaves)
+    for trial in range(20):
+        values = rng.standard_normal((3, leaves)) * 10.0 ** rng.uniform(-3, 3, (3, leaves))
+        if trial % 2:  # every other trial: each leaf a special value with probability 1/2
+            picks = rng.choice(specials, size=values.shape)
+            values = np.where(rng.random(values.shape) < 0.5, picks, values)
+        if trial == 2:
+            values[:] = -0.0  # an all-negative-zero sum stays -0.0
+        a = values.astype(as_dtype(dtype))
+        # leaves as one-row lanes: row_sum is the identity, so total() is the tree alone
+        with np.errstate(all="ignore"):  # inf - inf and overflow are part of the test
+            got = total(split(a, "pairwise")._replace(head=a[..., None, :], tail=None))
+            (want,) = tree_reduce((a,), lambda p, q: (p + q,))
+        assert np.asarray(got).tobytes() == np.asarray(want).tobytes(), (dtype, leaves, trial)

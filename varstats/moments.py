@@ -15,6 +15,7 @@ reductions combine partial results.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -301,14 +302,21 @@ def _variance(m: Moments, c: float, correction: Any) -> Any:
     # Moments.var's arithmetic, whatever the type of m
     count = m.count
     if count.size and not any(count.strides):  # one count for every slice: one divisor
-        n = count[(0,) * count.ndim]
-        if n - c > 0:
-            name = dtype_name(array_namespace(m.m2), m.dtype)
-            divisor = round_to(np.float64(n) - c, name)
-            if divisor >= 1:  # M2 / d for d >= 1 neither overflows nor divides by zero
-                return as_array(m.m2 / from_host(divisor, like=m.m2))
+        n = int(count[(0,) * count.ndim])
+        if n - c >= 1:
+            m2 = m.m2
+            divisor = _divisor(n, c, dtype_name(array_namespace(m2), m2.dtype))
+            # M2 / d with d >= 1 cannot overflow or divide by zero: no warning to silence
+            # (an underflow is not one NumPy reports by default)
+            return as_array(m2 / from_host(divisor, like=m2))
     undefined = warn_no_degrees_of_freedom(correction, count)
     return _divide_m2(m, c, undefined)
+
+
+@functools.lru_cache(maxsize=64)
+def _divisor(n: int, c: float, name: str | None) -> Any:
+    # n - c rounded once into the accumulator: the same few values, call after call
+    return round_to(np.float64(n) - c, name)
 
 
 def _divide_m2(m: Moments, c: float, undefined: bool) -> Any:

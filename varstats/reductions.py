@@ -95,8 +95,8 @@ def moments(
 def _finish(value: Any, axes: tuple[int, ...], keepdims: bool) -> Any:
     # the kernels keep the non-reduced axes in order, so keepdims is expand_dims
     value = as_array(value)
-    xp = array_namespace(value)
     if keepdims:
+        xp = array_namespace(value)
         for ax in sorted(axes):
             value = xp.expand_dims(value, axis=ax)
     # NumPy reductions return a scalar for a 0-d result; the Array API a 0-d array

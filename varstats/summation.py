@@ -241,15 +241,17 @@ def _leaves(p: Split, lane_sum: Any) -> list[Any]:
 
 def total(p: Split, /) -> Any:
     """Lane sums and the tail's sequential sum, added in a balanced tree."""
-    if isinstance(p.head if p.tail is None else p.tail, np.ndarray):
-        m = 0 if p.head is None else p.head.shape[-1]
-        batch = p.head.shape[:-2] if p.tail is None else p.tail.shape[:-1]
-        dtype = (p.head if p.tail is None else p.tail).dtype
-        leaves = _leaf_buffer(batch, m + (p.tail is not None), dtype)
-        if p.head is not None:
-            row_sum(p.head, out=leaves[..., :m])
-        if p.tail is not None:
-            leaves[..., m] = sequential_sum(p.tail)
+    head, tail = p
+    if isinstance(tail, np.ndarray):
+        m = 0 if head is None else head.shape[-1]
+        leaves = _leaf_buffer(tail.shape[:-1], m + 1, tail.dtype)
+        if head is not None:
+            row_sum(head, out=leaves[..., :m])
+        leaves[..., m] = sequential_sum(tail)
+        return _tree_sum(leaves)
+    if isinstance(head, np.ndarray):
+        leaves = _leaf_buffer(head.shape[:-2], head.shape[-1], head.dtype)
+        row_sum(head, out=leaves[..., : head.shape[-1]])
         return _tree_sum(leaves)
     parts = [] if p.head is None else [row_sum(p.head)]
     if p.tail is not None:

@@ -139,7 +139,7 @@ def check_correction(correction: Any, /) -> float:
         c = float(correction)
     except OverflowError:
         raise ValueError("correction: too large for a float, let alone a count") from None
-    if not np.isfinite(c) or c < 0:
+    if not math.isfinite(c) or c < 0:
         raise ValueError(f"correction: must be a finite number >= 0, got {correction!r}")
     return c
 
