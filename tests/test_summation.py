@@ -8,9 +8,19 @@ import numpy as np
 import pytest
 
 import varstats as vs
+from varstats import summation
 from varstats.moments import tree_reduce
 from varstats.precision import as_dtype
-from varstats.summation import compensated_sum, row_sum, split, total
+from varstats.summation import (
+    compensated_sum,
+    deviation_sums,
+    deviations,
+    row_sum,
+    split,
+    squared_deviation_total,
+    squares,
+    total,
+)
 
 
 def _row_loop(head: Any) -> Any:
@@ -88,3 +98,32 @@ def test_padded_tree_adds_like_the_tree_that_carries_odd_elements(dtype: str, le
             got = total(split(a, "pairwise")._replace(head=a[..., None, :], tail=None))
             (want,) = tree_reduce((a,), lambda p, q: (p + q,))
         assert np.asarray(got).tobytes() == np.asarray(want).tobytes(), (dtype, leaves, trial)
+
+
+@pytest.mark.parametrize("dtype", vs.DTYPES)
+@pytest.mark.parametrize("compensated", [False, True])
+@pytest.mark.parametrize(
+    "shape",
+    [(40,), (32 * 45 + 7,), (3, 32 * 20), (2, 3, 32 * 9 + 31), (40, 32 * 3 + 1), (7, 5, 64)],
+)
+def test_deviation_sums_in_lane_blocks_equal_the_sums_of_the_written_deviations(
+    dtype: str, compensated: bool, shape: tuple[int, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a tiny lane block, so that every shape is taken several blocks at a time
+    monkeypatch.setattr(summation, "_LANE_BLOCK", 16)
+    rng = np.random.default_rng(shape[-1])
+    values = rng.standard_normal(shape) * 10.0 ** rng.uniform(-2, 2, size=shape) + 1e2
+    a = values.astype(as_dtype(dtype))
+    p = split(a, "pairwise")
+    with np.errstate(all="ignore"):
+        center = total(p) / a.dtype.type(shape[-1])
+    add_up = compensated_sum if compensated else total
+    with np.errstate(all="ignore"):  # float16 squares overflow: part of the comparison
+        d = deviations(p, center)
+        want = add_up(d), add_up(squares(d, in_place=True))
+        got = deviation_sums(p, center, compensated=compensated)
+        if not compensated:  # two_pass's sum of squares, blocked the same way
+            want = (*want, want[1])
+            got = (*got, squared_deviation_total(p, center))
+    for g, w in zip(got, want, strict=True):
+        assert np.asarray(g).tobytes() == np.asarray(w).tobytes(), (dtype, compensated, shape)

@@ -19,7 +19,6 @@ orders are in :mod:`varstats.summation`; names are given to kernels in
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,8 +34,8 @@ from varstats.array_api import (
 from varstats.moments import Moments, merge_along
 from varstats.summation import (
     PAIRWISE_BLOCK,
-    Split,
     compensated_sum,
+    deviation_sums,
     deviations,
     lane_matrix,
     lane_squares,
@@ -137,22 +136,22 @@ def two_pass(x: Any, /, *, acc: Any, summation: str = "pairwise") -> Moments:
     return Moments._unchecked(x.shape[-1], mean, squared_deviation_total(p, mean))
 
 
-def _corrected(x: Any, acc: Any, summation: str, add_up: Callable[[Split], Any]) -> Moments:
-    """Björck's corrected two-pass with every sum formed by ``add_up``.
+def _corrected(x: Any, acc: Any, summation: str, compensated: bool) -> Moments:
+    """Björck's corrected two-pass with every sum compensated or not.
 
-    ``add_up`` is :func:`~varstats.summation.total` for ``corrected_two_pass`` and
+    Every sum is :func:`~varstats.summation.total` for ``corrected_two_pass`` and
     :func:`~varstats.summation.compensated_sum` for ``compensated``: the two
     algorithms differ in how they add, not in what.
     """
     xp = array_namespace(x)
     p = split(xp.astype(x, acc, copy=False), summation)
-    s = add_up(p)
+    s = compensated_sum(p) if compensated else total(p)
     n = _count(x.shape[-1], s)
     mean = s / n
-    d = deviations(p, mean)
-    sd = add_up(d)
-    # sd is the rounding error of the mean, to first order (zero in exact arithmetic)
-    m2 = add_up(squares(d, in_place=True)) - (sd * sd) / n
+    # the sums of d = x - mean and of d*d; sd is the rounding error of the mean, to
+    # first order (zero in exact arithmetic)
+    sd, ssq = deviation_sums(p, mean, compensated=compensated)
+    m2 = ssq - (sd * sd) / n
     return Moments._unchecked(x.shape[-1], mean + sd / n, m2)
 
 
@@ -176,7 +175,7 @@ def corrected_two_pass(x: Any, /, *, acc: Any, summation: str = "pairwise") -> M
     .. [1] Chan, Golub & LeVeque 1983, eq. (1.7).
     .. [2] Å. Björck, *Numerical Methods for Least Squares Problems*, SIAM 1996.
     """
-    return _corrected(x, acc, summation, total)
+    return _corrected(x, acc, summation, compensated=False)
 
 
 def welford(x: Any, /, *, acc: Any, lanes: int = 1) -> Moments:
@@ -441,4 +440,4 @@ def compensated(x: Any, /, *, acc: Any, summation: str = "pairwise") -> Moments:
     .. [3] N. J. Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed.,
            SIAM 2002, section 4.3.
     """
-    return _corrected(x, acc, summation, compensated_sum)
+    return _corrected(x, acc, summation, compensated=True)

@@ -51,6 +51,7 @@ __all__ = [
     "SUMMATIONS",
     "Split",
     "compensated_sum",
+    "deviation_sums",
     "deviations",
     "lane_matrix",
     "lane_squares",
@@ -173,14 +174,13 @@ def squared_deviation_total(p: Split, center: Any, /) -> Any:
         return total(squares(deviations(p, center), in_place=True))
     head = p.head
     batch, m = head.shape[:-2], head.shape[-1]
-    width = max(8, _LANE_BLOCK // max(math.prod(batch), 1))
     c = center[..., None]
     leaves = _leaf_buffer(batch, m + (p.tail is not None), head.dtype)
-    if width >= m:  # one block: whole-array operations are the fewest calls
+    if math.prod(batch) * m <= _LANE_BLOCK:  # one block: whole-array operations, fewest calls
         d = np.subtract(head, c[..., None])
         row_sum(np.multiply(d, d, out=d), out=leaves[..., :m])
     else:
-        _blocked_squares(head, c, width, out=leaves[..., :m])
+        _blocked_squares(head, c, out=leaves[..., :m])
     if p.tail is not None:
         d = p.tail - c
         leaves[..., m] = sequential_sum(d * d)
@@ -197,38 +197,50 @@ def lane_squares(head: Any, center: Any, /) -> Any:
         subtract, multiply = (binary_op(array_namespace(head), f) for f in ("subtract", "multiply"))
         d = subtract(head, center[..., None, :], out=lane_major_like(head))
         return row_sum(multiply(d, d, out=d))
-    width = max(8, _LANE_BLOCK // max(math.prod(head.shape[:-2]), 1))
-    if width >= head.shape[-1]:
+    if math.prod(head.shape[:-2]) * head.shape[-1] <= _LANE_BLOCK:
         d = np.subtract(head, center[..., None, :])
         return row_sum(np.multiply(d, d, out=d))
-    return _blocked_squares(head, center, width, per_lane=True)
+    return _blocked_squares(head, center, per_lane=True)
 
 
-def _blocked_squares(
-    head: Any, c: Any, width: int, *, per_lane: bool = False, out: Any = None
-) -> Any:
-    """Row sums of ``(head - c)**2``, ``width`` lanes at a time (``c`` per lane or per slice).
+def _blocked_squares(head: Any, c: Any, *, per_lane: bool = False, out: Any = None) -> Any:
+    """Row sums of ``(head - c)**2``, a block of :func:`_blocks` at a time.
 
-    Written into ``out`` (``(..., m)``) if given.
+    ``c`` is one center per lane (``per_lane``) or per slice; the sums are written
+    into ``out`` (``(..., m)``) if given.
     """
     batch, m = head.shape[:-2], head.shape[-1]
     sums = np.empty((*batch, m), dtype=head.dtype) if out is None else out
-    for j0 in range(0, m, width):
-        j1 = min(j0 + width, m)
-        out = sums[..., j0:j1]
-        cj = c[..., j0:j1] if per_lane else c
-        np.subtract(head[..., 0, j0:j1], cj, out=out)
+    for b, lanes in _blocks(batch, m):
+        out = sums[(*b, ..., lanes)]
+        cj = c[(*b, ..., lanes)] if per_lane else c[b]
+        np.subtract(head[(*b, ..., 0, lanes)], cj, out=out)
         np.multiply(out, out, out=out)
         d = np.empty_like(out)
         for k in range(1, head.shape[-2]):
-            np.subtract(head[..., k, j0:j1], cj, out=d)
+            np.subtract(head[(*b, ..., k, lanes)], cj, out=d)
             np.multiply(d, d, out=d)
             np.add(out, d, out=out)
     return sums
 
 
-#: Lanes per block of :func:`squared_deviation_total` (a row of them stays in cache).
+#: Lane sums per vector operation of the blocked NumPy loops (a row of them stays in cache).
 _LANE_BLOCK: Final = 2**14
+
+
+def _blocks(batch: tuple[int, ...], m: int) -> list[tuple[tuple[Any, ...], slice]]:
+    """Blocks of the lanes ``(*batch, m)`` of about :data:`_LANE_BLOCK` each, as indices.
+
+    Each is ``(b, lanes)``: ``b`` slices the first batch axis (or is ``()``), ``lanes``
+    the lanes. Whole slices are taken where one fits, so that many short slices are
+    not cut into strided slivers; a long one is cut along its lanes.
+    """
+    inner = math.prod(batch[1:]) * m
+    if batch and inner <= _LANE_BLOCK:
+        step = _LANE_BLOCK // inner
+        return [((slice(i, i + step),), slice(0, m)) for i in range(0, batch[0], step)]
+    width = max(8, _LANE_BLOCK // max(math.prod(batch), 1))
+    return [((), slice(j, min(j + width, m))) for j in range(0, m, width)]
 
 
 def _leaves(p: Split, lane_sum: Any) -> list[Any]:
@@ -328,13 +340,72 @@ def compensated_sum(p: Split, /) -> Any:
     """
     parts = _leaves(p, _neumaier_rows)  # the tail is a single lane
     xp = array_namespace(parts[0][0])
+    s = xp.concat([s for s, _ in parts], axis=-1)
+    return _compensated_tree(s, xp.concat([c for _, c in parts], axis=-1))
+
+
+def _compensated_tree(s: Any, c: Any) -> Any:
+    """``s + c`` of the leaves' sums ``s`` and errors ``c`` (last axis), added in a tree."""
 
     def combine(s1: Any, c1: Any, s2: Any, c2: Any) -> tuple[Any, Any]:
         t, e = two_sum(s1, s2)
         return t, (c1 + c2) + e
 
-    s, c = tree_reduce(
-        (xp.concat([s for s, _ in parts], axis=-1), xp.concat([c for _, c in parts], axis=-1)),
-        combine,
-    )
+    s, c = tree_reduce((s, c), combine)
     return as_array(s + c)
+
+
+def deviation_sums(p: Split, center: Any, /, *, compensated: bool = False) -> tuple[Any, Any]:
+    """``add_up(d)`` and ``add_up(squares(d))`` for ``d = deviations(p, center)``.
+
+    ``add_up`` is :func:`compensated_sum` if ``compensated``, else :func:`total`; the
+    same roundings in the same order. NumPy lanes are taken a cache-sized block at a
+    time, each row's deviations formed as the row is added, so no input-sized array
+    of deviations is written: the corrected two-pass kernels need no more memory than
+    their lane sums.
+    """
+    add_up = compensated_sum if compensated else total
+    head = p.head
+    if not isinstance(head, np.ndarray):
+        d = deviations(p, center)
+        return add_up(d), add_up(squares(d, in_place=True))
+    batch, rows, m = head.shape[:-2], head.shape[-2], head.shape[-1]
+    leaves = m + (p.tail is not None)
+    if compensated:  # sums of d and d*d, then the running sums of their TwoSum errors
+        sums = [np.empty((*batch, leaves), dtype=head.dtype) for _ in range(4)]
+    else:  # sums of d and d*d, laid out for _tree_sum
+        sums = [_leaf_buffer(batch, leaves, head.dtype) for _ in range(2)]
+    c = center[..., None]
+    for b, lanes in _blocks(batch, m):
+        lane = [a[(*b, ..., lanes)] for a in sums]
+        cb = c[b]
+        d = np.subtract(head[(*b, ..., 0, lanes)], cb)
+        np.multiply(d, d, out=lane[1])
+        lane[0][...] = d
+        if compensated:
+            lane[2][...] = 0
+            lane[3][...] = 0
+        for k in range(1, rows):
+            d = np.subtract(head[(*b, ..., k, lanes)], cb)
+            _add_row(lane, d, compensated)  # sum of d (its error in lane[2])
+            _add_row(lane[1:], np.multiply(d, d, out=d), compensated)  # of d*d (lane[3])
+    if p.tail is not None:
+        d = p.tail - c
+        for i, term in enumerate((d, d * d)):
+            if compensated:
+                sums[i][..., m:], sums[i + 2][..., m:] = _neumaier_rows(term[..., None])
+            else:
+                sums[i][..., m] = sequential_sum(term)
+    if compensated:
+        return _compensated_tree(sums[0], sums[2]), _compensated_tree(sums[1], sums[3])
+    return _tree_sum(sums[0]), _tree_sum(sums[1])
+
+
+def _add_row(lane: list[Any], term: Any, compensated: bool) -> None:
+    """``lane[0] += term`` in place; compensated, with TwoSum's error added to ``lane[2]``."""
+    if compensated:
+        t, e = two_sum(lane[0], term)
+        lane[0][...] = t
+        np.add(lane[2], e, out=lane[2])
+    else:
+        np.add(lane[0], term, out=lane[0])
