@@ -127,3 +127,47 @@ def test_deviation_sums_in_lane_blocks_equal_the_sums_of_the_written_deviations(
             got = (*got, squared_deviation_total(p, center))
     for g, w in zip(got, want, strict=True):
         assert np.asarray(g).tobytes() == np.asarray(w).tobytes(), (dtype, compensated, shape)
+
+
+@pytest.mark.parametrize("dtype", vs.DTYPES)
+@pytest.mark.parametrize("summation_order", vs.SUMMATIONS)
+@pytest.mark.parametrize(
+    "shape", [(5,), (32,), (33,), (32 * 7,), (32 * 40 + 31,), (4, 32 * 3 + 5), (2, 3, 100)]
+)
+@pytest.mark.parametrize("layout", ["c", "strided", "transposed"])
+def test_compiled_sums_give_the_numpy_bits(
+    dtype: str,
+    summation_order: str,
+    shape: tuple[int, ...],
+    layout: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # with numba (the jit extra) total() and squared_deviation_total() of float32 and
+    # float64 lanes run compiled; without it, in NumPy vector operations: the two must
+    # agree bit for bit, signed zeros, inf and NaN included
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(shape[-1])
+    values = rng.standard_normal(shape) * 10.0 ** rng.uniform(-3, 3, size=shape) + 1e2
+    if shape[-1] > 40:
+        values[..., 7] = -0.0
+        values[..., -1] = np.inf
+        values[(0,) * (len(shape) - 1) + (20,)] = np.nan  # one NaN, in the first slice
+    if shape[-1] in (32, 33):
+        values[...] = -0.0  # a sum of negative zeros is -0.0, in the tree's padding too
+    a = values.astype(as_dtype(dtype))
+    if layout == "strided":
+        a = np.repeat(a, 2, axis=-1)[..., ::2]
+    elif layout == "transposed":
+        a = np.ascontiguousarray(np.moveaxis(a, -1, 0))
+        a = np.moveaxis(a, 0, -1)
+    p = split(a, summation_order)
+    results = []
+    for jit in (True, False):
+        monkeypatch.setattr(summation, "_USE_JIT", jit)
+        with np.errstate(all="ignore"):
+            s = total(p)
+            center = s / a.dtype.type(shape[-1])
+            results.append((s, squared_deviation_total(p, center)))
+    for compiled, plain in zip(*results, strict=True):
+        assert np.asarray(compiled).dtype == np.asarray(plain).dtype
+        assert np.asarray(compiled).tobytes() == np.asarray(plain).tobytes()

@@ -172,6 +172,9 @@ def squared_deviation_total(p: Split, center: Any, /) -> Any:
     """
     if not isinstance(p.head, np.ndarray):
         return total(squares(deviations(p, center), in_place=True))
+    compiled = _compiled_total(p, center)
+    if compiled is not None:
+        return compiled
     head = p.head
     batch, m = head.shape[:-2], head.shape[-1]
     c = center[..., None]
@@ -253,6 +256,9 @@ def _leaves(p: Split, lane_sum: Any) -> list[Any]:
 
 def total(p: Split, /) -> Any:
     """Lane sums and the tail's sequential sum, added in a balanced tree."""
+    compiled = _compiled_total(p, None)
+    if compiled is not None:
+        return compiled
     head, tail = p
     if isinstance(tail, np.ndarray):
         m = 0 if head is None else head.shape[-1]
@@ -271,6 +277,110 @@ def total(p: Split, /) -> Any:
     xp = array_namespace(parts[0])
     (result,) = tree_reduce((xp.concat(parts, axis=-1),), lambda a, b: (a + b,))
     return result
+
+
+# --- the same sums, compiled ---------------------------------------------------------
+# With numba (the "jit" extra), total() and squared_deviation_total() of float32 and
+# float64 NumPy lanes run as one compiled loop per slice: the data are read once, the
+# lane sums stay in cache, and the tree costs no vector operation per level. Every
+# scalar operation is the NumPy path's, in the same order and dtype, with no fast-math
+# (no contraction to FMA, no reassociation), so the bits are the same
+# (tests/test_summation.py switches _USE_JIT off and compares). The NumPy path is kept
+# for float16/bfloat16 (which numba does not compute in), other libraries' arrays,
+# more than one batch axis, and a machine without numba (imported on first use).
+_USE_JIT = True
+_COMPILED: dict[str, Any] = {}
+_JIT_DTYPES: Final = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _pairwise_py(head: Any, tail: Any, center: Any, square: bool, out: Any) -> None:
+    # total() of each slice b of head (B, rows, m) and tail (B, r), r >= 0: lanes summed
+    # down their rows, the tail left to right, the m (+1) leaves padded with -0.0 to a
+    # power of two and added in a tree; with square, every value v is (v - center)**2
+    batch, rows, m = head.shape
+    r = tail.shape[1]
+    leaves = m + (1 if r > 0 else 0)
+    width = 1
+    while width < leaves:
+        width *= 2
+    buf = np.empty(width, dtype=out.dtype)
+    for b in range(batch):
+        c = center[b]
+        for j in range(m):
+            v = head[b, 0, j]
+            if square:
+                v = v - c
+                v = v * v
+            buf[j] = v
+        for k in range(1, rows):
+            for j in range(m):
+                v = head[b, k, j]
+                if square:
+                    v = v - c
+                    v = v * v
+                buf[j] = buf[j] + v
+        if r > 0:
+            s = tail[b, 0]
+            if square:
+                s = s - c
+                s = s * s
+            for i in range(1, r):
+                v = tail[b, i]
+                if square:
+                    v = v - c
+                    v = v * v
+                s = s + v
+            buf[m] = s
+        for j in range(leaves, width):
+            buf[j] = -0.0
+        w = width
+        while w > 1:
+            w //= 2
+            for i in range(w):
+                buf[i] = buf[2 * i] + buf[2 * i + 1]
+        out[b] = buf[0]
+
+
+def _pairwise_kernel() -> Any:
+    """The compiled :func:`_pairwise_py`, or None (numba missing or switched off)."""
+    if not _USE_JIT:
+        return None
+    if "pairwise" not in _COMPILED:
+        try:
+            import numba
+        except ImportError:  # pragma: no cover - the jit extra is optional
+            _COMPILED["pairwise"] = None
+        else:
+            # no fast-math: the same operations in the same order, so the same bits
+            _COMPILED["pairwise"] = numba.njit(cache=True, nogil=True)(_pairwise_py)
+    return _COMPILED["pairwise"]
+
+
+def _compiled_total(p: Split, center: Any | None) -> Any | None:
+    """``total(p)`` (``center`` None) or ``squared_deviation_total(p, center)``, compiled.
+
+    None where the compiled loop does not apply (see the note above).
+    """
+    head, tail = p
+    if not isinstance(head, np.ndarray) or head.dtype not in _JIT_DTYPES or head.ndim > 3:
+        return None
+    if center is not None and (
+        not isinstance(center, np.ndarray | np.generic) or center.dtype != head.dtype
+    ):
+        return None
+    kernel = _pairwise_kernel()
+    if kernel is None:
+        return None
+    h = head if head.ndim == 3 else head[None]
+    t = (
+        np.empty((h.shape[0], 0), dtype=head.dtype)
+        if tail is None
+        else tail.reshape(h.shape[0], -1)
+    )
+    out = np.empty(h.shape[0], dtype=head.dtype)
+    c = out if center is None else np.reshape(center, h.shape[0])  # out: never read
+    kernel(h, t, c, center is not None, out)
+    return out if head.ndim == 3 else out[0]
 
 
 def _leaf_buffer(batch: tuple[int, ...], leaves: int, dtype: Any) -> Any:
