@@ -85,7 +85,9 @@ def naive(x: Any, /, *, acc: Any, summation: str = "pairwise") -> Moments:
     p = split(xp.astype(x, acc, copy=False), summation)
     n = x.shape[-1]
     s1 = total(p)
-    s2 = total(squares(p))
+    # the sum of squares as squared deviations from 0: x - 0 is x for every x (-0.0,
+    # inf and NaN included), so the same bits, without an input-sized array of squares
+    s2 = squared_deviation_total(p, xp.zeros_like(s1))
     mean = s1 / _count(n, s1)
     return Moments._unchecked(n, mean, s2 - s1 * mean)
 
