@@ -372,13 +372,12 @@ def _compiled_total(p: Split, center: Any | None) -> Any | None:
     if kernel is None:
         return None
     h = head if head.ndim == 3 else head[None]
-    t = (
-        np.empty((h.shape[0], 0), dtype=head.dtype)
-        if tail is None
-        else tail.reshape(h.shape[0], -1)
-    )
-    out = np.empty(h.shape[0], dtype=head.dtype)
-    c = out if center is None else np.reshape(center, h.shape[0])  # out: never read
+    batch = h.shape[0]
+    # the short arrays contiguous, so that numba compiles one loop per dtype and head layout
+    t = np.empty((batch, 0), dtype=head.dtype) if tail is None else tail.reshape(batch, -1)
+    t = np.ascontiguousarray(t)
+    out = np.empty(batch, dtype=head.dtype)
+    c = out if center is None else np.ascontiguousarray(np.reshape(center, batch))  # out: unread
     kernel(h, t, c, center is not None, out)
     return out if head.ndim == 3 else out[0]
 
