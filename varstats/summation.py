@@ -287,7 +287,9 @@ def total(p: Split, /) -> Any:
 # (no contraction to FMA, no reassociation), so the bits are the same
 # (tests/test_summation.py switches _USE_JIT off and compares). The NumPy path is kept
 # for float16/bfloat16 (which numba does not compute in), other libraries' arrays,
-# more than one batch axis, and a machine without numba (imported on first use).
+# more than one batch axis, lanes that are not one C-contiguous block (strided or
+# transposed data: there NumPy's blocked loops are faster than an unvectorized compiled
+# one), and a machine without numba (imported on first use).
 _USE_JIT = True
 _COMPILED: dict[str, Any] = {}
 _JIT_DTYPES: Final = (np.dtype(np.float32), np.dtype(np.float64))
@@ -364,6 +366,8 @@ def _compiled_total(p: Split, center: Any | None) -> Any | None:
     head, tail = p
     if not isinstance(head, np.ndarray) or head.dtype not in _JIT_DTYPES or head.ndim > 3:
         return None
+    if not head.flags.c_contiguous:  # strided lanes: the compiled loop would not vectorize
+        return None
     if center is not None and (
         not isinstance(center, np.ndarray | np.generic) or center.dtype != head.dtype
     ):
@@ -373,7 +377,7 @@ def _compiled_total(p: Split, center: Any | None) -> Any | None:
         return None
     h = head if head.ndim == 3 else head[None]
     batch = h.shape[0]
-    # the short arrays contiguous, so that numba compiles one loop per dtype and head layout
+    # the short arrays contiguous too, so that numba compiles one loop per dtype
     t = np.empty((batch, 0), dtype=head.dtype) if tail is None else tail.reshape(batch, -1)
     t = np.ascontiguousarray(t)
     out = np.empty(batch, dtype=head.dtype)
