@@ -106,14 +106,21 @@ def test_padded_tree_adds_like_the_tree_that_carries_odd_elements(dtype: str, le
     "shape",
     [(40,), (32 * 45 + 7,), (3, 32 * 20), (2, 3, 32 * 9 + 31), (40, 32 * 3 + 1), (7, 5, 64)],
 )
+@pytest.mark.parametrize("leading", [False, True])
 def test_deviation_sums_in_lane_blocks_equal_the_sums_of_the_written_deviations(
-    dtype: str, compensated: bool, shape: tuple[int, ...], monkeypatch: pytest.MonkeyPatch
+    dtype: str,
+    compensated: bool,
+    shape: tuple[int, ...],
+    leading: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # a tiny lane block, so that every shape is taken several blocks at a time
     monkeypatch.setattr(summation, "_LANE_BLOCK", 16)
     rng = np.random.default_rng(shape[-1])
     values = rng.standard_normal(shape) * 10.0 ** rng.uniform(-2, 2, size=shape) + 1e2
     a = values.astype(as_dtype(dtype))
+    if leading:  # the reduced axis stored first: strided lanes, sums stored lane-major
+        a = np.moveaxis(np.ascontiguousarray(np.moveaxis(a, -1, 0)), 0, -1)
     p = split(a, "pairwise")
     with np.errstate(all="ignore"):
         center = total(p) / a.dtype.type(shape[-1])

@@ -92,6 +92,8 @@ def row_sum(head: Any, /, *, out: Any = None) -> Any:
     if rows_reducible(head):
         return np.add.reduce(head, axis=-2, out=out)
     add = binary_op(array_namespace(head), "add")
+    if out is None and isinstance(head, np.ndarray):
+        out = _lane_buffer(head.shape[:-2], head.shape[-1], head.dtype, _lane_major(head))
     if out is not None:
         np.copyto(out, head[..., 0, :])
         s = out
@@ -178,7 +180,7 @@ def squared_deviation_total(p: Split, center: Any, /) -> Any:
     head = p.head
     batch, m = head.shape[:-2], head.shape[-1]
     c = center[..., None]
-    leaves = _leaf_buffer(batch, m + (p.tail is not None), head.dtype)
+    leaves = _leaf_buffer(batch, m + (p.tail is not None), head.dtype, _lane_major(head))
     if math.prod(batch) * m <= _LANE_BLOCK:  # one block: whole-array operations, fewest calls
         d = np.subtract(head, c[..., None])
         row_sum(np.multiply(d, d, out=d), out=leaves[..., :m])
@@ -213,8 +215,9 @@ def _blocked_squares(head: Any, c: Any, *, per_lane: bool = False, out: Any = No
     into ``out`` (``(..., m)``) if given.
     """
     batch, m = head.shape[:-2], head.shape[-1]
-    sums = np.empty((*batch, m), dtype=head.dtype) if out is None else out
-    for b, lanes in _blocks(batch, m):
+    major = _lane_major(head)
+    sums = _lane_buffer(batch, m, head.dtype, major) if out is None else out
+    for b, lanes in _blocks(batch, m, major):
         out = sums[(*b, ..., lanes)]
         cj = c[(*b, ..., lanes)] if per_lane else c[b]
         np.subtract(head[(*b, ..., 0, lanes)], cj, out=out)
@@ -231,15 +234,19 @@ def _blocked_squares(head: Any, c: Any, *, per_lane: bool = False, out: Any = No
 _LANE_BLOCK: Final = 2**14
 
 
-def _blocks(batch: tuple[int, ...], m: int) -> list[tuple[tuple[Any, ...], slice]]:
+def _blocks(
+    batch: tuple[int, ...], m: int, lane_major: bool = False
+) -> list[tuple[tuple[Any, ...], slice]]:
     """Blocks of the lanes ``(*batch, m)`` of about :data:`_LANE_BLOCK` each, as indices.
 
     Each is ``(b, lanes)``: ``b`` slices the first batch axis (or is ``()``), ``lanes``
     the lanes. Whole slices are taken where one fits, so that many short slices are
-    not cut into strided slivers; a long one is cut along its lanes.
+    not cut into strided slivers; a long one is cut along its lanes. ``lane_major``
+    data (see :func:`_lane_major`) are cut along the lanes only: each lane's batch is
+    one contiguous run.
     """
     inner = math.prod(batch[1:]) * m
-    if batch and inner <= _LANE_BLOCK:
+    if batch and inner <= _LANE_BLOCK and not lane_major:
         step = _LANE_BLOCK // inner
         return [((slice(i, i + step),), slice(0, m)) for i in range(0, batch[0], step)]
     width = max(8, _LANE_BLOCK // max(math.prod(batch), 1))
@@ -262,13 +269,14 @@ def total(p: Split, /) -> Any:
     head, tail = p
     if isinstance(tail, np.ndarray):
         m = 0 if head is None else head.shape[-1]
-        leaves = _leaf_buffer(tail.shape[:-1], m + 1, tail.dtype)
+        major = head is not None and _lane_major(head)
+        leaves = _leaf_buffer(tail.shape[:-1], m + 1, tail.dtype, major)
         if head is not None:
             row_sum(head, out=leaves[..., :m])
         leaves[..., m] = sequential_sum(tail)
         return _tree_sum(leaves)
     if isinstance(head, np.ndarray):
-        leaves = _leaf_buffer(head.shape[:-2], head.shape[-1], head.dtype)
+        leaves = _leaf_buffer(head.shape[:-2], head.shape[-1], head.dtype, _lane_major(head))
         row_sum(head, out=leaves[..., : head.shape[-1]])
         return _tree_sum(leaves)
     parts = [] if p.head is None else [row_sum(p.head)]
@@ -386,16 +394,33 @@ def _compiled_total(p: Split, center: Any | None) -> Any | None:
     return out if head.ndim == 3 else out[0]
 
 
-def _leaf_buffer(batch: tuple[int, ...], leaves: int, dtype: Any) -> Any:
+def _leaf_buffer(batch: tuple[int, ...], leaves: int, dtype: Any, lane_major: bool) -> Any:
     """A NumPy ``(*batch, 2**k)`` buffer for ``leaves`` partial sums, ``2**k >= leaves``.
 
     The first ``leaves`` slots are for the caller to fill; every slot past them holds
-    ``-0.0`` (see :func:`_tree_sum`).
+    ``-0.0`` (see :func:`_tree_sum`). Laid out as :func:`_lane_buffer`.
     """
     width = 1 << max(leaves - 1, 0).bit_length()
-    buf = np.empty((*batch, width), dtype=dtype)
+    buf = _lane_buffer(batch, width, dtype, lane_major)
     buf[..., leaves:] = -0.0
     return buf
+
+
+def _lane_major(head: Any) -> bool:
+    """Whether the batch of NumPy lanes ``(..., rows, m)`` lies inside its lanes in memory.
+
+    So it does when a leading axis is reduced: each lane is then a strided column
+    whose batch values are adjacent, and sums are best stored lane-major, with the
+    batch contiguous, so that every vector operation runs along the batch.
+    """
+    return bool(head.ndim >= 3 and abs(head.strides[-3]) < abs(head.strides[-1]))
+
+
+def _lane_buffer(batch: tuple[int, ...], m: int, dtype: Any, lane_major: bool) -> Any:
+    """An uninitialised ``(*batch, m)`` NumPy array, stored lane-major if asked."""
+    if not lane_major:
+        return np.empty((*batch, m), dtype=dtype)
+    return np.moveaxis(np.empty((m, *batch), dtype=dtype), 0, -1)
 
 
 def _tree_sum(a: Any) -> Any:
@@ -484,12 +509,13 @@ def deviation_sums(p: Split, center: Any, /, *, compensated: bool = False) -> tu
         return add_up(d), add_up(squares(d, in_place=True))
     batch, rows, m = head.shape[:-2], head.shape[-2], head.shape[-1]
     leaves = m + (p.tail is not None)
+    major = _lane_major(head)
     if compensated:  # sums of d and d*d, then the running sums of their TwoSum errors
-        sums = [np.empty((*batch, leaves), dtype=head.dtype) for _ in range(4)]
+        sums = [_lane_buffer(batch, leaves, head.dtype, major) for _ in range(4)]
     else:  # sums of d and d*d, laid out for _tree_sum
-        sums = [_leaf_buffer(batch, leaves, head.dtype) for _ in range(2)]
+        sums = [_leaf_buffer(batch, leaves, head.dtype, major) for _ in range(2)]
     c = center[..., None]
-    for b, lanes in _blocks(batch, m):
+    for b, lanes in _blocks(batch, m, major):
         lane = [a[(*b, ..., lanes)] for a in sums]
         cb = c[b]
         d = np.subtract(head[(*b, ..., 0, lanes)], cb)
