@@ -36,13 +36,11 @@ from varstats.summation import (
     PAIRWISE_BLOCK,
     compensated_sum,
     deviation_sums,
-    deviations,
     lane_matrix,
     lane_squares,
     row_sum,
     split,
     squared_deviation_total,
-    squares,
     total,
 )
 from varstats.validation import positive_int
@@ -110,9 +108,8 @@ def shifted(x: Any, /, *, acc: Any, summation: str = "pairwise") -> Moments:
     xp = array_namespace(x)
     xa = xp.astype(x, acc, copy=False)
     shift = xa[..., 0]
-    d = deviations(split(xa, summation), shift)
-    s1 = total(d)
-    s2 = total(squares(d, in_place=True))
+    # the sums of d = x - shift and of d*d, without an input-sized array of d
+    s1, s2 = deviation_sums(split(xa, summation), shift)
     dm = s1 / _count(x.shape[-1], s1)
     return Moments._unchecked(x.shape[-1], shift + dm, s2 - s1 * dm)
 
