@@ -12,7 +12,10 @@ Issue 15: the recommended ``dot2`` configuration <= 1.5x (not met in pure NumPy:
 about 4-6x at n = 10^6); the default two_pass <= 1x at n = 10^6.
 Welford's default is the classic one-lane recurrence: without numba, on a 1-D array
 that is a Python-level loop of n steps, so the table also lists ``welford(lanes=1024)``,
-the vectorized form frameworks use. With numba it runs compiled, with the same bits.
+the vectorized form frameworks use. With numba it runs compiled, with the same bits, as
+do the lane sums of the pairwise summation (two_pass, naive, shifted in float32 and
+float64). ``--no-jit`` times the NumPy paths alone (what numba buys); ``--clock cpu``
+counts this process's CPU time instead of wall time (a shared machine).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 import numpy as np
 
 import varstats as vs
+from varstats import dot2, kernels, summation
 
 # (label, algorithm, options); sequential variants are listed for the study's cost
 CONFIGS: list[tuple[str, str, dict[str, Any]]] = [
@@ -43,10 +47,13 @@ TARGETS = {
 }
 
 
+CLOCK: Callable[[], float] = time.perf_counter
+
+
 def timed(fn: Callable[[], Any]) -> float:
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     fn()
-    return time.perf_counter() - t0
+    return CLOCK() - t0
 
 
 def ratio_to_np_var(
@@ -74,7 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--budget", type=float, default=20.0, help="seconds per configuration")
     parser.add_argument("--skip-slow", action="store_true", help="skip one-lane Welford on 1-D")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
+    parser.add_argument("--no-jit", action="store_true", help="the NumPy paths only (no numba)")
     args = parser.parse_args(argv)
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
+    if args.no_jit:
+        for module in (summation, kernels, dot2):
+            module._USE_JIT = False
     rng = np.random.default_rng(0)
     cases = {
         "1-D n=10^6 float64": (rng.normal(size=10**6), None),

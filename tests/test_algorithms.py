@@ -215,6 +215,10 @@ def layouts(
         (data(6, 40)[:, ::3], 1),  # strided reduced axis
         (data(40, 6).T, 1),  # transposed: reduced axis has the large stride
         (big, 1),
+        (data(3, 5 * PAIRWISE_BLOCK), 1),  # full blocks only: no tail, 5 lanes
+        (data(2, 13 * PAIRWISE_BLOCK + 3), -1),  # 14 leaves: two odd levels in the tree
+        (data(70, 3), 0),  # a leading axis: lanes are strided columns, sums lane-major
+        (data(300, 2, 3), 0),
         (data(1, 1), None),
     ]
 

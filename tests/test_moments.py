@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import varstats as vs
-from varstats.moments import chan_update, tree_reduce
+from varstats.moments import chan_update, tree_reduce, variance
 from varstats.precision import round_to
 
 
@@ -113,6 +113,28 @@ def test_var_correction(dtype: str) -> None:
         m.var(float("nan"))
     with pytest.raises(TypeError, match="correction"):
         m.var(True)
+
+
+@pytest.mark.parametrize("dtype", vs.DTYPES)
+@pytest.mark.parametrize("uniform", [True, False])
+def test_variance_is_m2_over_the_rounded_divisor_rounded_once(dtype: str, uniform: bool) -> None:
+    # M2 / fl(n - c), one correct rounding of the exact quotient, whether one count
+    # serves every slice (one divisor, the reductions' path) or each slice has its own;
+    # a divisor below 1 may overflow to inf, silently
+    fi = vs.finfo(dtype)
+    m2 = round_to(np.array([0.0, 1.0, 3.0, fi.max, fi.smallest_subnormal, np.inf]), dtype)
+    counts = np.full(m2.shape, 7) if uniform else np.array([7, 8, 9, 7, 8, 9])
+    m = vs.Moments(counts if not uniform else np.asarray(7), np.zeros_like(m2), m2)
+    for c in (0, 1, 0.5, 6.75):
+        got = variance(m, float(c), c)
+        for g, q, n in zip(np.asarray(got), m2, np.broadcast_to(counts, m2.shape), strict=True):
+            d = round_to(np.float64(n) - c, dtype)
+            if np.isinf(q) or Fraction(float(q)) / Fraction(float(d)) > 2 * Fraction(fi.max):
+                want = np.asarray(np.inf, dtype=got.dtype)  # past the range: overflow
+            else:
+                want = rounded(Fraction(float(q)) / Fraction(float(d)), np.dtype(got.dtype))
+            assert np.asarray(g).tobytes() == np.asarray(want).tobytes(), (dtype, c, n, q)
+        assert np.asarray(got).tobytes() == np.asarray(m.var(c)).tobytes()
 
 
 def test_state_validation() -> None:

@@ -126,8 +126,10 @@ def reduced_last(x: Any, axes: tuple[int, ...], /) -> Any:
     The kept axes stay in order, so a result over the last axis has the shape of
     ``x`` without ``axes``.
     """
-    xp = array_namespace(x)
     ndim = len(x.shape)
+    if axes == (ndim - 1,):  # already last (the common case): nothing to move
+        return x
+    xp = array_namespace(x)
     keep = tuple(i for i in range(ndim) if i not in axes)
     n = math.prod(x.shape[i] for i in axes)
     return xp.reshape(xp.permute_dims(x, keep + axes), (*(x.shape[i] for i in keep), n))

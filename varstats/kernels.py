@@ -19,7 +19,6 @@ orders are in :mod:`varstats.summation`; names are given to kernels in
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,15 +34,13 @@ from varstats.array_api import (
 from varstats.moments import Moments, merge_along
 from varstats.summation import (
     PAIRWISE_BLOCK,
-    Split,
     compensated_sum,
-    deviations,
+    deviation_sums,
     lane_matrix,
     lane_squares,
     row_sum,
     split,
     squared_deviation_total,
-    squares,
     total,
 )
 from varstats.validation import positive_int
@@ -86,9 +83,11 @@ def naive(x: Any, /, *, acc: Any, summation: str = "pairwise") -> Moments:
     p = split(xp.astype(x, acc, copy=False), summation)
     n = x.shape[-1]
     s1 = total(p)
-    s2 = total(squares(p))
+    # the sum of squares as squared deviations from 0: x - 0 is x for every x (-0.0,
+    # inf and NaN included), so the same bits, without an input-sized array of squares
+    s2 = squared_deviation_total(p, xp.zeros_like(s1))
     mean = s1 / _count(n, s1)
-    return Moments(np.asarray(n), mean, s2 - s1 * mean)
+    return Moments._unchecked(n, mean, s2 - s1 * mean)
 
 
 def shifted(x: Any, /, *, acc: Any, summation: str = "pairwise") -> Moments:
@@ -109,11 +108,10 @@ def shifted(x: Any, /, *, acc: Any, summation: str = "pairwise") -> Moments:
     xp = array_namespace(x)
     xa = xp.astype(x, acc, copy=False)
     shift = xa[..., 0]
-    d = deviations(split(xa, summation), shift)
-    s1 = total(d)
-    s2 = total(squares(d, in_place=True))
+    # the sums of d = x - shift and of d*d, without an input-sized array of d
+    s1, s2 = deviation_sums(split(xa, summation), shift)
     dm = s1 / _count(x.shape[-1], s1)
-    return Moments(np.asarray(x.shape[-1]), shift + dm, s2 - s1 * dm)
+    return Moments._unchecked(x.shape[-1], shift + dm, s2 - s1 * dm)
 
 
 def two_pass(x: Any, /, *, acc: Any, summation: str = "pairwise") -> Moments:
@@ -134,26 +132,26 @@ def two_pass(x: Any, /, *, acc: Any, summation: str = "pairwise") -> Moments:
     p = split(xp.astype(x, acc, copy=False), summation)
     s = total(p)
     mean = s / _count(x.shape[-1], s)
-    return Moments(np.asarray(x.shape[-1]), mean, squared_deviation_total(p, mean))
+    return Moments._unchecked(x.shape[-1], mean, squared_deviation_total(p, mean))
 
 
-def _corrected(x: Any, acc: Any, summation: str, add_up: Callable[[Split], Any]) -> Moments:
-    """Björck's corrected two-pass with every sum formed by ``add_up``.
+def _corrected(x: Any, acc: Any, summation: str, compensated: bool) -> Moments:
+    """Björck's corrected two-pass with every sum compensated or not.
 
-    ``add_up`` is :func:`~varstats.summation.total` for ``corrected_two_pass`` and
+    Every sum is :func:`~varstats.summation.total` for ``corrected_two_pass`` and
     :func:`~varstats.summation.compensated_sum` for ``compensated``: the two
     algorithms differ in how they add, not in what.
     """
     xp = array_namespace(x)
     p = split(xp.astype(x, acc, copy=False), summation)
-    s = add_up(p)
+    s = compensated_sum(p) if compensated else total(p)
     n = _count(x.shape[-1], s)
     mean = s / n
-    d = deviations(p, mean)
-    sd = add_up(d)
-    # sd is the rounding error of the mean, to first order (zero in exact arithmetic)
-    m2 = add_up(squares(d, in_place=True)) - (sd * sd) / n
-    return Moments(np.asarray(x.shape[-1]), mean + sd / n, m2)
+    # the sums of d = x - mean and of d*d; sd is the rounding error of the mean, to
+    # first order (zero in exact arithmetic)
+    sd, ssq = deviation_sums(p, mean, compensated=compensated)
+    m2 = ssq - (sd * sd) / n
+    return Moments._unchecked(x.shape[-1], mean + sd / n, m2)
 
 
 def corrected_two_pass(x: Any, /, *, acc: Any, summation: str = "pairwise") -> Moments:
@@ -176,7 +174,7 @@ def corrected_two_pass(x: Any, /, *, acc: Any, summation: str = "pairwise") -> M
     .. [1] Chan, Golub & LeVeque 1983, eq. (1.7).
     .. [2] Å. Björck, *Numerical Methods for Least Squares Problems*, SIAM 1996.
     """
-    return _corrected(x, acc, summation, total)
+    return _corrected(x, acc, summation, compensated=False)
 
 
 def welford(x: Any, /, *, acc: Any, lanes: int = 1) -> Moments:
@@ -213,7 +211,7 @@ def welford(x: Any, /, *, acc: Any, lanes: int = 1) -> Moments:
     else:
         state = _welford_steps(xp, x, acc, width, full)
     if width == 1:
-        return Moments(state.count[..., 0], state.mean[..., 0], state.m2[..., 0])
+        return Moments._unchecked(state.count[..., 0], state.mean[..., 0], state.m2[..., 0])
     return merge_along(state, axis=-1, order="pairwise")
 
 
@@ -251,7 +249,7 @@ def _welford_steps(xp: Any, x: Any, acc: Any, width: int, full: int) -> Moments:
         mean = xp.concat([mean_r, mean[..., r:]], axis=-1)
         m2 = xp.concat([m2_r, m2[..., r:]], axis=-1)
         count[..., :r] += 1
-    return Moments(count, mean, m2)
+    return Moments._unchecked(count, mean, m2)
 
 
 def _welford_lanes_py(x: Any, width: int, zero: Any, mean: Any, m2: Any) -> None:
@@ -304,7 +302,7 @@ def _welford_compiled(x: Any, acc: np.dtype[Any], width: int) -> Moments:
     _welford_kernel()(flat, width, np.zeros((), dtype=acc)[()], mean, m2)
     count = np.full((*batch, width), n // width, dtype=np.int64)
     count[..., : n % width] += 1
-    return Moments(count, mean.reshape(*batch, width), m2.reshape(*batch, width))
+    return Moments._unchecked(count, mean.reshape(*batch, width), m2.reshape(*batch, width))
 
 
 def _blocks(a: Any, block: int) -> tuple[Any, Any | None]:
@@ -367,7 +365,7 @@ def _leaf_moments(head: Any, tail: Any | None, acc: Any, rows: bool) -> Moments:
         counts.append(np.full((*t.shape, 1), tail.shape[-1], dtype=np.int64))
         means.append(t.mean[..., None])
         m2s.append(t.m2[..., None])
-    return Moments(
+    return Moments._unchecked(
         np.concatenate(counts, axis=-1), xp.concat(means, axis=-1), xp.concat(m2s, axis=-1)
     )
 
@@ -441,4 +439,4 @@ def compensated(x: Any, /, *, acc: Any, summation: str = "pairwise") -> Moments:
     .. [3] N. J. Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed.,
            SIAM 2002, section 4.3.
     """
-    return _corrected(x, acc, summation, compensated_sum)
+    return _corrected(x, acc, summation, compensated=True)

@@ -15,6 +15,7 @@ reductions combine partial results.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +37,7 @@ from varstats.array_api import (
 from varstats.precision import as_dtype, round_to
 from varstats.validation import check_correction, normalize_axes, warn_no_degrees_of_freedom
 
-__all__ = ["Moments", "chan_update", "empty_like", "merge_along", "tree_reduce"]
+__all__ = ["Moments", "chan_update", "empty_like", "merge_along", "tree_reduce", "variance"]
 
 Array = npt.NDArray[Any]
 
@@ -185,6 +186,23 @@ class Moments:
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "m2", m2)
 
+    @classmethod
+    def _unchecked(cls, count: Any, mean: Any, m2: Any) -> Moments:
+        """Moments a kernel of this package built, without :meth:`__post_init__`'s checks.
+
+        Those checks are for a caller's input; the kernels guarantee what they test
+        (``mean`` and ``m2`` arrays of one supported dtype and shape, ``count`` a
+        non-negative int or int64 array broadcastable to them), and the checks cost
+        more than the arithmetic on short inputs. ``count`` is broadcast read-only, as
+        :meth:`__post_init__` does.
+        """
+        mean = as_array(mean)
+        m = object.__new__(cls)
+        object.__setattr__(m, "count", _counts(count, tuple(mean.shape)))
+        object.__setattr__(m, "mean", mean)
+        object.__setattr__(m, "m2", as_array(m2))
+        return m
+
     @property
     def dtype(self) -> Any:
         """The accumulator dtype ``mean`` and ``m2`` are rounded in (the namespace's dtype)."""
@@ -249,13 +267,56 @@ class Moments:
         array
             Of the namespace of ``m2``, on its device.
         """
-        c = check_correction(correction)
-        undefined = warn_no_degrees_of_freedom(correction, self.count)
-        return _divide_m2(self, c, undefined)
+        return _variance(self, check_correction(correction), correction)
 
     def to_numpy(self) -> Moments:
         """The same moments as NumPy arrays, bit for bit (bfloat16 via ``ml_dtypes``)."""
         return Moments(self.count, to_host(self.mean), to_host(self.m2))
+
+
+def _counts(count: Any, shape: tuple[int, ...]) -> Array:
+    """``count`` (an int or an int64 array) as a read-only int64 array of ``shape``."""
+    if isinstance(count, np.ndarray) and count.shape == shape:
+        return count
+    if isinstance(count, np.ndarray) and count.ndim:
+        return np.broadcast_to(count, shape)
+    # one count for every slice: a zero-stride view of a single value, as broadcast_to
+    # gives, built directly (broadcast_to's Python checks cost more than the kernel)
+    one = np.array([count], dtype=np.int64)
+    one.flags.writeable = False
+    return np.ndarray(shape, np.int64, one, 0, (0,) * len(shape))
+
+
+def variance(m: Moments, c: float, correction: Any, /) -> Any:
+    r""":meth:`Moments.var` with the correction already checked: ``c`` is
+    :func:`~varstats.validation.check_correction` of ``correction`` (named in the warning).
+
+    The public reductions check their arguments once, on entry, and call this.
+    """
+    if type(m).var is not Moments.var:  # a subclass divides its own way (dot2's double word)
+        return m.var(correction)
+    return _variance(m, c, correction)
+
+
+def _variance(m: Moments, c: float, correction: Any) -> Any:
+    # Moments.var's arithmetic, whatever the type of m
+    count = m.count
+    if count.size and not any(count.strides):  # one count for every slice: one divisor
+        n = int(count[(0,) * count.ndim])
+        if n - c >= 1:
+            m2 = m.m2
+            divisor = _divisor(n, c, dtype_name(array_namespace(m2), m2.dtype))
+            # M2 / d with d >= 1 cannot overflow or divide by zero: no warning to silence
+            # (an underflow is not one NumPy reports by default)
+            return as_array(m2 / from_host(divisor, like=m2))
+    undefined = warn_no_degrees_of_freedom(correction, count)
+    return _divide_m2(m, c, undefined)
+
+
+@functools.lru_cache(maxsize=64)
+def _divisor(n: int, c: float, name: str | None) -> Any:
+    # n - c rounded once into the accumulator: the same few values, call after call
+    return round_to(np.float64(n) - c, name)
 
 
 def _divide_m2(m: Moments, c: float, undefined: bool) -> Any:
@@ -278,7 +339,7 @@ def empty_like(x: Any, shape: tuple[int, ...], dtype: Any, /) -> Moments:
     """
     xp = array_namespace(x)
     zeros = xp.zeros(shape, dtype=dtype, device=device(x))
-    return Moments(np.zeros(shape, dtype=np.int64), zeros, xp.zeros_like(zeros))
+    return Moments._unchecked(np.zeros(shape, dtype=np.int64), zeros, xp.zeros_like(zeros))
 
 
 def merge_along(m: Moments, /, axis: int = -1, *, order: str = "pairwise") -> Moments:
@@ -325,4 +386,4 @@ def merge_along(m: Moments, /, axis: int = -1, *, order: str = "pairwise") -> Mo
             n, mu, s = count[..., 0], mean[..., 0], m2[..., 0]
             for k in range(1, count.shape[-1]):
                 n, mu, s = update(n, mu, s, count[..., k], mean[..., k], m2[..., k])
-    return Moments(n, as_array(mu), as_array(s))
+    return Moments._unchecked(n, mu, s)

@@ -28,7 +28,7 @@ from varstats.array_api import (
     namespace_dtype,
     to_host,
 )
-from varstats.moments import Moments
+from varstats.moments import Moments, variance
 from varstats.precision import Precision, rescale_exponents
 from varstats.validation import (
     check_correction,
@@ -95,8 +95,8 @@ def moments(
 def _finish(value: Any, axes: tuple[int, ...], keepdims: bool) -> Any:
     # the kernels keep the non-reduced axes in order, so keepdims is expand_dims
     value = as_array(value)
-    xp = array_namespace(value)
     if keepdims:
+        xp = array_namespace(value)
         for ax in sorted(axes):
             value = xp.expand_dims(value, axis=ax)
     # NumPy reductions return a scalar for a 0-d result; the Array API a 0-d array
@@ -124,7 +124,13 @@ def _largest_finite_magnitude(xm: Any, prec: Precision) -> npt.NDArray[np.float6
 
 
 def _rescaled(
-    a: Any, axes: tuple[int, ...], kernel: Kernel, prec: Precision, correction: float, options: Any
+    a: Any,
+    axes: tuple[int, ...],
+    kernel: Kernel,
+    prec: Precision,
+    c: float,
+    correction: Any,
+    options: Any,
 ) -> tuple[Any, Any]:
     """Mean and variance of ``a`` with every slice scaled by a power of two first.
 
@@ -142,10 +148,10 @@ def _rescaled(
         # nothing to scale: 2**0 is the identity, so this is the kernel on the data
         # cast to acc (exact), with no float64 copy and no rounding back
         m = apply_kernel(kernel, xp.astype(xm, acc, copy=False), axes=last, acc=acc, **options)
-        return m.mean, m.var(correction)
+        return m.mean, variance(m, c, correction)
     scaled = ldexp(xm, -k[..., None], dtype=acc)
     m = apply_kernel(kernel, scaled, axes=last, acc=acc, **options)
-    return ldexp(m.mean, k, dtype=acc), ldexp(m.var(correction), 2 * k, dtype=acc)
+    return ldexp(m.mean, k, dtype=acc), ldexp(variance(m, c, correction), 2 * k, dtype=acc)
 
 
 def _mean_var(
@@ -181,17 +187,17 @@ def _mean_var(
     prec = resolve_precision(precision, a)
     axes = normalize_axes(axis, len(a.shape))
     n = math.prod(a.shape[i] for i in axes)
-    check_correction(correction)
+    c = check_correction(correction)
     kernel = get_algorithm(algorithm)
     check_options(function, kernel, options)
     if rescale and n:
-        mean, variance = _rescaled(a, axes, kernel, prec, correction, options)
+        mean, var_ = _rescaled(a, axes, kernel, prec, c, correction, options)
     else:
         m = apply_kernel(kernel, a, axes=axes, acc=_accumulator(a, prec), **options)
-        mean, variance = m.mean, m.var(correction)
+        mean, var_ = m.mean, variance(m, c, correction)
     if n == 0:  # the mean of nothing is NaN, like its variance (which has warned)
-        mean = variance
-    return _finish(mean, axes, keepdims), _finish(variance, axes, keepdims)
+        mean = var_
+    return _finish(mean, axes, keepdims), _finish(var_, axes, keepdims)
 
 
 def mean_var(

@@ -52,6 +52,7 @@ __all__ = [
     "SUMMATIONS",
     "Split",
     "compensated_sum",
+    "deviation_sums",
     "deviations",
     "lane_matrix",
     "lane_squares",
@@ -84,12 +85,21 @@ def lane_matrix(a: Any, rows: int, /) -> tuple[Any, Any | None]:
     return head, (a[..., rows * m :] if rows * m < n else None)
 
 
-def row_sum(head: Any, /) -> Any:
-    """Sequential sum down the rows of ``(..., rows, m)``: one sum per lane."""
+def row_sum(head: Any, /, *, out: Any = None) -> Any:
+    """Sequential sum down the rows of ``(..., rows, m)``: one sum per lane.
+
+    ``out`` (NumPy only) is a ``(..., m)`` array the sums are written into.
+    """
     if rows_reducible(head):
-        return np.add.reduce(head, axis=-2)
+        return np.add.reduce(head, axis=-2, out=out)
     add = binary_op(array_namespace(head), "add")
-    s = own(head[..., 0, :])
+    if out is None and isinstance(head, np.ndarray):
+        out = _lane_buffer(head.shape[:-2], head.shape[-1], head.dtype, _lane_major(head))
+    if out is not None:
+        np.copyto(out, head[..., 0, :])
+        s = out
+    else:
+        s = own(head[..., 0, :])
     for k in range(1, head.shape[-2]):
         s = add(s, head[..., k, :], out=s)  # in place where possible, rounded in s.dtype
     return s
@@ -165,20 +175,22 @@ def squared_deviation_total(p: Split, center: Any, /) -> Any:
     """
     if not isinstance(p.head, np.ndarray):
         return total(squares(deviations(p, center), in_place=True))
+    compiled = _compiled_total(p, center)
+    if compiled is not None:
+        return compiled
     head = p.head
     batch, m = head.shape[:-2], head.shape[-1]
-    width = max(8, _LANE_BLOCK // max(math.prod(batch), 1))
     c = center[..., None]
-    if width >= m:  # one block: whole-array operations are the fewest calls
+    leaves = _leaf_buffer(batch, m + (p.tail is not None), head.dtype, _lane_major(head))
+    if math.prod(batch) * m <= _LANE_BLOCK:  # one block: whole-array operations, fewest calls
         d = np.subtract(head, c[..., None])
-        sums = row_sum(np.multiply(d, d, out=d))
+        row_sum(np.multiply(d, d, out=d), out=leaves[..., :m])
     else:
-        sums = _blocked_squares(head, c, width)
-    leaves = [sums]
+        _blocked_squares(head, c, out=leaves[..., :m])
     if p.tail is not None:
         d = p.tail - c
-        leaves.append(sequential_sum(d * d)[..., None])
-    return _tree_sum(np.concatenate(leaves, axis=-1))
+        leaves[..., m] = sequential_sum(d * d)
+    return _tree_sum(leaves)
 
 
 def lane_squares(head: Any, center: Any, /) -> Any:
@@ -191,33 +203,55 @@ def lane_squares(head: Any, center: Any, /) -> Any:
         subtract, multiply = (binary_op(array_namespace(head), f) for f in ("subtract", "multiply"))
         d = subtract(head, center[..., None, :], out=lane_major_like(head))
         return row_sum(multiply(d, d, out=d))
-    width = max(8, _LANE_BLOCK // max(math.prod(head.shape[:-2]), 1))
-    if width >= head.shape[-1]:
+    if math.prod(head.shape[:-2]) * head.shape[-1] <= _LANE_BLOCK:
         d = np.subtract(head, center[..., None, :])
         return row_sum(np.multiply(d, d, out=d))
-    return _blocked_squares(head, center, width, per_lane=True)
+    return _blocked_squares(head, center, per_lane=True)
 
 
-def _blocked_squares(head: Any, c: Any, width: int, *, per_lane: bool = False) -> Any:
-    """Row sums of ``(head - c)**2``, ``width`` lanes at a time (``c`` per lane or per slice)."""
+def _blocked_squares(head: Any, c: Any, *, per_lane: bool = False, out: Any = None) -> Any:
+    """Row sums of ``(head - c)**2``, a block of :func:`_blocks` at a time.
+
+    ``c`` is one center per lane (``per_lane``) or per slice; the sums are written
+    into ``out`` (``(..., m)``) if given.
+    """
     batch, m = head.shape[:-2], head.shape[-1]
-    sums = np.empty((*batch, m), dtype=head.dtype)
-    for j0 in range(0, m, width):
-        j1 = min(j0 + width, m)
-        out = sums[..., j0:j1]
-        cj = c[..., j0:j1] if per_lane else c
-        np.subtract(head[..., 0, j0:j1], cj, out=out)
+    major = _lane_major(head)
+    sums = _lane_buffer(batch, m, head.dtype, major) if out is None else out
+    for b, lanes in _blocks(batch, m, major):
+        out = sums[(*b, ..., lanes)]
+        cj = c[(*b, ..., lanes)] if per_lane else c[b]
+        np.subtract(head[(*b, ..., 0, lanes)], cj, out=out)
         np.multiply(out, out, out=out)
         d = np.empty_like(out)
         for k in range(1, head.shape[-2]):
-            np.subtract(head[..., k, j0:j1], cj, out=d)
+            np.subtract(head[(*b, ..., k, lanes)], cj, out=d)
             np.multiply(d, d, out=d)
             np.add(out, d, out=out)
     return sums
 
 
-#: Lanes per block of :func:`squared_deviation_total` (a row of them stays in cache).
+#: Lane sums per vector operation of the blocked NumPy loops (a row of them stays in cache).
 _LANE_BLOCK: Final = 2**14
+
+
+def _blocks(
+    batch: tuple[int, ...], m: int, lane_major: bool = False
+) -> list[tuple[tuple[Any, ...], slice]]:
+    """Blocks of the lanes ``(*batch, m)`` of about :data:`_LANE_BLOCK` each, as indices.
+
+    Each is ``(b, lanes)``: ``b`` slices the first batch axis (or is ``()``), ``lanes``
+    the lanes. Whole slices are taken where one fits, so that many short slices are
+    not cut into strided slivers; a long one is cut along its lanes. ``lane_major``
+    data (see :func:`_lane_major`) are cut along the lanes only: each lane's batch is
+    one contiguous run.
+    """
+    inner = math.prod(batch[1:]) * m
+    if batch and inner <= _LANE_BLOCK and not lane_major:
+        step = _LANE_BLOCK // inner
+        return [((slice(i, i + step),), slice(0, m)) for i in range(0, batch[0], step)]
+    width = max(8, _LANE_BLOCK // max(math.prod(batch), 1))
+    return [((), slice(j, min(j + width, m))) for j in range(0, m, width)]
 
 
 def _leaves(p: Split, lane_sum: Any) -> list[Any]:
@@ -230,24 +264,177 @@ def _leaves(p: Split, lane_sum: Any) -> list[Any]:
 
 def total(p: Split, /) -> Any:
     """Lane sums and the tail's sequential sum, added in a balanced tree."""
-    leaves = [] if p.head is None else [row_sum(p.head)]
+    compiled = _compiled_total(p, None)
+    if compiled is not None:
+        return compiled
+    head, tail = p
+    if isinstance(tail, np.ndarray):
+        m = 0 if head is None else head.shape[-1]
+        major = head is not None and _lane_major(head)
+        leaves = _leaf_buffer(tail.shape[:-1], m + 1, tail.dtype, major)
+        if head is not None:
+            row_sum(head, out=leaves[..., :m])
+        leaves[..., m] = sequential_sum(tail)
+        return _tree_sum(leaves)
+    if isinstance(head, np.ndarray):
+        leaves = _leaf_buffer(head.shape[:-2], head.shape[-1], head.dtype, _lane_major(head))
+        row_sum(head, out=leaves[..., : head.shape[-1]])
+        return _tree_sum(leaves)
+    parts = [] if p.head is None else [row_sum(p.head)]
     if p.tail is not None:
-        leaves.append(sequential_sum(p.tail)[..., None])
-    xp = array_namespace(leaves[0])
-    sums = xp.concat(leaves, axis=-1)
-    if isinstance(sums, np.ndarray):
-        return _tree_sum(sums)
-    (result,) = tree_reduce((sums,), lambda a, b: (a + b,))
+        parts.append(sequential_sum(p.tail)[..., None])
+    xp = array_namespace(parts[0])
+    (result,) = tree_reduce((xp.concat(parts, axis=-1),), lambda a, b: (a + b,))
     return result
 
 
+# --- the same sums, compiled ---------------------------------------------------------
+# With numba (the "jit" extra), total() and squared_deviation_total() of float32 and
+# float64 NumPy lanes run as one compiled loop per slice: the data are read once, the
+# lane sums stay in cache, and the tree costs no vector operation per level. Every
+# scalar operation is the NumPy path's, in the same order and dtype, with no fast-math
+# (no contraction to FMA, no reassociation), so the bits are the same
+# (tests/test_summation.py switches _USE_JIT off and compares). The NumPy path is kept
+# for float16/bfloat16 (which numba does not compute in), other libraries' arrays,
+# more than one batch axis, lanes that are not one C-contiguous block (strided or
+# transposed data: there NumPy's blocked loops are faster than an unvectorized compiled
+# one), and a machine without numba (imported on first use).
+_USE_JIT = True
+_COMPILED: dict[str, Any] = {}
+_JIT_DTYPES: Final = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _pairwise_py(head: Any, tail: Any, center: Any, square: bool, out: Any) -> None:
+    # total() of each slice b of head (B, rows, m) and tail (B, r), r >= 0: lanes summed
+    # down their rows, the tail left to right, the m (+1) leaves padded with -0.0 to a
+    # power of two and added in a tree; with square, every value v is (v - center)**2
+    batch, rows, m = head.shape
+    r = tail.shape[1]
+    leaves = m + (1 if r > 0 else 0)
+    width = 1
+    while width < leaves:
+        width *= 2
+    buf = np.empty(width, dtype=out.dtype)
+    for b in range(batch):
+        c = center[b]
+        for j in range(m):
+            v = head[b, 0, j]
+            if square:
+                v = v - c
+                v = v * v
+            buf[j] = v
+        for k in range(1, rows):
+            for j in range(m):
+                v = head[b, k, j]
+                if square:
+                    v = v - c
+                    v = v * v
+                buf[j] = buf[j] + v
+        if r > 0:
+            s = tail[b, 0]
+            if square:
+                s = s - c
+                s = s * s
+            for i in range(1, r):
+                v = tail[b, i]
+                if square:
+                    v = v - c
+                    v = v * v
+                s = s + v
+            buf[m] = s
+        for j in range(leaves, width):
+            buf[j] = -0.0
+        w = width
+        while w > 1:
+            w //= 2
+            for i in range(w):
+                buf[i] = buf[2 * i] + buf[2 * i + 1]
+        out[b] = buf[0]
+
+
+def _pairwise_kernel() -> Any:
+    """The compiled :func:`_pairwise_py`, or None (numba missing or switched off)."""
+    if not _USE_JIT:
+        return None
+    if "pairwise" not in _COMPILED:
+        try:
+            import numba
+        except ImportError:  # pragma: no cover - the jit extra is optional
+            _COMPILED["pairwise"] = None
+        else:
+            # no fast-math: the same operations in the same order, so the same bits
+            _COMPILED["pairwise"] = numba.njit(cache=True, nogil=True)(_pairwise_py)
+    return _COMPILED["pairwise"]
+
+
+def _compiled_total(p: Split, center: Any | None) -> Any | None:
+    """``total(p)`` (``center`` None) or ``squared_deviation_total(p, center)``, compiled.
+
+    None where the compiled loop does not apply (see the note above).
+    """
+    head, tail = p
+    if not isinstance(head, np.ndarray) or head.dtype not in _JIT_DTYPES or head.ndim > 3:
+        return None
+    if not head.flags.c_contiguous:  # strided lanes: the compiled loop would not vectorize
+        return None
+    if center is not None and (
+        not isinstance(center, np.ndarray | np.generic) or center.dtype != head.dtype
+    ):
+        return None
+    kernel = _pairwise_kernel()
+    if kernel is None:
+        return None
+    h = head if head.ndim == 3 else head[None]
+    batch = h.shape[0]
+    # the short arrays contiguous too, so that numba compiles one loop per dtype
+    t = np.empty((batch, 0), dtype=head.dtype) if tail is None else tail.reshape(batch, -1)
+    t = np.ascontiguousarray(t)
+    out = np.empty(batch, dtype=head.dtype)
+    c = out if center is None else np.ascontiguousarray(np.reshape(center, batch))  # out: unread
+    kernel(h, t, c, center is not None, out)
+    return out if head.ndim == 3 else out[0]
+
+
+def _leaf_buffer(batch: tuple[int, ...], leaves: int, dtype: Any, lane_major: bool) -> Any:
+    """A NumPy ``(*batch, 2**k)`` buffer for ``leaves`` partial sums, ``2**k >= leaves``.
+
+    The first ``leaves`` slots are for the caller to fill; every slot past them holds
+    ``-0.0`` (see :func:`_tree_sum`). Laid out as :func:`_lane_buffer`.
+    """
+    width = 1 << max(leaves - 1, 0).bit_length()
+    buf = _lane_buffer(batch, width, dtype, lane_major)
+    buf[..., leaves:] = -0.0
+    return buf
+
+
+def _lane_major(head: Any) -> bool:
+    """Whether the batch of NumPy lanes ``(..., rows, m)`` lies inside its lanes in memory.
+
+    So it does when a leading axis is reduced: each lane is then a strided column
+    whose batch values are adjacent, and sums are best stored lane-major, with the
+    batch contiguous, so that every vector operation runs along the batch.
+    """
+    return bool(head.ndim >= 3 and abs(head.strides[-3]) < abs(head.strides[-1]))
+
+
+def _lane_buffer(batch: tuple[int, ...], m: int, dtype: Any, lane_major: bool) -> Any:
+    """An uninitialised ``(*batch, m)`` NumPy array, stored lane-major if asked."""
+    if not lane_major:
+        return np.empty((*batch, m), dtype=dtype)
+    return np.moveaxis(np.empty((m, *batch), dtype=dtype), 0, -1)
+
+
 def _tree_sum(a: Any) -> Any:
-    """:func:`~varstats.moments.tree_reduce` with ``+`` on a NumPy array, in fewer calls."""
+    """:func:`~varstats.moments.tree_reduce` with ``+`` on a NumPy array padded by
+    :func:`_leaf_buffer`, one vector addition per level.
+
+    Padded with ``-0.0`` to a power of two, every level adds neighbours: where the
+    unpadded tree carries an odd element up a level unchanged, it is added to
+    ``-0.0`` here, and ``v + (-0.0)`` is ``v`` for every ``v`` (``+0.0``, infinities
+    and NaN included), so the two trees round alike (``tests/test_summation.py``).
+    """
     while a.shape[-1] > 1:
-        m = a.shape[-1]
-        even = m - m % 2
-        pairs = a[..., 0:even:2] + a[..., 1:even:2]
-        a = np.concatenate([pairs, a[..., -1:]], axis=-1) if m % 2 else pairs
+        a = a[..., 0::2] + a[..., 1::2]
     return a[..., 0]
 
 
@@ -295,13 +482,73 @@ def compensated_sum(p: Split, /) -> Any:
     """
     parts = _leaves(p, _neumaier_rows)  # the tail is a single lane
     xp = array_namespace(parts[0][0])
+    s = xp.concat([s for s, _ in parts], axis=-1)
+    return _compensated_tree(s, xp.concat([c for _, c in parts], axis=-1))
+
+
+def _compensated_tree(s: Any, c: Any) -> Any:
+    """``s + c`` of the leaves' sums ``s`` and errors ``c`` (last axis), added in a tree."""
 
     def combine(s1: Any, c1: Any, s2: Any, c2: Any) -> tuple[Any, Any]:
         t, e = two_sum(s1, s2)
         return t, (c1 + c2) + e
 
-    s, c = tree_reduce(
-        (xp.concat([s for s, _ in parts], axis=-1), xp.concat([c for _, c in parts], axis=-1)),
-        combine,
-    )
+    s, c = tree_reduce((s, c), combine)
     return as_array(s + c)
+
+
+def deviation_sums(p: Split, center: Any, /, *, compensated: bool = False) -> tuple[Any, Any]:
+    """``add_up(d)`` and ``add_up(squares(d))`` for ``d = deviations(p, center)``.
+
+    ``add_up`` is :func:`compensated_sum` if ``compensated``, else :func:`total`; the
+    same roundings in the same order. NumPy lanes are taken a cache-sized block at a
+    time, each row's deviations formed as the row is added, so no input-sized array
+    of deviations is written: the corrected two-pass kernels need no more memory than
+    their lane sums.
+    """
+    add_up = compensated_sum if compensated else total
+    head = p.head
+    if not isinstance(head, np.ndarray):
+        d = deviations(p, center)
+        return add_up(d), add_up(squares(d, in_place=True))
+    batch, rows, m = head.shape[:-2], head.shape[-2], head.shape[-1]
+    leaves = m + (p.tail is not None)
+    major = _lane_major(head)
+    if compensated:  # sums of d and d*d, then the running sums of their TwoSum errors
+        sums = [_lane_buffer(batch, leaves, head.dtype, major) for _ in range(4)]
+    else:  # sums of d and d*d, laid out for _tree_sum
+        sums = [_leaf_buffer(batch, leaves, head.dtype, major) for _ in range(2)]
+    c = center[..., None]
+    for b, lanes in _blocks(batch, m, major):
+        lane = [a[(*b, ..., lanes)] for a in sums]
+        cb = c[b]
+        d = np.subtract(head[(*b, ..., 0, lanes)], cb)
+        np.multiply(d, d, out=lane[1])
+        lane[0][...] = d
+        if compensated:
+            lane[2][...] = 0
+            lane[3][...] = 0
+        for k in range(1, rows):
+            d = np.subtract(head[(*b, ..., k, lanes)], cb)
+            _add_row(lane, d, compensated)  # sum of d (its error in lane[2])
+            _add_row(lane[1:], np.multiply(d, d, out=d), compensated)  # of d*d (lane[3])
+    if p.tail is not None:
+        d = p.tail - c
+        for i, term in enumerate((d, d * d)):
+            if compensated:
+                sums[i][..., m:], sums[i + 2][..., m:] = _neumaier_rows(term[..., None])
+            else:
+                sums[i][..., m] = sequential_sum(term)
+    if compensated:
+        return _compensated_tree(sums[0], sums[2]), _compensated_tree(sums[1], sums[3])
+    return _tree_sum(sums[0]), _tree_sum(sums[1])
+
+
+def _add_row(lane: list[Any], term: Any, compensated: bool) -> None:
+    """``lane[0] += term`` in place; compensated, with TwoSum's error added to ``lane[2]``."""
+    if compensated:
+        t, e = two_sum(lane[0], term)
+        lane[0][...] = t
+        np.add(lane[2], e, out=lane[2])
+    else:
+        np.add(lane[0], term, out=lane[0])

@@ -139,7 +139,7 @@ def check_correction(correction: Any, /) -> float:
         c = float(correction)
     except OverflowError:
         raise ValueError("correction: too large for a float, let alone a count") from None
-    if not np.isfinite(c) or c < 0:
+    if not math.isfinite(c) or c < 0:
         raise ValueError(f"correction: must be a finite number >= 0, got {correction!r}")
     return c
 
@@ -187,7 +187,16 @@ def resolve_precision(precision: Precision | str | None, x: Any, /) -> Precision
     dtype of ``x`` throughout, a string is parsed, and ``x`` must already be stored in
     the precision's storage format.
     """
-    return _resolve_storage(precision, x if isinstance(x, str) else storage_name(x))
+    storage = x if isinstance(x, str) else storage_name(x)
+    if precision is None or isinstance(precision, str):
+        return _resolved(precision, storage)
+    return _resolve_storage(precision, storage)
+
+
+@functools.lru_cache(maxsize=256)
+def _resolved(precision: str | None, storage: str) -> Precision:
+    # a Precision is immutable, so the few (name, storage) pairs in use are parsed once
+    return _resolve_storage(precision, storage)
 
 
 # NumPy's and torch's spellings of the options, and what to write instead
