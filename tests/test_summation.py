@@ -179,3 +179,67 @@ def test_compiled_sums_give_the_numpy_bits(
     for compiled, plain in zip(*results, strict=True):
         assert np.asarray(compiled).dtype == np.asarray(plain).dtype
         assert np.asarray(compiled).tobytes() == np.asarray(plain).tobytes()
+
+
+def _sequential_loop(a: Any) -> Any:
+    # the definition: s_1 = a_1, s_k = s_{k-1} + a_k, every sum rounded in a.dtype
+    s = a[..., 0].copy()
+    for k in range(1, a.shape[-1]):
+        s = np.add(s, a[..., k])
+    return s
+
+
+def _awkward(shape: tuple[int, ...], dtype: str, seed: int) -> Any:
+    # wide magnitudes, signed zeros, an overflow to inf and a NaN in some slices
+    rng = np.random.default_rng(seed)
+    values = rng.standard_normal(shape) * 10.0 ** rng.uniform(-8, 8, size=shape)
+    values[..., 0] = -0.0
+    if shape[-1] > 4:
+        values[..., 1] = float(finfo(dtype).max)
+        values[..., 2] = float(finfo(dtype).max)  # s overflows to inf
+    if len(shape) > 1 and shape[-1] > 6:
+        values[(0,) * (len(shape) - 1) + (5,)] = np.nan
+    with np.errstate(over="ignore"):  # float16: the widest values become inf
+        return values.astype(as_dtype(dtype))
+
+
+@pytest.mark.parametrize("jit", [True, False])
+@pytest.mark.parametrize("dtype", vs.DTYPES)
+@pytest.mark.parametrize("shape", [(1,), (2,), (7,), (3, 50), (2, 3, 200), (10**4,)])
+def test_sequential_sum_steps_like_the_loop(
+    jit: bool, dtype: str, shape: tuple[int, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # with numba (the jit extra) float32/float64 run a compiled loop, otherwise
+    # np.add.accumulate: both must be the left-to-right loop, bit for bit
+    monkeypatch.setattr(array_api, "_USE_JIT", jit)
+    a = _awkward(shape, dtype, shape[-1])
+    with np.errstate(all="ignore"):
+        got, want = array_api.sequential_sum(a), _sequential_loop(a)
+    assert np.shape(got) == np.shape(want)
+    assert np.asarray(got).dtype == want.dtype
+    assert np.asarray(got).tobytes() == want.tobytes()
+    strided = np.asarray(a)[..., ::2]  # a non-contiguous slice takes the same path
+    with np.errstate(all="ignore"):
+        assert (
+            np.asarray(array_api.sequential_sum(strided)).tobytes()
+            == _sequential_loop(strided).tobytes()
+        )
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(1,), (2,), (9,), (4, 33), (2, 3, 200)])
+def test_compiled_neumaier_gives_the_vectorized_bits(
+    dtype: str, shape: tuple[int, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if array_api.neumaier_sum(np.zeros(2)) is None:
+        pytest.skip("numba is not installed")
+    a = _awkward(shape, dtype, 7 * shape[-1])
+    with np.errstate(all="ignore"):
+        compiled = _neumaier_sequential(a)
+        monkeypatch.setattr(array_api, "_USE_JIT", False)
+        plain = _neumaier_sequential(a)
+        loop = _neumaier_loop(a)
+    for got, want in zip(compiled, plain, strict=True):
+        assert got.shape == want.shape
+        assert got.tobytes() == want.tobytes()
+    assert compiled[0][..., 0].tobytes() == np.asarray(loop[0]).tobytes()
