@@ -35,6 +35,7 @@ from typing import Any, Final, NamedTuple
 
 import numpy as np
 
+from varstats import half
 from varstats.array_api import (
     array_namespace,
     as_array,
@@ -85,6 +86,8 @@ def lane_matrix(a: Any, rows: int, /) -> tuple[Any, Any | None]:
 
 def row_sum(head: Any, /) -> Any:
     """Sequential sum down the rows of ``(..., rows, m)``: one sum per lane."""
+    if (sums := half.lane_sums(head)) is not None:  # float16, compiled: the same bits
+        return sums
     if rows_reducible(head):
         return np.add.reduce(head, axis=-2)
     add = binary_op(array_namespace(head), "add")
@@ -168,10 +171,11 @@ def squared_deviation_total(p: Split, center: Any, /) -> Any:
     batch, m = head.shape[:-2], head.shape[-1]
     width = max(8, _LANE_BLOCK // max(math.prod(batch), 1))
     c = center[..., None]
-    if width >= m:  # one block: whole-array operations are the fewest calls
+    sums = half.lane_squares(head, c)  # float16, compiled: the same bits (else None)
+    if sums is None and width >= m:  # one block: whole-array operations are the fewest calls
         d = np.subtract(head, c[..., None])
         sums = row_sum(np.multiply(d, d, out=d))
-    else:
+    elif sums is None:
         sums = _blocked_squares(head, c, width)
     leaves = [sums]
     if p.tail is not None:
@@ -190,6 +194,8 @@ def lane_squares(head: Any, center: Any, /) -> Any:
         subtract, multiply = (binary_op(array_namespace(head), f) for f in ("subtract", "multiply"))
         d = subtract(head, center[..., None, :], out=lane_major_like(head))
         return row_sum(multiply(d, d, out=d))
+    if (sums := half.lane_squares(head, center)) is not None:  # float16, compiled
+        return sums
     width = max(8, _LANE_BLOCK // max(math.prod(head.shape[:-2]), 1))
     if width >= head.shape[-1]:
         d = np.subtract(head, center[..., None, :])

@@ -1,0 +1,257 @@
+r"""float16 accumulation compiled: float16 arithmetic in float32 registers.
+
+NumPy adds, subtracts and multiplies float16 arrays by widening each element to float32,
+operating, and rounding the result back to float16 (``npy_float_to_half`` in
+``numpy/_core/src/npymath/halffloat.cpp``); since float32 carries ``24 >= 2 * 11 + 2``
+bits, that single operation is correctly rounded (innocuous double rounding: Figueroa
+1995). The conversions, not the arithmetic, are what makes it slow: about 3.5 ns per
+element, six times np.var's cost per element on float64.
+
+With numba (the ``jit`` extra) the lane loops of :mod:`varstats.summation` run here as
+compiled float32 loops instead: each float16 operand is widened with integer operations,
+each operation is done in float32 and its result is rounded to the float16 grid *in
+float32* (:func:`_round_half`), so values stay float32 in registers and only the lane
+sums are converted back. Every step rounds exactly as NumPy's float16 loop does:
+ties to even, subnormals, overflow to ``inf`` and NaN payloads included
+(``tests/test_half.py`` compares every float16 and hypothesis-drawn float32 values with
+NumPy's casts, and each kernel with the NumPy path it replaces). Without numba, or with
+:data:`_USE_JIT` off, every function returns None and the NumPy path runs.
+
+References
+----------
+.. [1] S. A. Figueroa, "When is double rounding innocuous?", ACM SIGNUM Newsletter
+       30(3), 1995.
+.. [2] IEEE 754-2019, section 4.3.1 (round to nearest, ties to even).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["compiled", "lane_squares", "lane_sums", "round_half", "widen_half"]
+
+Array = npt.NDArray[Any]
+
+# float32 bit patterns (IEEE binary32: 1 sign, 8 exponent, 23 fraction bits)
+_SIGN: Final = np.uint32(0x80000000)
+_ABS: Final = np.uint32(0x7FFFFFFF)
+_EXPONENT: Final = np.uint32(0x7F800000)
+_HALF_PAYLOAD: Final = np.uint32(0x7FFFE000)  # exponent and the top 10 fraction bits
+_HALF_NAN: Final = np.uint32(0x7F802000)  # the NaN with the smallest float16 payload
+# 65520 = 65504 + half an ulp: from here on a float16 rounds to inf (the tie goes to
+# the even 65536, which is past the largest finite float16)
+_HALF_OVERFLOW: Final = np.uint32(0x477FF000)
+_HALF_TINY: Final = np.uint32(0x38800000)  # 2**-14, the smallest normal float16
+_SHIFT_13: Final = np.uint32(13 << 23)  # multiplies a power of two by 2**13
+# float16 bit patterns (binary16: 1 sign, 5 exponent, 10 fraction bits)
+_H_SIGN: Final = np.uint32(0x8000)
+_H_ABS: Final = np.uint32(0x7FFF)
+_H_EXPONENT: Final = np.uint32(0x7C00)
+_REBIAS: Final = np.float32(2.0**112)  # 2**(127 - 15): float16 to float32 exponent bias
+
+
+def _round_half(v: np.float32) -> np.float32:
+    """The float16 value nearest to ``v`` (ties to even), as a float32.
+
+    For finite ``|v| < 65520``: ``M = 2**(e + 13)``, with ``2**e`` the binade of ``|v|``
+    but at least ``2**-14``, is a float32 whose ulp is ``2**(e - 10)``, the spacing of
+    the float16 values in that binade (``2**-24`` below it, the subnormals). So
+    ``|v| + M`` rounds ``|v|`` to the float16 grid, ties to even (the last bit of
+    ``M + k ulp`` is the last bit of ``k``), and subtracting ``M`` again is exact.
+    From 65520 on the result is inf; a NaN keeps its sign and the top ten payload bits,
+    made nonzero as NumPy's conversion does. The special cases are selects, not
+    branches, so that the compiled loops vectorize.
+    """
+    u = np.float32(v).view(np.uint32)
+    a = np.uint32(u & _ABS)
+    magic = np.uint32(np.uint32(max(np.uint32(a & _EXPONENT), _HALF_TINY)) + _SHIFT_13)
+    m = np.uint32(magic).view(np.float32)
+    # two float32 roundings, never contracted or reassociated (numba runs without fast-math)
+    r = (np.uint32(a).view(np.float32) + m) - m
+    bits = np.float32(r).view(np.uint32)
+    bits = _EXPONENT if a >= _HALF_OVERFLOW else bits
+    bits = np.uint32(max(np.uint32(a & _HALF_PAYLOAD), _HALF_NAN)) if a > _EXPONENT else bits
+    return np.uint32(bits | np.uint32(u & _SIGN)).view(np.float32)
+
+
+def _widen(h: np.uint16) -> np.float32:
+    """The float16 with bit pattern ``h`` as a float32 (exact)."""
+    em = np.uint32(np.uint32(h) & _H_ABS)
+    sign = np.uint32(np.uint32(np.uint32(h) & _H_SIGN) << np.uint32(16))
+    shifted = np.uint32(em << np.uint32(13))
+    # the float16 bits shifted into place read as 2**-112 times the value (subnormals
+    # included); one exact product puts the exponent bias right
+    v = np.uint32(shifted).view(np.float32) * _REBIAS
+    bits = np.float32(v).view(np.uint32)
+    # inf and NaN: all exponent bits, the payload shifted up
+    bits = np.uint32(_EXPONENT | shifted) if em >= _H_EXPONENT else bits
+    return np.uint32(bits | sign).view(np.float32)
+
+
+# The compiled loops take one row of lanes at a time as 1-D arrays: indices counted from
+# zero let LLVM drop the negative-index checks and vectorize each row (AVX-512: 16 lanes).
+
+
+def _round_half_row(v: Array, out: Array) -> None:
+    for i in range(v.shape[0]):
+        out[i] = _round_half(v[i])
+
+
+def _widen_row(h: Array, out: Array) -> None:
+    for i in range(h.shape[0]):
+        out[i] = _widen(h[i])
+
+
+def _add_row(s: Array, h: Array) -> None:
+    # s += h, rounded to float16
+    for i in range(s.shape[0]):
+        s[i] = _round_half(s[i] + _widen(h[i]))
+
+
+def _square_row(s: Array, h: Array, c: Array) -> None:
+    # s = (h - c)**2, each operation rounded to float16
+    for i in range(s.shape[0]):
+        d = _round_half(_widen(h[i]) - c[i])
+        s[i] = _round_half(d * d)
+
+
+def _add_square_row(s: Array, h: Array, c: Array) -> None:
+    # s += (h - c)**2, each operation rounded to float16
+    for i in range(s.shape[0]):
+        d = _round_half(_widen(h[i]) - c[i])
+        s[i] = _round_half(s[i] + _round_half(d * d))
+
+
+#: Lanes per block of the compiled loops: a block's running sums stay in L1.
+_BLOCK: Final = 1024
+
+
+def _lane_sums_kernel(h: Array, out: Array) -> None:
+    # h: float16 bits (batch, rows, lanes); out: float32 (batch, lanes)
+    for b in range(h.shape[0]):
+        for j0 in range(0, h.shape[2], _BLOCK):
+            j1 = min(j0 + _BLOCK, h.shape[2])
+            s = out[b, j0:j1]
+            _widen_row(h[b, 0, j0:j1], s)
+            for k in range(1, h.shape[1]):
+                _add_row(s, h[b, k, j0:j1])
+
+
+def _lane_squares_kernel(h: Array, c: Array, out: Array) -> None:
+    # h: float16 bits (batch, rows, lanes); c: float32 (batch, lanes); out like c
+    for b in range(h.shape[0]):
+        for j0 in range(0, h.shape[2], _BLOCK):
+            j1 = min(j0 + _BLOCK, h.shape[2])
+            s, cb = out[b, j0:j1], c[b, j0:j1]
+            _square_row(s, h[b, 0, j0:j1], cb)
+            for k in range(1, h.shape[1]):
+                _add_square_row(s, h[b, k, j0:j1], cb)
+
+
+#: Whether float16 lane loops may run compiled (tests switch it off to compare).
+_USE_JIT = True
+_COMPILED: dict[str, Any] = {}
+
+
+def compiled() -> dict[str, Any] | None:
+    """The compiled kernels by name, or None without numba or with :data:`_USE_JIT` off."""
+    if not _USE_JIT:
+        return None
+    if "kernels" not in _COMPILED:
+        try:
+            import numba
+            from numba.extending import register_jitable
+        except ImportError:  # pragma: no cover - the jit extra is optional
+            _COMPILED["kernels"] = None
+        else:
+            # the scalar steps and row loops become callable from compiled code (they
+            # stay plain Python functions too)
+            for f in (_round_half, _widen, _widen_row, _add_row, _square_row, _add_square_row):
+                register_jitable(f)
+            # no fast-math: every float32 operation rounds where it is written
+            jit = numba.njit(cache=True, nogil=True)
+            _COMPILED["kernels"] = {
+                "round_half": jit(_round_half_row),
+                "widen": jit(_widen_row),
+                "lane_sums": jit(_lane_sums_kernel),
+                "lane_squares": jit(_lane_squares_kernel),
+            }
+    kernels: dict[str, Any] | None = _COMPILED["kernels"]
+    return kernels
+
+
+def round_half(v: npt.ArrayLike, /) -> Array:
+    """float32 values rounded to the nearest float16 values, kept as float32.
+
+    The same bits as ``v.astype(np.float16).astype(np.float32)``, computed in float32
+    with the compiled kernel when numba is installed (NumPy's casts otherwise).
+    """
+    a = np.ascontiguousarray(v, dtype=np.float32)
+    kernels = compiled()
+    if kernels is None:
+        with np.errstate(over="ignore"):
+            return a.astype(np.float16).astype(np.float32)
+    out = np.empty_like(a)
+    kernels["round_half"](a.reshape(-1), out.reshape(-1))
+    return out
+
+
+def widen_half(h: npt.ArrayLike, /) -> Array:
+    """float16 values as float32 (exact): ``h.astype(np.float32)``, compiled when possible."""
+    a = np.ascontiguousarray(h, dtype=np.float16)
+    kernels = compiled()
+    if kernels is None:
+        return a.astype(np.float32)
+    out = np.empty(a.shape, dtype=np.float32)
+    kernels["widen"](a.reshape(-1).view(np.uint16), out.reshape(-1))
+    return out
+
+
+def _as_3d(head: Array) -> Array:
+    # (batch..., rows, lanes) -> (batch, rows, lanes); a view whenever the layout allows
+    return head.reshape(-1, *head.shape[-2:])
+
+
+def _applies(head: Any) -> bool:
+    return isinstance(head, np.ndarray) and head.dtype == np.float16 and head.ndim >= 2
+
+
+def lane_sums(head: Any, /) -> Array | None:
+    """Sequential sums down the rows of float16 ``(..., rows, m)``, each rounded to float16.
+
+    The bits of ``np.add.reduce(head, axis=-2)`` on rows NumPy reduces row by row
+    (:func:`varstats.summation.row_sum`); None when not compiled or ``head`` is not a
+    float16 NumPy array.
+    """
+    kernels = compiled()
+    if kernels is None or not _applies(head) or head.shape[-2] == 0:
+        return None
+    h = _as_3d(head)
+    out = np.empty((h.shape[0], h.shape[2]), dtype=np.float32)
+    kernels["lane_sums"](h.view(np.uint16), out)
+    # every lane sum is a float16 value already: the cast is exact
+    return out.astype(np.float16).reshape(*head.shape[:-2], head.shape[-1])
+
+
+def lane_squares(head: Any, center: Any, /) -> Array | None:
+    """Row sums of ``(head - center)**2`` for float16 ``head``, each step rounded to float16.
+
+    ``center`` holds one float16 value per lane or per slice, broadcast against
+    ``(..., m)``. The same roundings in the same order as
+    :func:`varstats.summation.lane_squares`; None when that path should run instead.
+    """
+    kernels = compiled()
+    if kernels is None or not _applies(head) or head.shape[-2] == 0:
+        return None
+    h = _as_3d(head)
+    lanes = (*head.shape[:-2], head.shape[-1])
+    c = np.asarray(center)
+    if c.dtype != np.float16:
+        return None
+    c32 = np.ascontiguousarray(np.broadcast_to(c, lanes), dtype=np.float32).reshape(h.shape[0], -1)
+    out = np.empty_like(c32)
+    kernels["lane_squares"](h.view(np.uint16), c32, out)
+    return out.astype(np.float16).reshape(lanes)
