@@ -43,9 +43,11 @@ def _numpy_round(v: Any) -> Any:
 def test_all_names_the_public_functions() -> None:
     assert sorted(half.__all__) == [
         "compiled",
+        "deviations",
         "lane_squares",
         "lane_sums",
         "round_half",
+        "squares",
         "widen_half",
     ]
 
@@ -171,6 +173,20 @@ def test_lane_squares_round_each_step_like_numpys_float16_ops(bits: Any, data: A
     assert _bits(got) == _bits(want)
 
 
+@given(_half_bits, st.data())
+def test_deviations_and_squares_round_like_numpys_float16_ufuncs(bits: Any, data: Any) -> None:
+    a = bits.view(np.float16)
+    lead = data.draw(st.integers(a.ndim - 2, a.ndim - 1))  # (..., rows, m) or (..., L)
+    c = data.draw(hnp.arrays(np.uint16, a.shape[:lead])).view(np.float16)
+    with np.errstate(all="ignore"):
+        d, want_d = half.deviations(a, c), a - c.reshape(c.shape + (1,) * (a.ndim - lead))
+        sq, want_sq = half.squares(a), a * a
+    assert d is not None
+    assert sq is not None
+    assert _bits(d) == _bits(want_d)
+    assert _bits(sq) == _bits(want_sq)
+
+
 def test_lane_loops_take_any_layout() -> None:
     rng = np.random.default_rng(1)
     base = (rng.standard_normal((4, 32, 70)) * 300).astype(np.float16)
@@ -179,6 +195,8 @@ def test_lane_loops_take_any_layout() -> None:
         with np.errstate(all="ignore"):
             assert _bits(half.lane_sums(head)) == _bits(_loop_sums(head))
             assert _bits(half.lane_squares(head, c)) == _bits(_loop_squares(head, c))
+            assert _bits(half.deviations(head, c[..., 0])) == _bits(head - c[..., None])
+            assert _bits(half.squares(head)) == _bits(head * head)
 
 
 def test_lane_loops_leave_other_dtypes_to_numpy() -> None:
@@ -186,6 +204,8 @@ def test_lane_loops_leave_other_dtypes_to_numpy() -> None:
     assert half.lane_sums(head) is None
     assert half.lane_squares(head, head[..., 0, :]) is None
     assert half.lane_sums(head.astype(ml_dtypes.bfloat16)) is None
+    assert half.deviations(head, head[:, 0, 0]) is None
+    assert half.squares(head) is None
 
 
 def test_lane_loops_are_off_without_the_jit(no_jit: None) -> None:
@@ -193,6 +213,8 @@ def test_lane_loops_are_off_without_the_jit(no_jit: None) -> None:
     assert half.compiled() is None
     assert half.lane_sums(head) is None
     assert half.lane_squares(head, head[..., 0, :]) is None
+    assert half.deviations(head, head[:, 0, 0]) is None
+    assert half.squares(head) is None
 
 
 def _data(shape: tuple[int, ...], *, special: bool) -> Any:

@@ -26,12 +26,21 @@ References
 
 from __future__ import annotations
 
+import math
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["compiled", "lane_squares", "lane_sums", "round_half", "widen_half"]
+__all__ = [
+    "compiled",
+    "deviations",
+    "lane_squares",
+    "lane_sums",
+    "round_half",
+    "squares",
+    "widen_half",
+]
 
 Array = npt.NDArray[Any]
 
@@ -51,6 +60,10 @@ _H_SIGN: Final = np.uint32(0x8000)
 _H_ABS: Final = np.uint32(0x7FFF)
 _H_EXPONENT: Final = np.uint32(0x7C00)
 _REBIAS: Final = np.float32(2.0**112)  # 2**(127 - 15): float16 to float32 exponent bias
+_H_REBIAS: Final = np.uint32(112 << 10)  # the same shift in the float16 exponent field
+_H_PAYLOAD: Final = np.uint32(0x03FF)
+_HALF: Final = np.float32(0.5)
+_HALF_BITS: Final = np.uint32(0x3F000000)
 
 
 def _round_half(v: np.float32) -> np.float32:
@@ -91,6 +104,27 @@ def _widen(h: np.uint16) -> np.float32:
     return np.uint32(bits | sign).view(np.float32)
 
 
+def _narrow(v: np.float32) -> np.uint16:
+    """The float16 bit pattern of ``v``, a float32 that holds a float16 value (exact)."""
+    u = np.float32(v).view(np.uint32)
+    a = np.uint32(u & _ABS)
+    # normal: drop 13 fraction bits (all zero) and rebias the exponent from 127 to 15
+    bits = np.uint32(np.uint32(a >> np.uint32(13)) - _H_REBIAS)
+    # subnormal (below 2**-14): 0.5 + |v| has ulp 2**-24, so its last bits count the
+    # float16 subnormal steps of |v| exactly
+    steps = np.uint32(
+        np.float32(np.uint32(a).view(np.float32) + _HALF).view(np.uint32) - _HALF_BITS
+    )
+    bits = steps if a < _HALF_TINY else bits
+    # inf and NaN: all exponent bits and the top ten payload bits
+    bits = (
+        np.uint32(_H_EXPONENT | np.uint32(np.uint32(a >> np.uint32(13)) & _H_PAYLOAD))
+        if a >= _EXPONENT
+        else bits
+    )
+    return np.uint16(bits | np.uint32(np.uint32(u >> np.uint32(16)) & _H_SIGN))
+
+
 # The compiled loops take one row of lanes at a time as 1-D arrays: indices counted from
 # zero let LLVM drop the negative-index checks and vectorize each row (AVX-512: 16 lanes).
 
@@ -125,6 +159,17 @@ def _add_square_row(s: Array, h: Array, c: Array) -> None:
         s[i] = _round_half(s[i] + _round_half(d * d))
 
 
+def _subtract_row(h: Array, c: np.float32, out: Array) -> None:
+    for i in range(h.shape[0]):
+        out[i] = _narrow(_round_half(_widen(h[i]) - c))
+
+
+def _square_row_bits(h: Array, out: Array) -> None:
+    for i in range(h.shape[0]):
+        w = _widen(h[i])
+        out[i] = _narrow(_round_half(w * w))
+
+
 #: Lanes per block of the compiled loops: a block's running sums stay in L1.
 _BLOCK: Final = 1024
 
@@ -151,6 +196,20 @@ def _lane_squares_kernel(h: Array, c: Array, out: Array) -> None:
                 _add_square_row(s, h[b, k, j0:j1], cb)
 
 
+def _subtract_kernel(h: Array, c: Array, out: Array) -> None:
+    # h, out: float16 bits (batch, rows, lanes); c: float32 (batch,)
+    for b in range(h.shape[0]):
+        for k in range(h.shape[1]):
+            _subtract_row(h[b, k], c[b], out[b, k])
+
+
+def _square_kernel(h: Array, out: Array) -> None:
+    # h, out: float16 bits (batch, rows, lanes)
+    for b in range(h.shape[0]):
+        for k in range(h.shape[1]):
+            _square_row_bits(h[b, k], out[b, k])
+
+
 #: Whether float16 lane loops may run compiled (tests switch it off to compare).
 _USE_JIT = True
 _COMPILED: dict[str, Any] = {}
@@ -169,7 +228,9 @@ def compiled() -> dict[str, Any] | None:
         else:
             # the scalar steps and row loops become callable from compiled code (they
             # stay plain Python functions too)
-            for f in (_round_half, _widen, _widen_row, _add_row, _square_row, _add_square_row):
+            steps: tuple[Any, ...] = (_round_half, _widen, _narrow, _widen_row, _add_row)
+            rows: tuple[Any, ...] = (_square_row, _add_square_row, _subtract_row, _square_row_bits)
+            for f in steps + rows:
                 register_jitable(f)
             # no fast-math: every float32 operation rounds where it is written
             jit = numba.njit(cache=True, nogil=True)
@@ -178,6 +239,8 @@ def compiled() -> dict[str, Any] | None:
                 "widen": jit(_widen_row),
                 "lane_sums": jit(_lane_sums_kernel),
                 "lane_squares": jit(_lane_squares_kernel),
+                "subtract": jit(_subtract_kernel),
+                "square": jit(_square_kernel),
             }
     kernels: dict[str, Any] | None = _COMPILED["kernels"]
     return kernels
@@ -255,3 +318,42 @@ def lane_squares(head: Any, center: Any, /) -> Array | None:
     out = np.empty_like(c32)
     kernels["lane_squares"](h.view(np.uint16), c32, out)
     return out.astype(np.float16).reshape(lanes)
+
+
+def _as_rows(a: Array, batch_ndim: int) -> Array:
+    # (batch..., [rows,] lanes) -> (batch, rows, lanes), a view whenever the layout allows
+    return a.reshape(math.prod(a.shape[:batch_ndim]), -1, a.shape[-1])
+
+
+def deviations(a: Any, center: Any, /) -> Array | None:
+    """``a - center`` for float16 ``a``, one center per slice of the leading axes.
+
+    ``center`` has the shape of ``a``'s leading axes (``a`` is ``(..., L)`` or
+    ``(..., rows, m)``); the bits of ``np.subtract`` broadcasting it over the rest, in a
+    new C-contiguous array. None when not compiled or not float16.
+    """
+    kernels = compiled()
+    c = np.asarray(center)
+    if kernels is None or not _applies_elementwise(a) or c.dtype != np.float16:
+        return None
+    if a.ndim - c.ndim not in (1, 2) or a.shape[: c.ndim] != c.shape or a.size == 0:
+        return None
+    h = _as_rows(a, c.ndim)
+    out = np.empty(h.shape, dtype=np.float16)
+    kernels["subtract"](h.view(np.uint16), c.reshape(-1).astype(np.float32), out.view(np.uint16))
+    return out.reshape(a.shape)
+
+
+def squares(a: Any, /) -> Array | None:
+    """``a * a`` for float16 ``a``: the bits of ``np.multiply``, in a new C-contiguous array."""
+    kernels = compiled()
+    if kernels is None or not _applies_elementwise(a) or a.size == 0:
+        return None
+    h = _as_rows(a, a.ndim - 1) if a.ndim >= 1 else a.reshape(1, 1, 1)
+    out = np.empty(h.shape, dtype=np.float16)
+    kernels["square"](h.view(np.uint16), out.view(np.uint16))
+    return out.reshape(a.shape)
+
+
+def _applies_elementwise(a: Any) -> bool:
+    return isinstance(a, np.ndarray) and a.dtype == np.float16 and a.ndim >= 1

@@ -138,21 +138,26 @@ def split(a: Any, summation: str, /) -> Split:
 
 def deviations(p: Split, center: Any, /) -> Split:
     """``x - center`` (one value per slice), rounded in the data's dtype, in new arrays."""
-    head = None
-    if p.head is not None:
+    # float16 NumPy data: compiled, the same bits (None otherwise)
+    head = None if p.head is None else half.deviations(p.head, center)
+    if head is None and p.head is not None:
         subtract = binary_op(array_namespace(p.head), "subtract")
         head = subtract(p.head, center[..., None, None], out=lane_major_like(p.head))
-    return Split(head, None if p.tail is None else p.tail - center[..., None])
+    tail = None if p.tail is None else half.deviations(p.tail, center)
+    if tail is None and p.tail is not None:
+        tail = p.tail - center[..., None]
+    return Split(head, tail)
 
 
 def squares(p: Split, /, *, in_place: bool = False) -> Split:
     """Every value squared, rounded in the data's dtype (``in_place`` may reuse ``p``'s arrays)."""
-    head = None
-    if p.head is not None:
+    # float16 NumPy data: compiled, the same bits (None otherwise)
+    head = None if p.head is None else half.squares(p.head)
+    if head is None and p.head is not None:
         multiply = binary_op(array_namespace(p.head), "multiply")
         head = multiply(p.head, p.head, out=p.head if in_place else lane_major_like(p.head))
-    tail = None
-    if p.tail is not None:
+    tail = None if p.tail is None else half.squares(p.tail)
+    if tail is None and p.tail is not None:
         multiply = binary_op(array_namespace(p.tail), "multiply")
         tail = multiply(p.tail, p.tail, out=p.tail if in_place else None)
     return Split(head, tail)
