@@ -48,6 +48,7 @@ def test_all_names_the_public_functions() -> None:
         "lane_sums",
         "round_half",
         "squares",
+        "welford_lanes",
         "widen_half",
     ]
 
@@ -263,3 +264,73 @@ def test_summation_paths_use_the_compiled_loops(monkeypatch: pytest.MonkeyPatch)
         off = (row_sum(p.head), lane_squares(p.head, c), squared_deviation_total(p, mean))
     for a, b in zip(on, off, strict=True):
         assert _bits(a) == _bits(b)
+
+
+@pytest.mark.parametrize("lanes", [1, 3, 8, 64])
+@pytest.mark.parametrize("shape", [(5,), (1000,), (3, 1001), (2, 2, 77)])
+@pytest.mark.parametrize("special", [False, True])
+def test_welford_with_float16_accumulators_gives_the_numpy_bits(
+    lanes: int, shape: tuple[int, ...], special: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from varstats import kernels
+
+    x = _data(shape, special=special and shape[-1] > 40)
+    acc = np.dtype(np.float16)
+    with np.errstate(all="ignore"):
+        assert half.welford_lanes(x, acc, min(lanes, shape[-1])) is not None
+        compiled = kernels.welford(x, acc=acc, lanes=lanes)
+        monkeypatch.setattr(half, "_USE_JIT", False)
+        plain = kernels.welford(x, acc=acc, lanes=lanes)
+    for field in ("count", "mean", "m2"):
+        assert _bits(getattr(compiled, field)) == _bits(getattr(plain, field)), field
+
+
+def test_welford_counts_past_the_float16_range_like_the_numpy_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # k rounds to float16 each step: 2049 -> 2048, and inf past 65504 (delta / inf = 0)
+    from varstats import kernels
+
+    x = (np.random.default_rng(2).standard_normal(70_000) + 4).astype(np.float16)
+    acc = np.dtype(np.float16)
+    with np.errstate(all="ignore"):
+        compiled = kernels.welford(x, acc=acc)
+        monkeypatch.setattr(half, "_USE_JIT", False)
+        plain = kernels.welford(x, acc=acc)
+    assert np.isfinite(np.asarray(plain.m2))
+    assert _bits(compiled.mean) == _bits(plain.mean)
+    assert _bits(compiled.m2) == _bits(plain.m2)
+
+
+def test_numpys_float16_ufuncs_pick_a_nan_by_operand_order() -> None:
+    # the fact the compiled kernels reproduce: with two NaNs, add and multiply return
+    # the second operand's, subtract and divide the first's
+    pos, neg = np.array([0x7E00], np.uint16).view(np.float16), np.array([0xFE00], np.uint16)
+    neg16 = neg.view(np.float16)
+    with np.errstate(all="ignore"):
+        assert _bits(pos + neg16) == _bits(neg16)
+        assert _bits(pos * neg16) == _bits(neg16)
+        assert _bits(pos - neg16) == _bits(pos)
+        assert _bits(pos / neg16) == _bits(pos)
+
+
+@pytest.mark.parametrize("first", [0x7E00, 0xFE00, 0x7C01, 0xFD55])
+@pytest.mark.parametrize("second", [0x7E00, 0xFE00, 0x7C01, 0xFD55])
+def test_compiled_paths_pick_numpys_nan(
+    first: int, second: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from varstats import kernels
+
+    head = np.array([[first] * 20, [second] * 20, [0x3C00] * 20], np.uint16).view(np.float16)
+    c = np.array([second], np.uint16).view(np.float16)
+    x = np.array([first, 0x3C00, second, 0x4000, 0x3C00], np.uint16).view(np.float16)
+    acc = np.dtype(np.float16)
+    with np.errstate(all="ignore"):
+        assert _bits(half.lane_sums(head)) == _bits(_loop_sums(head))
+        assert _bits(half.lane_squares(head, c)) == _bits(_loop_squares(head, c))
+        assert _bits(half.deviations(head, c[0])) == _bits(head - c[0])
+        compiled = kernels.welford(x, acc=acc)
+        monkeypatch.setattr(half, "_USE_JIT", False)
+        plain = kernels.welford(x, acc=acc)
+    assert _bits(compiled.mean) == _bits(plain.mean)
+    assert _bits(compiled.m2) == _bits(plain.m2)

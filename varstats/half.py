@@ -39,6 +39,7 @@ __all__ = [
     "lane_sums",
     "round_half",
     "squares",
+    "welford_lanes",
     "widen_half",
 ]
 
@@ -104,6 +105,24 @@ def _widen(h: np.uint16) -> np.float32:
     return np.uint32(bits | sign).view(np.float32)
 
 
+def _add(a: np.float32, b: np.float32) -> np.float32:
+    """``a + b`` in float32, returning NumPy's NaN when both are NaN.
+
+    Which NaN a hardware addition returns when both operands are NaN depends on the
+    operand order the compiler picked; NumPy's float16 ``add`` and ``multiply`` loops
+    return the second operand's (quieted) and ``subtract`` and ``divide`` the first's
+    (``tests/test_half.py`` pins all four), so the commutative two are fixed here.
+    """
+    r = a + b
+    return b + b if (a != a) and (b != b) else r  # b + b: b quieted
+
+
+def _mul(a: np.float32, b: np.float32) -> np.float32:
+    """``a * b`` in float32, returning NumPy's NaN when both are NaN (see :func:`_add`)."""
+    r = a * b
+    return b + b if (a != a) and (b != b) else r
+
+
 def _narrow(v: np.float32) -> np.uint16:
     """The float16 bit pattern of ``v``, a float32 that holds a float16 value (exact)."""
     u = np.float32(v).view(np.uint32)
@@ -142,21 +161,21 @@ def _widen_row(h: Array, out: Array) -> None:
 def _add_row(s: Array, h: Array) -> None:
     # s += h, rounded to float16
     for i in range(s.shape[0]):
-        s[i] = _round_half(s[i] + _widen(h[i]))
+        s[i] = _round_half(_add(s[i], _widen(h[i])))
 
 
 def _square_row(s: Array, h: Array, c: Array) -> None:
     # s = (h - c)**2, each operation rounded to float16
     for i in range(s.shape[0]):
         d = _round_half(_widen(h[i]) - c[i])
-        s[i] = _round_half(d * d)
+        s[i] = _round_half(_mul(d, d))
 
 
 def _add_square_row(s: Array, h: Array, c: Array) -> None:
     # s += (h - c)**2, each operation rounded to float16
     for i in range(s.shape[0]):
         d = _round_half(_widen(h[i]) - c[i])
-        s[i] = _round_half(s[i] + _round_half(d * d))
+        s[i] = _round_half(_add(s[i], _round_half(_mul(d, d))))
 
 
 def _subtract_row(h: Array, c: np.float32, out: Array) -> None:
@@ -167,7 +186,7 @@ def _subtract_row(h: Array, c: np.float32, out: Array) -> None:
 def _square_row_bits(h: Array, out: Array) -> None:
     for i in range(h.shape[0]):
         w = _widen(h[i])
-        out[i] = _narrow(_round_half(w * w))
+        out[i] = _narrow(_round_half(_mul(w, w)))
 
 
 #: Lanes per block of the compiled loops: a block's running sums stay in L1.
@@ -210,6 +229,24 @@ def _square_kernel(h: Array, out: Array) -> None:
             _square_row_bits(h[b, k], out[b, k])
 
 
+def _welford_kernel(h: Array, width: int, mean: Array, m2: Array) -> None:
+    # h: float16 bits (batch, n); element k of a slice goes to lane k % width; mean
+    # and m2: float32 (batch, width). The steps of varstats.kernels._welford_steps, in
+    # its order, each rounded to float16; the count k too, as that kernel rounds it.
+    n = h.shape[1]
+    for b in range(h.shape[0]):
+        for lane in range(width):
+            mu = np.float32(0.0)
+            s = np.float32(0.0)
+            for k in range(1, (n - lane + width - 1) // width + 1):
+                xk = _widen(h[b, lane + (k - 1) * width])
+                delta = _round_half(xk - mu)
+                mu = _round_half(_add(mu, _round_half(delta / _round_half(np.float32(k)))))
+                s = _round_half(_add(s, _round_half(_mul(delta, _round_half(xk - mu)))))
+            mean[b, lane] = mu
+            m2[b, lane] = s
+
+
 #: Whether float16 lane loops may run compiled (tests switch it off to compare).
 _USE_JIT = True
 _COMPILED: dict[str, Any] = {}
@@ -228,7 +265,15 @@ def compiled() -> dict[str, Any] | None:
         else:
             # the scalar steps and row loops become callable from compiled code (they
             # stay plain Python functions too)
-            steps: tuple[Any, ...] = (_round_half, _widen, _narrow, _widen_row, _add_row)
+            steps: tuple[Any, ...] = (
+                _round_half,
+                _widen,
+                _narrow,
+                _add,
+                _mul,
+                _widen_row,
+                _add_row,
+            )
             rows: tuple[Any, ...] = (_square_row, _add_square_row, _subtract_row, _square_row_bits)
             for f in steps + rows:
                 register_jitable(f)
@@ -241,6 +286,7 @@ def compiled() -> dict[str, Any] | None:
                 "lane_squares": jit(_lane_squares_kernel),
                 "subtract": jit(_subtract_kernel),
                 "square": jit(_square_kernel),
+                "welford": jit(_welford_kernel),
             }
     kernels: dict[str, Any] | None = _COMPILED["kernels"]
     return kernels
@@ -357,3 +403,23 @@ def squares(a: Any, /) -> Array | None:
 
 def _applies_elementwise(a: Any) -> bool:
     return isinstance(a, np.ndarray) and a.dtype == np.float16 and a.ndim >= 1
+
+
+def welford_lanes(x: Any, acc: Any, width: int, /) -> tuple[Array, Array] | None:
+    """Welford's running mean and ``M2`` of float16 ``x`` (``(..., n)``) in ``width`` lanes.
+
+    Element ``k`` of a slice goes to lane ``k % width``; every step rounds to float16
+    as :func:`varstats.kernels.welford` does with a float16 accumulator ``acc``, so
+    the bits are the same. Returns ``(mean, m2)``, each ``(..., width)``, or None when
+    not compiled or not float16.
+    """
+    kernels = compiled()
+    if kernels is None or not _applies_elementwise(x) or acc != np.float16 or x.shape[-1] < 1:
+        return None
+    n = x.shape[-1]
+    flat = np.ascontiguousarray(x.reshape(-1, n))
+    mean = np.empty((flat.shape[0], width), dtype=np.float32)
+    m2 = np.empty_like(mean)
+    kernels["welford"](flat.view(np.uint16), width, mean, m2)
+    shape = (*x.shape[:-1], width)
+    return mean.astype(np.float16).reshape(shape), m2.astype(np.float16).reshape(shape)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from varstats import half
 from varstats.array_api import (
     array_namespace,
     binary_op,
@@ -210,6 +211,10 @@ def welford(x: Any, /, *, acc: Any, lanes: int = 1) -> Moments:
     compiled = isinstance(x, np.ndarray) and np.dtype(acc).itemsize >= 4
     if compiled and _welford_kernel() is not None:
         state = _welford_compiled(x, np.dtype(acc), width)
+    elif (half_state := half.welford_lanes(x, acc, width)) is not None:  # float16, compiled
+        count = np.full(tuple(half_state[0].shape), n // width, dtype=np.int64)
+        count[..., : n % width] += 1
+        state = Moments(count, *half_state)
     else:
         state = _welford_steps(xp, x, acc, width, full)
     if width == 1:
