@@ -46,7 +46,9 @@ def test_all_names_the_public_functions() -> None:
         "deviations",
         "lane_squares",
         "lane_sums",
+        "neumaier_rows",
         "round_half",
+        "sequential_sum",
         "squares",
         "welford_lanes",
         "widen_half",
@@ -188,6 +190,39 @@ def test_deviations_and_squares_round_like_numpys_float16_ufuncs(bits: Any, data
     assert _bits(sq) == _bits(want_sq)
 
 
+def _loop_neumaier(head: Any) -> tuple[Any, Any]:
+    # the definition: TwoSum down each lane with NumPy's float16 ufuncs, errors added
+    # to c from +0
+    s = head[..., 0, :].copy()
+    c = np.zeros_like(s)
+    for k in range(1, head.shape[-2]):
+        x = head[..., k, :]
+        t = s + x
+        z = t - s
+        e = (s - (t - z)) + (x - z)
+        s, c = t, c + e
+    return s, c
+
+
+@given(_half_bits)
+def test_neumaier_rows_round_each_step_like_numpys_float16_ufuncs(bits: Any) -> None:
+    head = bits.view(np.float16)
+    with np.errstate(all="ignore"):
+        got, want = half.neumaier_rows(head), _loop_neumaier(head)
+    assert got is not None
+    assert _bits(got[0]) == _bits(want[0])
+    assert _bits(got[1]) == _bits(want[1])
+
+
+@given(hnp.arrays(np.uint16, st.tuples(st.integers(1, 200), st.integers(1, 300))))
+def test_sequential_sum_is_numpys_accumulate(bits: Any) -> None:
+    a = bits.view(np.float16)
+    with np.errstate(all="ignore"):
+        got, want = half.sequential_sum(a), np.add.accumulate(a, axis=-1)[..., -1]
+    assert got is not None
+    assert _bits(got) == _bits(want)
+
+
 def test_lane_loops_take_any_layout() -> None:
     rng = np.random.default_rng(1)
     base = (rng.standard_normal((4, 32, 70)) * 300).astype(np.float16)
@@ -198,6 +233,10 @@ def test_lane_loops_take_any_layout() -> None:
             assert _bits(half.lane_squares(head, c)) == _bits(_loop_squares(head, c))
             assert _bits(half.deviations(head, c[..., 0])) == _bits(head - c[..., None])
             assert _bits(half.squares(head)) == _bits(head * head)
+            assert _bits(half.neumaier_rows(head)) == _bits(np.stack(_loop_neumaier(head)))
+            assert _bits(half.sequential_sum(head)) == _bits(
+                np.add.accumulate(head, axis=-1)[..., -1]
+            )
 
 
 def test_lane_loops_leave_other_dtypes_to_numpy() -> None:
@@ -207,6 +246,8 @@ def test_lane_loops_leave_other_dtypes_to_numpy() -> None:
     assert half.lane_sums(head.astype(ml_dtypes.bfloat16)) is None
     assert half.deviations(head, head[:, 0, 0]) is None
     assert half.squares(head) is None
+    assert half.neumaier_rows(head) is None
+    assert half.sequential_sum(head) is None
 
 
 def test_lane_loops_are_off_without_the_jit(no_jit: None) -> None:
@@ -216,6 +257,8 @@ def test_lane_loops_are_off_without_the_jit(no_jit: None) -> None:
     assert half.lane_squares(head, head[..., 0, :]) is None
     assert half.deviations(head, head[:, 0, 0]) is None
     assert half.squares(head) is None
+    assert half.neumaier_rows(head) is None
+    assert half.sequential_sum(head) is None
 
 
 def _data(shape: tuple[int, ...], *, special: bool) -> Any:

@@ -37,7 +37,9 @@ __all__ = [
     "deviations",
     "lane_squares",
     "lane_sums",
+    "neumaier_rows",
     "round_half",
+    "sequential_sum",
     "squares",
     "welford_lanes",
     "widen_half",
@@ -189,8 +191,35 @@ def _square_row_bits(h: Array, out: Array) -> None:
         out[i] = _narrow(_round_half(_mul(w, w)))
 
 
+def _widen_column(h: Array, out: Array) -> None:
+    for i in range(h.shape[0]):
+        out[i] = _widen(h[i])
+
+
+def _add_row_f32(s: Array, v: Array) -> None:
+    # s += v (float32 holding float16 values), rounded to float16
+    for i in range(s.shape[0]):
+        s[i] = _round_half(_add(s[i], v[i]))
+
+
+def _two_sum_row(s: Array, c: Array, h: Array) -> None:
+    # Knuth's TwoSum of s and h, then c += its error: the steps of
+    # varstats.rounding.two_sum in its order, each rounded to float16
+    for i in range(s.shape[0]):
+        x = _widen(h[i])
+        t = _round_half(_add(s[i], x))
+        z = _round_half(t - s[i])
+        e = _round_half(_add(_round_half(s[i] - _round_half(t - z)), _round_half(x - z)))
+        c[i] = _round_half(_add(c[i], e))
+        s[i] = t
+
+
 #: Lanes per block of the compiled loops: a block's running sums stay in L1.
 _BLOCK: Final = 1024
+#: Slices per block of the compiled sequential sums.
+_SLICES: Final = 64
+#: Elements of each slice per block of the compiled sequential sums.
+_STEPS: Final = 256
 
 
 def _lane_sums_kernel(h: Array, out: Array) -> None:
@@ -227,6 +256,39 @@ def _square_kernel(h: Array, out: Array) -> None:
     for b in range(h.shape[0]):
         for k in range(h.shape[1]):
             _square_row_bits(h[b, k], out[b, k])
+
+
+def _sequential_kernel(h: Array, out: Array) -> None:
+    # h: float16 bits (batch, n), n >= 1; out: float32 (batch,). Each slice left to
+    # right. A block of slices advances one element at a time, so the loop over the
+    # block vectorizes (the sums of one slice depend on each other); _STEPS elements
+    # of each slice are first widened into a buffer whose columns are the slices, so
+    # that loop reads it contiguously.
+    batch, n = h.shape
+    buf = np.empty((_STEPS, _SLICES), dtype=np.float32)
+    for b0 in range(0, batch, _SLICES):
+        width = min(_SLICES, batch - b0)
+        s = out[b0 : b0 + width]
+        for i in range(width):
+            s[i] = _widen(h[b0 + i, 0])
+        for k0 in range(1, n, _STEPS):
+            steps = min(_STEPS, n - k0)
+            for i in range(width):
+                _widen_column(h[b0 + i, k0 : k0 + steps], buf[:steps, i])
+            for k in range(steps):
+                _add_row_f32(s, buf[k, :width])
+
+
+def _neumaier_kernel(h: Array, s_out: Array, c_out: Array) -> None:
+    # h: float16 bits (batch, rows, lanes); s_out, c_out: float32 (batch, lanes)
+    for b in range(h.shape[0]):
+        for j0 in range(0, h.shape[2], _BLOCK):
+            j1 = min(j0 + _BLOCK, h.shape[2])
+            s, c = s_out[b, j0:j1], c_out[b, j0:j1]
+            _widen_row(h[b, 0, j0:j1], s)
+            c[:] = 0.0
+            for k in range(1, h.shape[1]):
+                _two_sum_row(s, c, h[b, k, j0:j1])
 
 
 def _welford_kernel(h: Array, width: int, mean: Array, m2: Array) -> None:
@@ -274,7 +336,15 @@ def compiled() -> dict[str, Any] | None:
                 _widen_row,
                 _add_row,
             )
-            rows: tuple[Any, ...] = (_square_row, _add_square_row, _subtract_row, _square_row_bits)
+            rows: tuple[Any, ...] = (
+                _square_row,
+                _add_square_row,
+                _subtract_row,
+                _square_row_bits,
+                _widen_column,
+                _add_row_f32,
+                _two_sum_row,
+            )
             for f in steps + rows:
                 register_jitable(f)
             # no fast-math: every float32 operation rounds where it is written
@@ -287,6 +357,8 @@ def compiled() -> dict[str, Any] | None:
                 "subtract": jit(_subtract_kernel),
                 "square": jit(_square_kernel),
                 "welford": jit(_welford_kernel),
+                "sequential": jit(_sequential_kernel),
+                "neumaier": jit(_neumaier_kernel),
             }
     kernels: dict[str, Any] | None = _COMPILED["kernels"]
     return kernels
@@ -357,6 +429,8 @@ def lane_squares(head: Any, center: Any, /) -> Array | None:
         return None
     h = _as_3d(head)
     lanes = (*head.shape[:-2], head.shape[-1])
+    if not isinstance(center, np.ndarray | np.generic):
+        return None
     c = np.asarray(center)
     if c.dtype != np.float16:
         return None
@@ -379,8 +453,14 @@ def deviations(a: Any, center: Any, /) -> Array | None:
     new C-contiguous array. None when not compiled or not float16.
     """
     kernels = compiled()
+    if (
+        kernels is None
+        or not _applies_elementwise(a)
+        or not isinstance(center, np.ndarray | np.generic)
+    ):
+        return None
     c = np.asarray(center)
-    if kernels is None or not _applies_elementwise(a) or c.dtype != np.float16:
+    if c.dtype != np.float16:
         return None
     if a.ndim - c.ndim not in (1, 2) or a.shape[: c.ndim] != c.shape or a.size == 0:
         return None
@@ -423,3 +503,37 @@ def welford_lanes(x: Any, acc: Any, width: int, /) -> tuple[Array, Array] | None
     kernels["welford"](flat.view(np.uint16), width, mean, m2)
     shape = (*x.shape[:-1], width)
     return mean.astype(np.float16).reshape(shape), m2.astype(np.float16).reshape(shape)
+
+
+def sequential_sum(a: Any, /) -> Array | None:
+    """Left-to-right sum over the last axis of float16 ``a``, every partial sum rounded.
+
+    The bits of ``np.add.accumulate(a, axis=-1)[..., -1]``
+    (:func:`varstats.array_api.sequential_sum`); None when not compiled or not float16.
+    """
+    kernels = compiled()
+    if kernels is None or not _applies_elementwise(a) or a.shape[-1] < 1:
+        return None
+    h = a.reshape(-1, a.shape[-1])
+    out = np.empty(h.shape[0], dtype=np.float32)
+    kernels["sequential"](h.view(np.uint16), out)
+    return out.astype(np.float16).reshape(a.shape[:-1])
+
+
+def neumaier_rows(head: Any, /) -> tuple[Array, Array] | None:
+    """Neumaier's compensated sum down the rows of float16 ``(..., rows, m)``.
+
+    ``(s, c)``, each ``(..., m)``: the running sums and the running sums of TwoSum's
+    errors, every operation rounded to float16 in the order of
+    :func:`varstats.summation.compensated_sum`'s NumPy path, so the same bits. None
+    when not compiled or not float16.
+    """
+    kernels = compiled()
+    if kernels is None or not _applies(head) or head.shape[-2] == 0:
+        return None
+    h = _as_3d(head)
+    s = np.empty((h.shape[0], h.shape[2]), dtype=np.float32)
+    c = np.empty_like(s)
+    kernels["neumaier"](h.view(np.uint16), s, c)
+    shape = (*head.shape[:-2], head.shape[-1])
+    return s.astype(np.float16).reshape(shape), c.astype(np.float16).reshape(shape)
