@@ -275,22 +275,43 @@ def _data(shape: tuple[int, ...], *, special: bool) -> Any:
     return x
 
 
+# every precision with float16 storage: float16 accumulators run the compiled lane
+# loops, wider ones the compiled widening of the data
+HALF_STORED = [str(p) for p in vs.PRECISIONS if p.storage == "float16"] + ["float16:float64"]
+
+
+@pytest.mark.parametrize("precision", HALF_STORED)
 @pytest.mark.parametrize("algorithm", vs.ALGORITHMS)
 @pytest.mark.parametrize(
     "shape", [(1000,), (4, 333), (3, 2, 64), (5, 40), (2, 32 * (half._BLOCK + 3) + 5)]
 )
 @pytest.mark.parametrize("special", [False, True])
-def test_var_with_float16_accumulators_gives_the_numpy_bits(
-    algorithm: str, shape: tuple[int, ...], special: bool, monkeypatch: pytest.MonkeyPatch
+def test_var_of_float16_data_gives_the_numpy_bits(
+    precision: str,
+    algorithm: str,
+    shape: tuple[int, ...],
+    special: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     x = _data(shape, special=special)
     with np.errstate(all="ignore"):
-        compiled = vs.mean_var(x, axis=-1, precision="float16:float16", algorithm=algorithm)
+        compiled = vs.mean_var(x, axis=-1, precision=precision, algorithm=algorithm)
         monkeypatch.setattr(half, "_USE_JIT", False)
-        plain = vs.mean_var(x, axis=-1, precision="float16:float16", algorithm=algorithm)
+        plain = vs.mean_var(x, axis=-1, precision=precision, algorithm=algorithm)
     for a, b in zip(compiled, plain, strict=True):
         assert np.asarray(a).dtype == np.asarray(b).dtype
         assert _bits(a) == _bits(b)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_widen_half_is_numpys_cast_in_any_layout(dtype: str) -> None:
+    h = np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(np.float16).reshape(256, 256)
+    for view in (h, h.T, h[::3, 1::2]):
+        got = half.widen_half(view, dtype=dtype)
+        assert got.flags.c_contiguous
+        assert _bits(got) == _bits(view.astype(dtype))
+    with pytest.raises(ValueError, match="dtype"):
+        half.widen_half(h, dtype=np.float16)
 
 
 def test_summation_paths_use_the_compiled_loops(monkeypatch: pytest.MonkeyPatch) -> None:
