@@ -331,6 +331,10 @@ def test_summation_paths_use_the_compiled_loops(monkeypatch: pytest.MonkeyPatch)
         assert _bits(a) == _bits(b)
 
 
+def _not_called(*args: Any, **kwargs: Any) -> None:
+    raise AssertionError("the NumPy loop ran although the compiled one applies")
+
+
 @pytest.mark.parametrize("lanes", [1, 3, 8, 64])
 @pytest.mark.parametrize("shape", [(5,), (1000,), (3, 1001), (2, 2, 77)])
 @pytest.mark.parametrize("special", [False, True])
@@ -343,7 +347,9 @@ def test_welford_with_float16_accumulators_gives_the_numpy_bits(
     acc = np.dtype(np.float16)
     with np.errstate(all="ignore"):
         assert half.welford_lanes(x, acc, min(lanes, shape[-1])) is not None
-        compiled = kernels.welford(x, acc=acc, lanes=lanes)
+        with pytest.MonkeyPatch.context() as patch:  # README: compiled, no Python loop
+            patch.setattr(kernels, "_welford_steps", _not_called)
+            compiled = kernels.welford(x, acc=acc, lanes=lanes)
         monkeypatch.setattr(half, "_USE_JIT", False)
         plain = kernels.welford(x, acc=acc, lanes=lanes)
     for field in ("count", "mean", "m2"):
