@@ -44,6 +44,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from varstats import half
 from varstats.precision import DTYPES, as_dtype, round_to
 
 __all__ = [
@@ -279,6 +280,8 @@ def sequential_sum(a: Any, /) -> Any:
     if isinstance(a, np.ndarray):
         if a.shape[-1] == 1:
             return a[..., 0].copy()
+        if (s := half.sequential_sum(a)) is not None:  # float16: compiled, the same bits
+            return s
         compiled = _compiled("sequential_sum", a.dtype)
         if compiled is not None:
             flat = a.reshape(-1, a.shape[-1])

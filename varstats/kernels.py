@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from varstats import half
 from varstats.array_api import (
     array_namespace,
     binary_op,
@@ -57,6 +58,22 @@ __all__ = [
 ]
 
 
+def _to_accumulator(xp: Any, x: Any, acc: Any) -> Any:
+    """``xp.astype(x, acc, copy=False)``: float16 NumPy data are widened by a compiled loop.
+
+    The same values (widening is exact); NumPy's own float16 cast costs more than the
+    variance of float32 data (:func:`varstats.half.widen_half`).
+    """
+    if (
+        isinstance(x, np.ndarray)
+        and x.dtype == np.float16
+        and acc in (np.float32, np.float64)
+        and half.compiled() is not None
+    ):
+        return half.widen_half(x, dtype=acc)
+    return xp.astype(x, acc, copy=False)
+
+
 def _count(n: Any, like: Any) -> Any:
     # The count as the accumulator (the dtype of `like`) holds it: exact up to 2**p,
     # rounded beyond, inf past the format's range (float16 cannot hold n > 65504).
@@ -80,7 +97,7 @@ def naive(x: Any, /, *, acc: Any, summation: str = "pairwise") -> Moments:
            1983, eq. (1.2).
     """
     xp = array_namespace(x)
-    p = split(xp.astype(x, acc, copy=False), summation)
+    p = split(_to_accumulator(xp, x, acc), summation)
     n = x.shape[-1]
     s1 = total(p)
     # the sum of squares as squared deviations from 0: x - 0 is x for every x (-0.0,
@@ -106,7 +123,7 @@ def shifted(x: Any, /, *, acc: Any, summation: str = "pairwise") -> Moments:
     .. [1] Chan, Golub & LeVeque 1983, section 3 ("shifted data").
     """
     xp = array_namespace(x)
-    xa = xp.astype(x, acc, copy=False)
+    xa = _to_accumulator(xp, x, acc)
     shift = xa[..., 0]
     # the sums of d = x - shift and of d*d, without an input-sized array of d
     s1, s2 = deviation_sums(split(xa, summation), shift)
@@ -129,7 +146,7 @@ def two_pass(x: Any, /, *, acc: Any, summation: str = "pairwise") -> Moments:
     .. [1] Chan, Golub & LeVeque 1983, eq. (1.3).
     """
     xp = array_namespace(x)
-    p = split(xp.astype(x, acc, copy=False), summation)
+    p = split(_to_accumulator(xp, x, acc), summation)
     s = total(p)
     mean = s / _count(x.shape[-1], s)
     return Moments._unchecked(x.shape[-1], mean, squared_deviation_total(p, mean))
@@ -143,7 +160,7 @@ def _corrected(x: Any, acc: Any, summation: str, compensated: bool) -> Moments:
     algorithms differ in how they add, not in what.
     """
     xp = array_namespace(x)
-    p = split(xp.astype(x, acc, copy=False), summation)
+    p = split(_to_accumulator(xp, x, acc), summation)
     s = compensated_sum(p) if compensated else total(p)
     n = _count(x.shape[-1], s)
     mean = s / n
@@ -208,6 +225,10 @@ def welford(x: Any, /, *, acc: Any, lanes: int = 1) -> Moments:
     compiled = isinstance(x, np.ndarray) and np.dtype(acc).itemsize >= 4
     if compiled and _welford_kernel() is not None:
         state = _welford_compiled(x, np.dtype(acc), width)
+    elif (half_state := half.welford_lanes(x, acc, width)) is not None:  # float16, compiled
+        count = np.full(tuple(half_state[0].shape), n // width, dtype=np.int64)
+        count[..., : n % width] += 1
+        state = Moments(count, *half_state)
     else:
         state = _welford_steps(xp, x, acc, width, full)
     if width == 1:
@@ -218,7 +239,7 @@ def welford(x: Any, /, *, acc: Any, lanes: int = 1) -> Moments:
 def _welford_steps(xp: Any, x: Any, acc: Any, width: int, full: int) -> Moments:
     """Welford's update on each of ``width`` lanes, one vector operation per step."""
     n = x.shape[-1]
-    xa = xp.astype(x, acc, copy=False)
+    xa = _to_accumulator(xp, x, acc)
     # (steps, batch..., lanes): each step is one vector operation across the batch
     steps = steps_first(xp.reshape(xa[..., :full], (*x.shape[:-1], full // width, width)))
     counts = _count(np.arange(1, steps.shape[0] + 2), steps)  # k as acc holds it
@@ -296,7 +317,7 @@ def _welford_compiled(x: Any, acc: np.dtype[Any], width: int) -> Moments:
     """:func:`_welford_steps` for NumPy data in float32 or float64, compiled."""
     n = x.shape[-1]
     batch = tuple(x.shape[:-1])
-    flat = np.ascontiguousarray(x.reshape(-1, n).astype(acc, copy=False))
+    flat = np.ascontiguousarray(_to_accumulator(np, x.reshape(-1, n), acc))
     mean = np.empty((flat.shape[0], width), dtype=acc)
     m2 = np.empty_like(mean)
     _welford_kernel()(flat, width, np.zeros((), dtype=acc)[()], mean, m2)
@@ -350,7 +371,7 @@ def _leaf_moments(head: Any, tail: Any | None, acc: Any, rows: bool) -> Moments:
     if head.shape[-1] and head.shape[-2]:
         if rows:
             size = head.shape[-2]
-            h = xp.astype(head, acc, copy=False)
+            h = _to_accumulator(xp, head, acc)
             s = row_sum(h)
             mean = s / _count(size, s)
             m2 = lane_squares(h, mean)

@@ -35,6 +35,7 @@ from typing import Any, Final, NamedTuple
 
 import numpy as np
 
+from varstats import half
 from varstats.array_api import (
     array_namespace,
     as_array,
@@ -90,6 +91,11 @@ def row_sum(head: Any, /, *, out: Any = None) -> Any:
 
     ``out`` (NumPy only) is a ``(..., m)`` array the sums are written into.
     """
+    if (sums := half.lane_sums(head)) is not None:  # float16, compiled: the same bits
+        if out is None:
+            return sums
+        np.copyto(out, sums)
+        return out
     if rows_reducible(head):
         return np.add.reduce(head, axis=-2, out=out)
     add = binary_op(array_namespace(head), "add")
@@ -146,21 +152,26 @@ def split(a: Any, summation: str, /) -> Split:
 
 def deviations(p: Split, center: Any, /) -> Split:
     """``x - center`` (one value per slice), rounded in the data's dtype, in new arrays."""
-    head = None
-    if p.head is not None:
+    # float16 NumPy data: compiled, the same bits (None otherwise)
+    head = None if p.head is None else half.deviations(p.head, center)
+    if head is None and p.head is not None:
         subtract = binary_op(array_namespace(p.head), "subtract")
         head = subtract(p.head, center[..., None, None], out=lane_major_like(p.head))
-    return Split(head, None if p.tail is None else p.tail - center[..., None])
+    tail = None if p.tail is None else half.deviations(p.tail, center)
+    if tail is None and p.tail is not None:
+        tail = p.tail - center[..., None]
+    return Split(head, tail)
 
 
 def squares(p: Split, /, *, in_place: bool = False) -> Split:
     """Every value squared, rounded in the data's dtype (``in_place`` may reuse ``p``'s arrays)."""
-    head = None
-    if p.head is not None:
+    # float16 NumPy data: compiled, the same bits (None otherwise)
+    head = None if p.head is None else half.squares(p.head)
+    if head is None and p.head is not None:
         multiply = binary_op(array_namespace(p.head), "multiply")
         head = multiply(p.head, p.head, out=p.head if in_place else lane_major_like(p.head))
-    tail = None
-    if p.tail is not None:
+    tail = None if p.tail is None else half.squares(p.tail)
+    if tail is None and p.tail is not None:
         multiply = binary_op(array_namespace(p.tail), "multiply")
         tail = multiply(p.tail, p.tail, out=p.tail if in_place else None)
     return Split(head, tail)
@@ -182,7 +193,10 @@ def squared_deviation_total(p: Split, center: Any, /) -> Any:
     batch, m = head.shape[:-2], head.shape[-1]
     c = center[..., None]
     leaves = _leaf_buffer(batch, m + (p.tail is not None), head.dtype, _lane_major(head))
-    if math.prod(batch) * m <= _LANE_BLOCK:  # one block: whole-array operations, fewest calls
+    sums = half.lane_squares(head, c)  # float16, compiled: the same bits (else None)
+    if sums is not None:
+        leaves[..., :m] = sums
+    elif math.prod(batch) * m <= _LANE_BLOCK:  # one block: whole-array operations
         d = np.subtract(head, c[..., None])
         row_sum(np.multiply(d, d, out=d), out=leaves[..., :m])
     else:
@@ -203,6 +217,8 @@ def lane_squares(head: Any, center: Any, /) -> Any:
         subtract, multiply = (binary_op(array_namespace(head), f) for f in ("subtract", "multiply"))
         d = subtract(head, center[..., None, :], out=lane_major_like(head))
         return row_sum(multiply(d, d, out=d))
+    if (sums := half.lane_squares(head, center)) is not None:  # float16, compiled
+        return sums
     if math.prod(head.shape[:-2]) * head.shape[-1] <= _LANE_BLOCK:
         d = np.subtract(head, center[..., None, :])
         return row_sum(np.multiply(d, d, out=d))
@@ -440,6 +456,8 @@ def _tree_sum(a: Any) -> Any:
 
 def _neumaier_rows(head: Any) -> tuple[Any, Any]:
     """Neumaier's sequential compensated sum down the rows of ``(..., rows, m)``."""
+    if (compiled := half.neumaier_rows(head)) is not None:  # float16: the same bits
+        return compiled
     if isinstance(head, np.ndarray) and head.shape[-1] == 1:
         return _neumaier_sequential(head[..., 0])
     xp = array_namespace(head)
