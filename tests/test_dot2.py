@@ -126,6 +126,15 @@ def test_compiled_path_runs_on_finite_unscaled_data_only(
         calls.clear()
 
 
+def test_empty_slices_raise_as_without_numba(monkeypatch: pytest.MonkeyPatch) -> None:
+    # (vs.var answers NaN for them before calling the kernel)
+    for jit in (False, True):
+        monkeypatch.setattr(dot2, "_USE_JIT", jit)
+        with pytest.raises(ValueError, match="zero-size"):
+            dot2.dot2_two_pass(np.zeros((3, 0)), acc=np.dtype(np.float64))
+        assert dot2.dot2_two_pass(np.zeros((0, 5)), acc=np.dtype(np.float64)).var().shape == (0,)
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     acc=st.sampled_from(["float32", "float64"]),

@@ -737,7 +737,9 @@ def dot2_two_pass(x: Array, /, *, acc: np.dtype[Any]) -> DoubleWordMoments:
     """
     n = x.shape[-1]
     count = round_to(np.float64(n), acc)
-    compiled = _compiled_passes() if x.dtype == acc and acc.itemsize >= 4 else None
+    # (an empty slice goes the NumPy way, which raises as np.max does)
+    jit_able = x.dtype == acc and acc.itemsize >= 4 and n > 0
+    compiled = _compiled_passes() if jit_able else None
     done = None if compiled is None else _jit_moments(x, acc, count, compiled)
     if done is not None:
         h, lo, mean = done
