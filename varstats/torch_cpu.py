@@ -291,6 +291,7 @@ def _jit_welford(
     c1 = np.zeros(m * w, x.dtype)  # chunk statistics of one row, chunk-major
     c2 = np.zeros(m * w, x.dtype)
     xt = np.zeros(16 * m * w if m >= 4 else 0, x.dtype)  # a row, step-major
+    xt_pairs = xt.view(np.uint64)  # 16 m w values: a whole number of pairs
     last = n - (m - 1) * 16  # vectors in the last chunk
     for r in range(rows):
         xr = x[r]
@@ -308,8 +309,9 @@ def _jit_welford(
         # contiguous loop the compiler vectorizes (a lane count of 8 is shorter
         # than the 16-float vectors it picks)
         if m >= 4:
-            if w == 8:  # the float32 lane count, a constant: the copy unrolls
-                _jit_transpose_row(xr, xt, m, n, 8)
+            if w == 8 and x.itemsize == 4:
+                # the float32 lane count: copied as 4 pairs of floats (their bits)
+                _jit_transpose_row(x[r, : n * 8].view(np.uint64), xt_pairs, m, n, 4)
             else:
                 _jit_transpose_row(xr, xt, m, n, w)
             for j in range(16):
