@@ -40,7 +40,7 @@ Two paths compute the same numbers (``method=``):
     enough for every uint64 sum to be exact (a crowded bucket splits by four more bits),
     into all buckets at once; the buckets
     become Python integers through :meth:`int.from_bytes` (:class:`_Binades`). Memory is
-    O(block) plus O(the values the window misses). Neither path's cost depends on the
+    O(block), the buckets (as many for every n) and O(the values the window misses). Neither path's cost depends on the
     number of binades; ``python -m benchmarks --only oracle`` measures both.
 ``"reference"``
     Obviously correct and slow: one :class:`fractions.Fraction` per element for the
