@@ -31,17 +31,17 @@ Two paths compute the same numbers (``method=``):
     largest magnitude, ``p`` the format's significand bits (float64 :math:`2^{-50}`,
     float32 :math:`2^{-79}`, bfloat16 :math:`2^{-95}`, float16 always).
     Values below the window take the *bucket path*, and so does a whole block when more
-    than one in 32 of a sample of its values lies below the window's reach (data
-    spread over many binades, e.g. uniformly random bit patterns) or when its largest
-    magnitude is below :math:`2^{-960}` (the window would scale subnormals, and
-    arithmetic on subnormals is slow): one bucket per
-    (slice, sign, exponent field), the top 12 bits of the float64 pattern, and
-    ``np.add.at`` adds the fraction fields and the products of their halves, small
-    enough for every uint64 sum to be exact (a crowded bucket splits by four more bits),
-    into all buckets at once; the buckets
-    become Python integers through :meth:`int.from_bytes` (:class:`_Binades`). Memory is
-    O(block), the buckets (as many for every n) and O(the values the window misses). Neither path's cost depends on the
-    number of binades; ``python -m benchmarks --only oracle`` measures both.
+    than one in 32 of a sample of its values lies below the window's reach (data spread
+    over many binades, e.g. uniformly random bit patterns) or when its largest magnitude
+    is below :math:`2^{-960}` (the window would scale subnormals, and arithmetic on
+    subnormals is slow): one bucket per (slice, sign, exponent field), the top 12 bits of
+    the float64 pattern, and ``np.add.at`` adds the fraction fields and the products of
+    their halves, small enough for every uint64 sum to be exact (a crowded bucket splits
+    by four more bits), into all buckets at once; the buckets become Python integers
+    through :meth:`int.from_bytes` (:class:`_Binades`). Memory is O(block), the buckets
+    (as many for every n) and O(the values the window misses). Neither path's cost
+    depends on the number of binades; ``python -m benchmarks --only oracle`` measures
+    both.
 ``"reference"``
     Obviously correct and slow: one :class:`fractions.Fraction` per element for the
     moments, :mod:`mpmath` interval arithmetic for the normalized output.
