@@ -97,6 +97,9 @@ def slice_families(rng: np.random.Generator, n: int) -> Iterator[tuple[str, Any,
         shape = (rows, n // rows)
         yield f"N(0,1) {shape}, axis=1", rng.standard_normal(shape), 1
         yield f"random bit patterns {shape}, axis=1", random_bits(rng, shape), 1
+    shape = (16, n // 16)
+    clusters = rng.standard_normal(shape) * np.where(rng.random(shape) < 0.5, 1, 2.0**-300)
+    yield f"two clusters {shape}, axis=1", clusters, 1
 
 
 def family_table(n: int, rounds: int, now: Callable[[], float]) -> float:

@@ -31,17 +31,17 @@ Two paths compute the same numbers (``method=``):
     largest magnitude, ``p`` the format's significand bits (float64 :math:`2^{-50}`,
     float32 :math:`2^{-79}`, bfloat16 :math:`2^{-95}`, float16 always).
     Values below the window take the *bucket path*, and so does a whole block when more
-    than one in 32 of a sample of its values lies below the window's reach (data
-    spread over many binades, e.g. uniformly random bit patterns) or when its largest
-    magnitude is below :math:`2^{-960}` (the window would scale subnormals, and
-    arithmetic on subnormals is slow): one bucket per
-    (slice, sign, exponent field), the top 12 bits of the float64 pattern, and
-    ``np.add.at`` adds the fraction fields and the products of their halves, small
-    enough for every uint64 sum to be exact (a crowded bucket splits by four more bits),
-    into all buckets at once; the buckets
-    become Python integers through :meth:`int.from_bytes` (:class:`_Binades`). Memory is
-    O(block) plus O(the values the window misses). Neither path's cost depends on the
-    number of binades; ``python -m benchmarks --only oracle`` measures both.
+    than one in 32 of a sample of its values lies below the window's reach (data spread
+    over many binades, e.g. uniformly random bit patterns) or when its largest magnitude
+    is below :math:`2^{-960}` (the window would scale subnormals, and arithmetic on
+    subnormals is slow): one bucket per (slice, sign, exponent field), the top 12 bits of
+    the float64 pattern, and ``np.add.at`` adds the fraction fields and the products of
+    their halves, small enough for every uint64 sum to be exact (a crowded bucket splits
+    by four more bits), into all buckets at once; the buckets become Python integers
+    through :meth:`int.from_bytes` (:class:`_Binades`). Memory is O(block), the buckets
+    (as many for every n) and O(the values the window misses). Neither path's cost
+    depends on the number of binades; ``python -m benchmarks --only oracle`` measures
+    both.
 ``"reference"``
     Obviously correct and slow: one :class:`fractions.Fraction` per element for the
     moments, :mod:`mpmath` interval arithmetic for the normalized output.
@@ -381,29 +381,28 @@ def _place(
 class _HalfSums:
     """Per bucket: the count and the uint64 sums of ``g``, ``h*h``, ``h*l``, ``l*l``."""
 
-    def __init__(self, buckets: int, old: _HalfSums | None = None) -> None:
+    def __init__(self, buckets: int) -> None:
         self.count = np.zeros(buckets, dtype=np.int64)
         self.sums = np.zeros((4, buckets), dtype=np.uint64)
-        if old is not None:  # grown: keep the sums so far
-            self.count[: old.count.size] = old.count
-            self.sums[:, : old.count.size] = old.sums
 
     def add(
         self,
         key: npt.NDArray[np.intp],
         count: npt.NDArray[np.int64],
+        low: int,
         g: npt.NDArray[np.uint64],
         split: int,
         squares: bool,
     ) -> None:
-        # g = h 2**split + l; the caller keeps every sum below 2**64
-        self.count[: count.size] += count
+        # count: per bucket from low on; g = h 2**split + l; the caller keeps every sum
+        # below 2**64
+        self.count[low : low + count.size] += count
         np.add.at(self.sums[0], key, g)
         if squares:
-            h, low = g >> np.uint64(split), g & np.uint64((1 << split) - 1)
+            h, rest = g >> np.uint64(split), g & np.uint64((1 << split) - 1)
             np.add.at(self.sums[1], key, h * h)
-            np.add.at(self.sums[2], key, h * low)
-            np.add.at(self.sums[3], key, low * low)
+            np.add.at(self.sums[2], key, h * rest)
+            np.add.at(self.sums[3], key, rest * rest)
 
     def clear(self, used: int) -> None:
         self.count[:used] = 0
@@ -444,7 +443,7 @@ class _Binades:
         self.key_of = key_of  # bucket -> (slice - first) << 12 | top bits; None: identity
         self.used = 0  # buckets [0, used) may be non-zero
         self.coarse = _HalfSums(buckets)
-        self.fine: _HalfSums | None = None  # 16 per bucket in use, made when crowded
+        self.fine: _HalfSums | None = None  # 16 per bucket, made when one is crowded
 
     def add(self, values: Float64Array, rows: int | npt.NDArray[np.intp]) -> None:
         """Add 1-D finite ``values`` of slice ``rows`` (an int, or ascending, one per value)."""
@@ -456,7 +455,9 @@ class _Binades:
             keys = ((rows - lo) << _KEY_BITS) + _top_bits(values)
             key_of, bucket = np.unique(keys, return_inverse=True)
             self._reset(lo, key_of.size, key_of)
-            self._accumulate(values, key_of.size, lambda start, stop: bucket[start:stop])
+            self._accumulate(
+                values, key_of.size, lambda start, stop: (bucket[start:stop], 0, key_of.size)
+            )
             self.flush()
             return
         # consecutive slices share the dense buckets (one flush for several slices)
@@ -466,11 +467,14 @@ class _Binades:
             self.flush()
             self._reset(lo, _DENSE_BUCKETS, None)
 
-        def buckets(start: int, stop: int) -> npt.NDArray[np.intp]:
+        def buckets(start: int, stop: int) -> tuple[npt.NDArray[np.intp], int, int]:
             top = _top_bits(values[start:stop])
             if isinstance(rows, int):
-                return top + ((rows - self.first) << _KEY_BITS) if rows != self.first else top
-            return top + ((rows[start:stop] - self.first) << _KEY_BITS)
+                low = (rows - self.first) << _KEY_BITS
+                return (top + low if low else top), low, low + (1 << _KEY_BITS)
+            low = (int(rows[start]) - self.first) << _KEY_BITS
+            high = (int(rows[stop - 1]) - self.first + 1) << _KEY_BITS
+            return top + ((rows[start:stop] - self.first) << _KEY_BITS), low, high
 
         self._accumulate(values, (hi - self.first + 1) << _KEY_BITS, buckets)
 
@@ -478,28 +482,33 @@ class _Binades:
         self,
         values: Float64Array,
         used: int,
-        buckets: Callable[[int, int], npt.NDArray[np.intp]],
+        buckets: Callable[[int, int], tuple[npt.NDArray[np.intp], int, int]],
     ) -> None:
-        """Add ``values`` (their buckets below ``used``, from ``buckets(start, stop)``)."""
+        """Add ``values``: their buckets below ``used``, from ``buckets(start, stop)``.
+
+        ``buckets`` also returns the range of buckets the segment can touch: counts and
+        limits are checked over that range only.
+        """
         squares = self.fmt.want_squares
         self.used = used = max(used, self.used)
         for start in range(0, values.size, _BLOCK):
             stop = min(start + _BLOCK, values.size)
-            key = buckets(start, stop)
+            key, low, high = buckets(start, stop)
             u = values[start:stop].view(np.uint64)
-            count = np.bincount(key, minlength=used)
-            if int((self.coarse.count[:used] + count).max()) <= _COARSE_LIMIT:
-                self.coarse.add(key, count, u & _FRACTION, _HALF, squares)
+            count = np.bincount(key - low if low else key, minlength=high - low)
+            if int((self.coarse.count[low:high] + count).max()) <= _COARSE_LIMIT:
+                self.coarse.add(key, count, low, u & _FRACTION, _HALF, squares)
                 continue
             # crowded: four more bits of the pattern in the key leave g < 2**48
-            if self.fine is None or self.fine.count.size < used << _FINE_BITS:
-                self.fine = _HalfSums(used << _FINE_BITS, self.fine)
+            if self.fine is None:  # zeroed lazily by the system: only used pages cost
+                self.fine = _HalfSums(self.coarse.count.size << _FINE_BITS)
             key = (key << _FINE_BITS) | ((u >> _U48) & _FINE_MASK).view(np.intp)
-            count = np.bincount(key, minlength=used << _FINE_BITS)
-            if int((self.fine.count[: count.size] + count).max()) > _FINE_LIMIT:
+            low, high = low << _FINE_BITS, high << _FINE_BITS
+            count = np.bincount(key - low if low else key, minlength=high - low)
+            if int((self.fine.count[low:high] + count).max()) > _FINE_LIMIT:
                 self.flush()  # every sum back to zero
                 self.used = used
-            self.fine.add(key, count, u & _MASK48, _FINE_HALF, squares)
+            self.fine.add(key, count, low, u & _MASK48, _FINE_HALF, squares)
 
     def flush(self) -> None:
         """Add the buckets' sums to ``total`` and ``squares``; every bucket back to zero."""
