@@ -44,6 +44,7 @@ def test_all_names_the_public_functions() -> None:
     assert sorted(half.__all__) == [
         "compiled",
         "deviations",
+        "handles",
         "lane_squares",
         "lane_sums",
         "neumaier_rows",
@@ -250,6 +251,8 @@ def test_lane_loops_take_any_layout() -> None:
 
 def test_lane_loops_leave_other_dtypes_to_numpy() -> None:
     head = np.ones((2, 32, 8), dtype=np.float32)
+    assert not half.handles(head)
+    assert half.handles(head.astype(np.float16))
     assert half.lane_sums(head) is None
     assert half.lane_squares(head, head[..., 0, :]) is None
     assert half.lane_sums(head.astype(ml_dtypes.bfloat16)) is None
@@ -262,6 +265,7 @@ def test_lane_loops_leave_other_dtypes_to_numpy() -> None:
 def test_lane_loops_are_off_without_the_jit(no_jit: None) -> None:
     head = np.ones((2, 32, 8), dtype=np.float16)
     assert half.compiled() is None
+    assert not half.handles(head)
     assert half.lane_sums(head) is None
     assert half.lane_squares(head, head[..., 0, :]) is None
     assert half.deviations(head, head[:, 0, 0]) is None

@@ -41,6 +41,7 @@ import numpy.typing as npt
 __all__ = [
     "compiled",
     "deviations",
+    "handles",
     "lane_squares",
     "lane_sums",
     "neumaier_rows",
@@ -520,6 +521,15 @@ def squares(a: Any, /) -> Array | None:
 
 def _applies_elementwise(a: Any) -> bool:
     return isinstance(a, np.ndarray) and a.dtype == np.float16 and a.ndim >= 1
+
+
+def handles(a: Any, /) -> bool:
+    """Whether the compiled float16 loops here take ``a``: float16 NumPy data, numba present.
+
+    For callers that would otherwise run a NumPy loop of their own on ``a`` (one
+    vector operation per row) instead of the steps these functions replace.
+    """
+    return _applies_elementwise(a) and compiled() is not None
 
 
 def welford_lanes(x: Any, acc: Any, width: int, /) -> tuple[Array, Array] | None:
