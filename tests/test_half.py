@@ -44,6 +44,7 @@ def test_all_names_the_public_functions() -> None:
     assert sorted(half.__all__) == [
         "compiled",
         "deviations",
+        "handles",
         "lane_squares",
         "lane_sums",
         "neumaier_rows",
@@ -111,6 +112,15 @@ def test_round_half_is_the_correct_rounding_of_the_exact_value() -> None:
     nan = np.isnan(v)
     assert _bits(got[~nan]) == _bits(want[~nan])
     assert np.isnan(got[nan]).all()
+
+
+def test_round_half_is_numpys_cast_on_a_sweep_of_all_bit_patterns() -> None:
+    # every 4093rd float32 bit pattern (a million, both signs, every exponent, NaNs,
+    # the prime stride varying the low bits); all 2**32 were compared once, too slow
+    # for the suite
+    bits = np.arange(0, 2**32, 4093, dtype=np.uint64).astype(np.uint32)
+    v = bits.view(np.float32)
+    assert _bits(half.round_half(v)) == _bits(_numpy_round(v))
 
 
 @given(hnp.arrays(np.float32, st.integers(1, 300), elements=st.floats(width=32)))
@@ -241,6 +251,8 @@ def test_lane_loops_take_any_layout() -> None:
 
 def test_lane_loops_leave_other_dtypes_to_numpy() -> None:
     head = np.ones((2, 32, 8), dtype=np.float32)
+    assert not half.handles(head)
+    assert half.handles(head.astype(np.float16))
     assert half.lane_sums(head) is None
     assert half.lane_squares(head, head[..., 0, :]) is None
     assert half.lane_sums(head.astype(ml_dtypes.bfloat16)) is None
@@ -253,6 +265,7 @@ def test_lane_loops_leave_other_dtypes_to_numpy() -> None:
 def test_lane_loops_are_off_without_the_jit(no_jit: None) -> None:
     head = np.ones((2, 32, 8), dtype=np.float16)
     assert half.compiled() is None
+    assert not half.handles(head)
     assert half.lane_sums(head) is None
     assert half.lane_squares(head, head[..., 0, :]) is None
     assert half.deviations(head, head[:, 0, 0]) is None

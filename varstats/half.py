@@ -1,21 +1,27 @@
 r"""float16 accumulation compiled: float16 arithmetic in float32 registers.
 
-NumPy adds, subtracts and multiplies float16 arrays by widening each element to float32,
-operating, and rounding the result back to float16 (``npy_float_to_half`` in
-``numpy/_core/src/npymath/halffloat.cpp``); since float32 carries ``24 >= 2 * 11 + 2``
-bits, that single operation is correctly rounded (innocuous double rounding: Figueroa
-1995). The conversions, not the arithmetic, are what makes it slow: about 3.5 ns per
-element, six times np.var's cost per element on float64.
+NumPy adds, subtracts, multiplies and divides float16 arrays by widening each element
+to float32, operating, and rounding the result back to float16 (the ``HALF_@kind@``
+loops of ``numpy/_core/src/umath/loops.c.src``, converting with ``npy_half_to_float``
+and ``npy_float_to_half`` of ``numpy/_core/src/npymath/halffloat.cpp``); since float32
+carries ``24 >= 2 * 11 + 2`` bits, that single operation is correctly rounded
+(innocuous double rounding: Figueroa 1995). The two conversions per element, not the
+arithmetic, are what makes it slow: several times ``np.var``'s cost per element.
 
-With numba (the ``jit`` extra) the lane loops of :mod:`varstats.summation` run here as
-compiled float32 loops instead: each float16 operand is widened with integer operations,
-each operation is done in float32 and its result is rounded to the float16 grid *in
-float32* (:func:`_round_half`), so values stay float32 in registers and only the lane
-sums are converted back. Every step rounds exactly as NumPy's float16 loop does:
-ties to even, subnormals, overflow to ``inf`` and NaN payloads included
-(``tests/test_half.py`` compares every float16 and hypothesis-drawn float32 values with
-NumPy's casts, and each kernel with the NumPy path it replaces). Without numba, or with
-:data:`_USE_JIT` off, every function returns None and the NumPy path runs.
+With numba (the ``jit`` extra) the float16 loops of :mod:`varstats.summation` (lane
+sums, squared deviations, Neumaier sums), of :func:`varstats.array_api.sequential_sum`
+and of Welford's update run here as compiled float32 loops instead: each float16
+operand is widened with integer operations, each operation is done in float32 and its
+result is rounded to the float16 grid *in float32* (:func:`_round_half`), so values stay
+float32 in registers and only results are converted back. Every step rounds exactly as
+NumPy's float16 loops do: ties to even, subnormals, overflow to ``inf``, and NaNs
+included, down to which of two NaN operands is returned (:func:`_add`).
+``tests/test_half.py`` compares the rounding with NumPy's casts on every float16 value
+and tie and on hypothesis-drawn float32 values, and each kernel with the NumPy path it
+replaces. Without numba, or with :data:`_USE_JIT` off, every function returns None (and
+:func:`widen_half` uses NumPy's cast), so the NumPy path runs.
+:func:`widen_half` also serves float16 data with a float32 or float64 accumulator:
+NumPy's own float16 cast costs more than the variance that follows.
 
 References
 ----------
@@ -35,6 +41,7 @@ import numpy.typing as npt
 __all__ = [
     "compiled",
     "deviations",
+    "handles",
     "lane_squares",
     "lane_sums",
     "neumaier_rows",
@@ -514,6 +521,15 @@ def squares(a: Any, /) -> Array | None:
 
 def _applies_elementwise(a: Any) -> bool:
     return isinstance(a, np.ndarray) and a.dtype == np.float16 and a.ndim >= 1
+
+
+def handles(a: Any, /) -> bool:
+    """Whether the compiled float16 loops here take ``a``: float16 NumPy data, numba present.
+
+    For callers that would otherwise run a NumPy loop of their own on ``a`` (one
+    vector operation per row) instead of the steps these functions replace.
+    """
+    return _applies_elementwise(a) and compiled() is not None
 
 
 def welford_lanes(x: Any, acc: Any, width: int, /) -> tuple[Array, Array] | None:
