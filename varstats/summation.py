@@ -526,7 +526,7 @@ def deviation_sums(p: Split, center: Any, /, *, compensated: bool = False) -> tu
     """
     add_up = compensated_sum if compensated else total
     head = p.head
-    if not isinstance(head, np.ndarray):
+    if not isinstance(head, np.ndarray) or half.handles(head):
         d = deviations(p, center)
         return add_up(d), add_up(squares(d, in_place=True))
     batch, rows, m = head.shape[:-2], head.shape[-2], head.shape[-1]
