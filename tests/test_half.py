@@ -40,22 +40,6 @@ def _numpy_round(v: Any) -> Any:
         return np.asarray(v, dtype=np.float32).astype(np.float16).astype(np.float32)
 
 
-def test_all_names_the_public_functions() -> None:
-    assert sorted(half.__all__) == [
-        "compiled",
-        "deviations",
-        "handles",
-        "lane_squares",
-        "lane_sums",
-        "neumaier_rows",
-        "round_half",
-        "sequential_sum",
-        "squares",
-        "welford_lanes",
-        "widen_half",
-    ]
-
-
 def test_widen_is_numpys_cast_for_every_float16() -> None:
     h = np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(np.float16)
     assert _bits(half.widen_half(h)) == _bits(h.astype(np.float32))

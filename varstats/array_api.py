@@ -44,7 +44,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from varstats import half
+from varstats import half, jit
 from varstats.precision import DTYPES, as_dtype, round_to
 
 __all__ = [
@@ -324,21 +324,14 @@ def _neumaier_py(a: Any, zero: Any, s_out: Any, c_out: Any) -> None:
 #: ``np.add.accumulate`` (``tests/test_array_api.py`` compares both).
 _USE_JIT = True
 _JIT_LOOPS: Final = {"sequential_sum": _sequential_sum_py, "neumaier": _neumaier_py}
-_COMPILED: dict[str, Any] = {}
 
 
 def _compiled(name: str, dtype: Any) -> Any:
-    """The compiled loop ``name`` for float32/float64 data, or None (numba imported once)."""
+    """The compiled loop ``name`` for float32/float64 data, or None (see :mod:`varstats.jit`)."""
     if not _USE_JIT or dtype not in (np.float32, np.float64):
         return None
-    if name not in _COMPILED:
-        try:
-            import numba
-        except ImportError:  # pragma: no cover - the jit extra is optional
-            _COMPILED[name] = None
-        else:
-            _COMPILED[name] = numba.njit(cache=True, nogil=True)(_JIT_LOOPS[name])
-    return _COMPILED[name]
+    loop = _JIT_LOOPS[name]
+    return jit.build(f"array_api.{name}", lambda numba: numba.njit(cache=True, nogil=True)(loop))
 
 
 def neumaier_sum(a: Any, /) -> tuple[Any, Any] | None:

@@ -74,7 +74,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from varstats import summation
+from varstats import jit, summation
 from varstats.moments import Moments, tree_reduce
 from varstats.precision import finfo, round_to
 from varstats.rounding import split_factor, two_sum
@@ -357,7 +357,6 @@ def _deviations(xs: Array, mu: Array) -> tuple[Array, Array]:
 # without numba. Whether dot2_two_pass may use the compiled passes (tests switch it
 # off); numba is imported on first use.
 _USE_JIT = True
-_COMPILED: dict[str, Any] = {}
 
 #: Bytes of the low parts of the deviations and their squares of one block of lanes
 #: (2 x DOT2_ROWS x lanes values) in the compiled passes: long rows amortize the set-up
@@ -375,32 +374,19 @@ def _compiled_passes() -> Any:
     """:func:`_moments_py` compiled by numba, or None without it."""
     if not _USE_JIT:
         return None
-    if "passes" not in _COMPILED:
-        try:
-            import numba
-        except ImportError:  # pragma: no cover - the jit extra is optional
-            _COMPILED["passes"] = None
-        else:
-            _COMPILED["passes"] = _compile(numba)
-    return _COMPILED["passes"]
+    return jit.build("dot2.passes", _compile)
 
 
 def _compile(numba: Any) -> Any:
     """:func:`_moments_py` and the helpers it calls, compiled (cached on disk)."""
     from numba import extending
 
-    @extending.intrinsic
-    def hardware_fma(typingctx: Any, a: Any, b: Any, c: Any) -> Any:
-        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-            # llvm.fma: rounded once by definition (the instruction where the CPU has one)
-            return builder.fma(*args)
-
-        return a(a, b, c), codegen
+    hardware_fma = jit.hardware_fma()
 
     @extending.overload(_fma)
     def overload_fma(a: Any, b: Any, c: Any) -> Any:
         def fused(a: Any, b: Any, c: Any) -> Any:
-            return hardware_fma(a, b, c)  # type: ignore[call-arg]
+            return hardware_fma(a, b, c)
 
         return fused
 

@@ -38,6 +38,8 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from varstats import jit
+
 __all__ = [
     "compiled",
     "deviations",
@@ -339,59 +341,56 @@ def _welford_kernel(h: Array, width: int, mean: Array, m2: Array) -> None:
 
 #: Whether float16 lane loops may run compiled (tests switch it off to compare).
 _USE_JIT = True
-_COMPILED: dict[str, Any] = {}
 
 
 def compiled() -> dict[str, Any] | None:
     """The compiled kernels by name, or None without numba or with :data:`_USE_JIT` off."""
     if not _USE_JIT:
         return None
-    if "kernels" not in _COMPILED:
-        try:
-            import numba
-            from numba.extending import register_jitable
-        except ImportError:  # pragma: no cover - the jit extra is optional
-            _COMPILED["kernels"] = None
-        else:
-            # the scalar steps and row loops become callable from compiled code (they
-            # stay plain Python functions too)
-            steps: tuple[Any, ...] = (
-                _round_half,
-                _widen,
-                _widen64,
-                _narrow,
-                _add,
-                _mul,
-                _widen_row,
-                _add_row,
-            )
-            rows: tuple[Any, ...] = (
-                _square_row,
-                _add_square_row,
-                _subtract_row,
-                _square_row_bits,
-                _widen_column,
-                _add_row_f32,
-                _two_sum_row,
-            )
-            for f in steps + rows:
-                register_jitable(f)
-            # no fast-math: every float32 operation rounds where it is written
-            jit = numba.njit(cache=True, nogil=True)
-            _COMPILED["kernels"] = {
-                "round_half": jit(_round_half_row),
-                "widen": jit(_widen_row),
-                "widen64": jit(_widen64_row),
-                "lane_sums": jit(_lane_sums_kernel),
-                "lane_squares": jit(_lane_squares_kernel),
-                "subtract": jit(_subtract_kernel),
-                "square": jit(_square_kernel),
-                "welford": jit(_welford_kernel),
-                "sequential": jit(_sequential_kernel),
-                "neumaier": jit(_neumaier_kernel),
-            }
-    kernels: dict[str, Any] | None = _COMPILED["kernels"]
+    kernels: dict[str, Any] | None = jit.build("half.kernels", _build_kernels)
     return kernels
+
+
+def _build_kernels(numba: Any) -> dict[str, Any]:
+    from numba.extending import register_jitable
+
+    # the scalar steps and row loops become callable from compiled code (they stay
+    # plain Python functions too)
+    steps: tuple[Any, ...] = (
+        _round_half,
+        _widen,
+        _widen64,
+        _narrow,
+        _add,
+        _mul,
+        _widen_row,
+        _add_row,
+    )
+    rows: tuple[Any, ...] = (
+        _square_row,
+        _add_square_row,
+        _subtract_row,
+        _square_row_bits,
+        _widen_column,
+        _add_row_f32,
+        _two_sum_row,
+    )
+    for f in steps + rows:
+        register_jitable(f)
+    # no fast-math: every float32 operation rounds where it is written
+    compile_ = numba.njit(cache=True, nogil=True)
+    return {
+        "round_half": compile_(_round_half_row),
+        "widen": compile_(_widen_row),
+        "widen64": compile_(_widen64_row),
+        "lane_sums": compile_(_lane_sums_kernel),
+        "lane_squares": compile_(_lane_squares_kernel),
+        "subtract": compile_(_subtract_kernel),
+        "square": compile_(_square_kernel),
+        "welford": compile_(_welford_kernel),
+        "sequential": compile_(_sequential_kernel),
+        "neumaier": compile_(_neumaier_kernel),
+    }
 
 
 def round_half(v: npt.ArrayLike, /) -> Array:

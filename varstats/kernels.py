@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from varstats import half
+from varstats import half, jit
 from varstats.array_api import (
     array_namespace,
     binary_op,
@@ -294,23 +294,16 @@ def _welford_lanes_py(x: Any, width: int, zero: Any, mean: Any, m2: Any) -> None
 #: Whether the sequential kernels may run compiled by numba (the ``jit`` extra), which
 #: gives the same bits as the NumPy loop (``tests/test_algorithms.py`` compares both).
 _USE_JIT = True
-_COMPILED: dict[str, Any] = {}
 
 
 def _welford_kernel() -> Any:
-    """The compiled :func:`_welford_lanes_py`, or None without numba (imported on first use)."""
+    """The compiled :func:`_welford_lanes_py`, or None (see :mod:`varstats.jit`)."""
     if not _USE_JIT:
         return None
-    if "welford" not in _COMPILED:
-        try:
-            import numba
-        except ImportError:  # pragma: no cover - the jit extra is optional
-            _COMPILED["welford"] = None
-        else:
-            # no fast-math: the same operations in the same order, so the same bits
-            jit = numba.njit(cache=True, error_model="numpy")
-            _COMPILED["welford"] = jit(_welford_lanes_py)
-    return _COMPILED["welford"]
+    return jit.build(
+        "kernels.welford",
+        lambda numba: numba.njit(cache=True, error_model="numpy")(_welford_lanes_py),
+    )
 
 
 def _welford_compiled(x: Any, acc: np.dtype[Any], width: int) -> Moments:

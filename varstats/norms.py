@@ -42,6 +42,7 @@ from typing import Any, Final, NamedTuple, ParamSpec, TypeVar, overload
 import numpy as np
 import numpy.typing as npt
 
+from varstats import jit
 from varstats.algorithms import Kernel, get_algorithm
 from varstats.conventions import Convention, get_convention
 from varstats.moments import Moments
@@ -280,31 +281,25 @@ def _in_format(y: Array, dtype: np.dtype[Any]) -> Array:
 # compares the two paths. Whether it may run compiled (tests switch it off); numba is
 # imported on first use.
 _USE_JIT = True
-_COMPILED: dict[str, Any] = {}
 
 
 def _compiled_centered_scaled() -> Any:
     if not _USE_JIT:
         return None
-    if "centered_scaled" not in _COMPILED:
-        try:
-            import numba
-        except ImportError:  # pragma: no cover - the jit extra is optional
-            _COMPILED["centered_scaled"] = None
-        else:
+    return jit.build(
+        "norms.centered_scaled",
+        lambda numba: numba.njit(cache=True, nogil=True)(_centered_scaled_py),
+    )
 
-            @numba.njit(cache=True, nogil=True)
-            def centered_scaled(x: Array, mean: Array, invstd: Array, out: Array) -> None:
-                for r in range(x.shape[0]):
-                    m = mean[r]
-                    s = invstd[r]
-                    xr = x[r]
-                    yr = out[r]
-                    for k in range(x.shape[1]):
-                        yr[k] = (xr[k] - m) * s
 
-            _COMPILED["centered_scaled"] = centered_scaled
-    return _COMPILED["centered_scaled"]
+def _centered_scaled_py(x: Array, mean: Array, invstd: Array, out: Array) -> None:
+    for r in range(x.shape[0]):
+        m = mean[r]
+        s = invstd[r]
+        xr = x[r]
+        yr = out[r]
+        for k in range(x.shape[1]):
+            yr[k] = (xr[k] - m) * s
 
 
 def _centered_scaled(x: Array, mean: Array, invstd: Array) -> Array:

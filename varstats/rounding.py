@@ -22,6 +22,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from varstats import jit
 from varstats.precision import as_dtype, finfo
 
 __all__ = ["compiled_fma", "fma", "split_factor", "two_product", "two_sum"]
@@ -111,35 +112,16 @@ def _fma_float32(a: npt.ArrayLike, b: npt.ArrayLike, c: npt.ArrayLike) -> Array:
 # fast-math: nothing else is contracted or reordered. Whether fma may use it (tests switch
 # it off); numba is imported on first use.
 _USE_JIT = True
-_COMPILED: dict[str, Any] = {}
 
 
 def compiled_fma() -> Any:
     """numba's ``llvm.fma`` as an intrinsic for compiled kernels, or None without numba.
 
     Called inside a function compiled by numba, ``compiled_fma()(a, b, c)`` is one
-    rounding of :math:`ab + c` for float32 or float64 operands of one type.
+    rounding of :math:`ab + c` for float32 or float64 operands of one type
+    (:func:`varstats.jit.hardware_fma`).
     """
-    if "intrinsic" not in _COMPILED:
-        try:
-            from numba.core import types
-            from numba.extending import intrinsic
-        except ImportError:  # pragma: no cover - the jit extra is optional
-            _COMPILED["intrinsic"] = None
-        else:
-
-            @intrinsic
-            def hardware_fma(typingctx: Any, a: Any, b: Any, c: Any) -> Any:
-                if not (isinstance(a, types.Float) and a == b == c):
-                    return None
-
-                def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-                    return builder.fma(*args)
-
-                return a(a, b, c), codegen
-
-            _COMPILED["intrinsic"] = hardware_fma
-    return _COMPILED["intrinsic"]
+    return jit.hardware_fma()
 
 
 # bound to compiled_fma() before _fused_fma is compiled; a module global rather than a
@@ -154,19 +136,13 @@ def _fused_fma(a: Any, b: Any, c: Any) -> Any:
 
 def _compiled_fma_ufunc() -> Any:
     """:func:`compiled_fma` as a float32 ufunc (broadcasting), or None without numba."""
-    global _jit_fma
-    if "ufunc" not in _COMPILED:
-        hardware_fma = compiled_fma()
-        if hardware_fma is None:  # pragma: no cover - the jit extra is optional
-            _COMPILED["ufunc"] = None
-        else:
-            import numba
+    return jit.build("rounding.fma_ufunc", _make_fma_ufunc)
 
-            _jit_fma = hardware_fma
-            _COMPILED["ufunc"] = numba.vectorize(  # type: ignore[no-untyped-call]
-                ["float32(float32, float32, float32)"], cache=True
-            )(_fused_fma)
-    return _COMPILED["ufunc"]
+
+def _make_fma_ufunc(numba: Any) -> Any:
+    global _jit_fma
+    _jit_fma = compiled_fma()
+    return numba.vectorize(["float32(float32, float32, float32)"], cache=True)(_fused_fma)
 
 
 def fma(a: npt.ArrayLike, b: npt.ArrayLike, c: npt.ArrayLike, /, dtype: Any) -> Array:

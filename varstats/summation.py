@@ -35,7 +35,7 @@ from typing import Any, Final, NamedTuple
 
 import numpy as np
 
-from varstats import half
+from varstats import half, jit
 from varstats.array_api import (
     array_namespace,
     as_array,
@@ -316,7 +316,6 @@ def total(p: Split, /) -> Any:
 # transposed data: there NumPy's blocked loops are faster than an unvectorized compiled
 # one), and a machine without numba (imported on first use).
 _USE_JIT = True
-_COMPILED: dict[str, Any] = {}
 _JIT_DTYPES: Final = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -372,15 +371,9 @@ def _pairwise_kernel() -> Any:
     """The compiled :func:`_pairwise_py`, or None (numba missing or switched off)."""
     if not _USE_JIT:
         return None
-    if "pairwise" not in _COMPILED:
-        try:
-            import numba
-        except ImportError:  # pragma: no cover - the jit extra is optional
-            _COMPILED["pairwise"] = None
-        else:
-            # no fast-math: the same operations in the same order, so the same bits
-            _COMPILED["pairwise"] = numba.njit(cache=True, nogil=True)(_pairwise_py)
-    return _COMPILED["pairwise"]
+    return jit.build(
+        "summation.pairwise", lambda numba: numba.njit(cache=True, nogil=True)(_pairwise_py)
+    )
 
 
 def _compiled_total(p: Split, center: Any | None) -> Any | None:

@@ -41,6 +41,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from varstats import jit
 from varstats.moments import Moments
 from varstats.rounding import compiled_fma, fma
 
@@ -163,22 +164,14 @@ def _fold_groups(items: _Stats, whole: int, size: int, acc: np.dtype[Any]) -> _S
 # float64 FMA is not llvm.fma at the extremes of the range; see varstats.rounding).
 # Whether the kernels may run compiled (tests switch it off); numba is imported on first use.
 _USE_JIT = True
-_COMPILED: dict[str, Any] = {}
 
 
 def _compiled(name: str) -> Any:
     """The compiled kernel ``name`` (a key of :func:`_build_kernels`), or None without numba."""
     if not _USE_JIT:
         return None
-    if name not in _COMPILED:
-        hardware_fma = compiled_fma()
-        if hardware_fma is None:  # pragma: no cover - the jit extra is optional
-            _COMPILED.update(
-                welford=None, two_pass=None, two_pass_channels_last=None, fma_square_chain=None
-            )
-        else:
-            _COMPILED.update(_build_kernels(hardware_fma))
-    return _COMPILED[name]
+    kernels = jit.build("torch_cpu.kernels", lambda numba: _build_kernels(compiled_fma()))
+    return None if kernels is None else kernels[name]
 
 
 # The kernels' sources are module-level functions that call each other (and llvm.fma)
