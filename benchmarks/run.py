@@ -20,6 +20,7 @@ structure is fixed, its numbers are this run's. Rows whose call would take longe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import platform
@@ -36,7 +37,7 @@ import numpy as np
 import varstats as vs
 from benchmarks.bench_algorithms import ratio_to_np_var
 from benchmarks.bench_sweep import run_grid
-from varstats import norms, oracle
+from varstats import jit, norms, oracle
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,16 @@ def recommended_rows(s: Settings) -> Iterator[Row]:
             "x",
             1.5,
         )
+        if jit.numba_module() is not None:
+            with _no_jit():
+                ratio = _ratio(lambda x=x: vs.var(x, **vs.RECOMMENDED), lambda x=x: np.var(x), s)
+            yield Row(
+                f"`vs.var(x, **vs.RECOMMENDED)`, n = 10^6 {name}, without numba (NumPy path)",
+                "np.var",
+                ratio,
+                "x",
+                None,
+            )
         yield Row(
             f"`vs.var(x, **vs.RECOMMENDED)`, n = 10^6 {name}, peak memory",
             "input size",
@@ -150,6 +161,20 @@ def recommended_rows(s: Settings) -> Iterator[Row]:
             0.2,
             "extra memory",
         )
+
+
+@contextlib.contextmanager
+def _no_jit() -> Iterator[None]:
+    """Every compiled twin switched off (each module's ``_USE_JIT``): the NumPy paths."""
+    modules = [m for name, m in sys.modules.items() if name.startswith("varstats.")]
+    switched = [m for m in modules if getattr(m, "_USE_JIT", False) is True]
+    for m in switched:
+        m._USE_JIT = False
+    try:
+        yield
+    finally:
+        for m in switched:
+            m._USE_JIT = True
 
 
 def default_rows(s: Settings) -> Iterator[Row]:
@@ -163,6 +188,19 @@ def default_rows(s: Settings) -> Iterator[Row]:
             "x",
             goal,
         )
+    if jit.numba_module() is not None:
+        # what a user without the jit extra gets (informational: the goals assume it)
+        for n in (10**6, 10**4):
+            x = rng.standard_normal(n)
+            with _no_jit():
+                ratio = _ratio(lambda x=x: vs.var(x), lambda x=x: np.var(x), s)
+            yield Row(
+                f"default `vs.var(x)`, n = {_size(n)}, without numba (NumPy path)",
+                "np.var",
+                ratio,
+                "x",
+                None,
+            )
     x = rng.standard_normal(10**6)
     yield Row(
         "`x.sum()`, n = 10^6 (the floor of any variance)",
@@ -381,10 +419,15 @@ def context(load_before: tuple[float, ...], load_after: tuple[float, ...], s: Se
         torch_version = importlib.metadata.version("torch")
     except importlib.metadata.PackageNotFoundError:
         torch_version = "not installed"
+    try:
+        numba_version = importlib.metadata.version("numba")
+    except importlib.metadata.PackageNotFoundError:
+        numba_version = "not installed"
     cores = os.cpu_count() or 1
     shared = max(load_before[0], load_after[0]) > 0.5 * cores
     lines = [
         f"varstats {vs.__version__}, numpy {np.__version__}, torch {torch_version}, "
+        f"numba {numba_version} (the `jit` extra), "
         f"Python {platform.python_version()}, {cores} cores, {s.rounds} rounds per ratio, "
         f"{s.budget:g} s budget per call, time ratios on the "
         + ("wall clock." if s.clock == "wall" else "process's CPU time (`--clock cpu`)."),
