@@ -412,6 +412,38 @@ def test_readme_only_welford_loops_in_python_over_the_reduced_axis(algorithm: st
         assert long - short < n / 64, f"{algorithm}: calls grow with n (a Python loop?)"
 
 
+#: The speed figures the README quotes, by the `results/benchmarks.md` row they come from.
+README_SPEEDS: list[tuple[str, str]] = [
+    ("default `vs.var(x)`, n = 10^6", "0.622x"),
+    ("default `vs.var(x)`, n = 10^4", "1.97x"),
+    ("default `vs.var(x)`, n = 10^6, without numba (NumPy path)", "1.12x"),
+    ("default `vs.var(x)`, n = 10^4, without numba (NumPy path)", "3.81x"),
+    ("`vs.var(x, **vs.RECOMMENDED)`, n = 10^6 float64", "1.57x"),
+    ("`vs.var(x, **vs.RECOMMENDED)`, n = 10^6 float32", "1.57x"),
+    ("`vs.var(x, **vs.RECOMMENDED)`, n = 10^6 float64, without numba (NumPy path)", "12.6x"),
+    ("`vs.var(x, **vs.RECOMMENDED)`, n = 10^6 float32, without numba (NumPy path)", "14.4x"),
+    ('`algorithm="welford"`, 1-D, n = 10^6', "5.68x"),
+    ('`vs.var(x, precision="float16:float16")`, n = 10^6', "1.59x"),
+]
+
+
+def test_readme_speeds_are_the_committed_benchmark_numbers() -> None:
+    # README, "Using it": every ratio it quotes is a row of results/benchmarks.md; a new
+    # benchmark run must update the README with it
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    bullet = readme[readme.index("- Speed, from the committed") :]
+    bullet = bullet[: bullet.index(" - ")]
+    rows = {}
+    for line in (ROOT / "results" / "benchmarks.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 5:
+            rows[cells[0]] = cells[2]
+    quoted = re.findall(r"\d+(?:\.\d+)?x", bullet)
+    assert sorted(quoted) == sorted(v for _, v in README_SPEEDS)
+    for label, value in README_SPEEDS:
+        assert rows.get(label) == value, label
+
+
 # --------------------------------------------------------------------------- machine paths
 
 
