@@ -373,10 +373,12 @@ def test_killed_run_resumes_to_the_same_bytes(reference: Path, tmp_path: Path) -
 
 # ----------------------------------------------------------------------------- faults
 
-# a run that lasts several seconds (Welford's Python loop at n = 10**5), to be stopped
+# a run that lasts several seconds (Welford up to n = 10**6, the largest units first, with
+# numba or without), so an interrupt after the first stored unit lands while units are
+# still being computed, not while the run is already finishing
 SLOW = [
     "--grid",
-    "quick",
+    "standard",
     "--precisions",
     "float64",
     "--algorithms",
