@@ -391,7 +391,8 @@ def _compile(numba: Any) -> Any:
         return fused
 
     helpers: tuple[Callable[..., Any], ...] = (
-        *(_sum2_step, _combine, _deviation_square, _block_pass1, _block_pass2, _tree_level),
+        *(_sum2_step, _combine, _deviation_square, _block_pass1, _block_pass2, _group_pass2),
+        *(_full_group_pass2, _tree_level),
         *(_block_tree, _push_block, _fold_blocks, _row_pass1, _row_pass2),
         *(_square, _dw_div, two_sum, _finish),
     )
@@ -474,9 +475,58 @@ def _block_pass2(
     row: Array, nb: Any, m: int, j0: int, w: int, consts: Array, fused: bool, acc: Array
 ) -> None:
     # Sum2 of the deviations into acc[0] + acc[1] and of their squares into acc[2] + acc[3]
-    # for lanes j0:j0+w: the rounding errors first, then the low parts (acc[4:], by row)
+    # for lanes j0:j0+w. In float64, a group of lanes (_GROUP_BYTES of each row) at a
+    # time: the group's low parts (acc[4:], its columns) and state stay in L1 instead of
+    # a whole block's going through L2 (measured 4-14% faster; float32 measured slower).
+    # Each lane gets the same operations in the same order: lanes are independent.
+    if row.itemsize != 8:
+        _group_pass2(row, nb, m, j0, w, 0, consts, fused, acc)
+        return
+    n = row.shape[0]
+    group = _GROUP_BYTES // row.itemsize
+    for g in range(0, w, group):
+        gw = min(group, w - g)
+        if gw == group and (DOT2_ROWS - 1) * m + j0 + g + group <= n:
+            _full_group_pass2(row, nb, m, j0 + g, g, consts, fused, acc)
+        else:
+            _group_pass2(row, nb, m, j0 + g, gw, g, consts, fused, acc)
+
+
+def _full_group_pass2(
+    row: Array, nb: Any, m: int, j0: int, g: int, consts: Array, fused: bool, acc: Array
+) -> None:
+    # _group_pass2 of a whole group with no padding: loops of a constant length (measured
+    # faster than _group_pass2's)
     zero, factor, one, minus_one = consts[0], consts[1], consts[3], consts[4]
-    t, tc, q, qc = acc[0], acc[1], acc[2], acc[3]
+    group = _GROUP_BYTES // row.itemsize
+    t, tc = acc[0, g : g + group], acc[1, g : g + group]
+    q, qc = acc[2, g : g + group], acc[3, g : g + group]
+    low_d, low_p = acc[4 : 4 + DOT2_ROWS], acc[4 + DOT2_ROWS :]
+    x0, dl0, pl0 = row[j0 : j0 + group], low_d[0], low_p[0]
+    for j in range(group):
+        dh, dl0[j], ph, pl0[j] = _deviation_square(x0[j], nb, factor, fused)
+        t[j], tc[j], q[j], qc[j] = dh, zero, ph, zero
+    for k in range(1, DOT2_ROWS):
+        start = k * m + j0
+        xk, dlk, plk = row[start : start + group], low_d[k], low_p[k]
+        for j in range(group):
+            dh, dlk[j], ph, plk[j] = _deviation_square(xk[j], nb, factor, fused)
+            t[j], tc[j] = _sum2_step(t[j], tc[j], dh, one, minus_one)
+            q[j], qc[j] = _sum2_step(q[j], qc[j], ph, one, minus_one)
+    for k in range(DOT2_ROWS):
+        dlk, plk = low_d[k], low_p[k]
+        for j in range(group):
+            tc[j] = tc[j] + dlk[j]
+            qc[j] = qc[j] + plk[j]
+
+
+def _group_pass2(
+    row: Array, nb: Any, m: int, j0: int, w: int, g: int, consts: Array, fused: bool, acc: Array
+) -> None:
+    # lanes j0:j0+w into columns g:g+w of acc[:4]: the rounding errors first, then the
+    # low parts in row order
+    zero, factor, one, minus_one = consts[0], consts[1], consts[3], consts[4]
+    t, tc, q, qc = acc[0, g : g + w], acc[1, g : g + w], acc[2, g : g + w], acc[3, g : g + w]
     n = row.shape[0]
     low_d, low_p = acc[4 : 4 + DOT2_ROWS], acc[4 + DOT2_ROWS :]
     x0, dl0, pl0 = row[j0 : j0 + w], low_d[0], low_p[0]
@@ -501,6 +551,11 @@ def _block_pass2(
         for j in range(w):
             tc[j] = tc[j] + dlk[j]
             qc[j] = qc[j] + plk[j]
+
+
+#: Bytes of each row that the compiled second pass takes through all rows at once (in
+#: float64: 128 lanes; measured against 256 to 2048 bytes).
+_GROUP_BYTES: Final = 1024
 
 
 def _block_tree(s: Array, c: Array, w: int, s2: Array, c2: Array) -> tuple[Any, Any]:
