@@ -483,10 +483,9 @@ def _block_pass2(
         _group_pass2(row, nb, m, j0, w, 0, consts, fused, acc)
         return
     n = row.shape[0]
-    group = _GROUP_BYTES // row.itemsize
-    for g in range(0, w, group):
-        gw = min(group, w - g)
-        if gw == group and (DOT2_ROWS - 1) * m + j0 + g + group <= n:
+    for g in range(0, w, _GROUP):
+        gw = min(_GROUP, w - g)
+        if gw == _GROUP and (DOT2_ROWS - 1) * m + j0 + g + _GROUP <= n:
             _full_group_pass2(row, nb, m, j0 + g, g, consts, fused, acc)
         else:
             _group_pass2(row, nb, m, j0 + g, gw, g, consts, fused, acc)
@@ -495,29 +494,40 @@ def _block_pass2(
 def _full_group_pass2(
     row: Array, nb: Any, m: int, j0: int, g: int, consts: Array, fused: bool, acc: Array
 ) -> None:
-    # _group_pass2 of a whole group with no padding: loops of a constant length (measured
-    # faster than _group_pass2's)
+    # _group_pass2 of a whole group with no padding: loops of a constant length, two
+    # rows per load and store of the state (each lane still takes its rows in order)
     zero, factor, one, minus_one = consts[0], consts[1], consts[3], consts[4]
-    group = _GROUP_BYTES // row.itemsize
-    t, tc = acc[0, g : g + group], acc[1, g : g + group]
-    q, qc = acc[2, g : g + group], acc[3, g : g + group]
-    low_d, low_p = acc[4 : 4 + DOT2_ROWS], acc[4 + DOT2_ROWS :]
-    x0, dl0, pl0 = row[j0 : j0 + group], low_d[0], low_p[0]
-    for j in range(group):
-        dh, dl0[j], ph, pl0[j] = _deviation_square(x0[j], nb, factor, fused)
-        t[j], tc[j], q[j], qc[j] = dh, zero, ph, zero
-    for k in range(1, DOT2_ROWS):
+    st = np.empty((4, _GROUP), dtype=row.dtype)
+    low = np.empty((2 * DOT2_ROWS, _GROUP), dtype=row.dtype)
+    t, tc, q, qc = st[0], st[1], st[2], st[3]
+    x0, x1 = row[j0 : j0 + _GROUP], row[m + j0 : m + j0 + _GROUP]
+    d0, d1, p0, p1 = low[0], low[1], low[DOT2_ROWS], low[DOT2_ROWS + 1]
+    for j in range(_GROUP):
+        dh, d0[j], ph, p0[j] = _deviation_square(x0[j], nb, factor, fused)
+        a, ac, b, bc = dh, zero, ph, zero
+        dh, d1[j], ph, p1[j] = _deviation_square(x1[j], nb, factor, fused)
+        a, ac = _sum2_step(a, ac, dh, one, minus_one)
+        b, bc = _sum2_step(b, bc, ph, one, minus_one)
+        t[j], tc[j], q[j], qc[j] = a, ac, b, bc
+    for k in range(2, DOT2_ROWS, 2):
         start = k * m + j0
-        xk, dlk, plk = row[start : start + group], low_d[k], low_p[k]
-        for j in range(group):
-            dh, dlk[j], ph, plk[j] = _deviation_square(xk[j], nb, factor, fused)
-            t[j], tc[j] = _sum2_step(t[j], tc[j], dh, one, minus_one)
-            q[j], qc[j] = _sum2_step(q[j], qc[j], ph, one, minus_one)
+        x0, x1 = row[start : start + _GROUP], row[start + m : start + m + _GROUP]
+        d0, d1, p0, p1 = low[k], low[k + 1], low[DOT2_ROWS + k], low[DOT2_ROWS + k + 1]
+        for j in range(_GROUP):
+            a, ac, b, bc = t[j], tc[j], q[j], qc[j]
+            dh, d0[j], ph, p0[j] = _deviation_square(x0[j], nb, factor, fused)
+            a, ac = _sum2_step(a, ac, dh, one, minus_one)
+            b, bc = _sum2_step(b, bc, ph, one, minus_one)
+            dh, d1[j], ph, p1[j] = _deviation_square(x1[j], nb, factor, fused)
+            a, ac = _sum2_step(a, ac, dh, one, minus_one)
+            b, bc = _sum2_step(b, bc, ph, one, minus_one)
+            t[j], tc[j], q[j], qc[j] = a, ac, b, bc
     for k in range(DOT2_ROWS):
-        dlk, plk = low_d[k], low_p[k]
-        for j in range(group):
-            tc[j] = tc[j] + dlk[j]
-            qc[j] = qc[j] + plk[j]
+        dk, pk = low[k], low[DOT2_ROWS + k]
+        for j in range(_GROUP):
+            tc[j] = tc[j] + dk[j]
+            qc[j] = qc[j] + pk[j]
+    acc[:4, g : g + _GROUP] = st
 
 
 def _group_pass2(
@@ -555,7 +565,7 @@ def _group_pass2(
 
 #: Bytes of each row that the compiled second pass takes through all rows at once (in
 #: float64: 128 lanes; measured against 256 to 2048 bytes).
-_GROUP_BYTES: Final = 1024
+_GROUP: Final = 128
 
 
 def _block_tree(s: Array, c: Array, w: int, s2: Array, c2: Array) -> tuple[Any, Any]:
