@@ -392,7 +392,7 @@ def _compile(numba: Any) -> Any:
 
     helpers: tuple[Callable[..., Any], ...] = (
         *(_sum2_step, _combine, _deviation_square, _block_pass1, _block_pass2, _group_pass2),
-        *(_full_group_pass2, _tree_level),
+        *(_full_group_pass2, _tree_level, _group_pass1, _full_group_pass1),
         *(_block_tree, _push_block, _fold_blocks, _row_pass1, _row_pass2),
         *(_square, _dw_div, two_sum, _finish),
     )
@@ -448,8 +448,54 @@ def _deviation_square(xk: Any, nb: Any, factor: Any, fused: bool) -> tuple[Any, 
 
 def _block_pass1(row: Array, m: int, j0: int, w: int, consts: Array, acc: Array) -> None:
     # Sum2 down lanes j0:j0+w (element k*m + j of lane j, zero past the end) into
-    # acc[0] + acc[1], and their largest and smallest values into acc[2], acc[3]
-    s, c, hi, lo = acc[0], acc[1], acc[2], acc[3]
+    # acc[0] + acc[1], and their largest and smallest values into acc[2], acc[3]: whole
+    # groups of _GROUP lanes by _full_group_pass1, the rest by _group_pass1
+    if row.itemsize != 8:
+        _group_pass1(row, m, j0, w, 0, consts, acc)
+        return
+    n = row.shape[0]
+    for g in range(0, w, _GROUP):
+        gw = min(_GROUP, w - g)
+        if gw == _GROUP and (DOT2_ROWS - 1) * m + j0 + g + _GROUP <= n:
+            _full_group_pass1(row, m, j0 + g, g, consts, acc)
+        else:
+            _group_pass1(row, m, j0 + g, gw, g, consts, acc)
+
+
+def _full_group_pass1(row: Array, m: int, j0: int, g: int, consts: Array, acc: Array) -> None:
+    # _group_pass1 of a whole group with no padding, four rows per load and store of the
+    # state, which has a buffer of its own (see _full_group_pass2)
+    one, minus_one = consts[3], consts[4]
+    st = np.empty((4, _GROUP), dtype=row.dtype)
+    s, c, hi, lo = st[0], st[1], st[2], st[3]
+    x0, x1 = row[j0 : j0 + _GROUP], row[m + j0 : m + j0 + _GROUP]
+    x2, x3 = row[2 * m + j0 : 2 * m + j0 + _GROUP], row[3 * m + j0 : 3 * m + j0 + _GROUP]
+    for j in range(_GROUP):
+        v = x0[j]
+        a, ac, h, el = v, consts[0], v, v
+        for v in (x1[j], x2[j], x3[j]):
+            a, ac = _sum2_step(a, ac, v, one, minus_one)
+            h = v if v > h else h
+            el = v if v < el else el
+        s[j], c[j], hi[j], lo[j] = a, ac, h, el
+    for k in range(4, DOT2_ROWS, 4):
+        start = k * m + j0
+        x0, x1 = row[start : start + _GROUP], row[start + m : start + m + _GROUP]
+        x2 = row[start + 2 * m : start + 2 * m + _GROUP]
+        x3 = row[start + 3 * m : start + 3 * m + _GROUP]
+        for j in range(_GROUP):
+            a, ac, h, el = s[j], c[j], hi[j], lo[j]
+            for v in (x0[j], x1[j], x2[j], x3[j]):
+                a, ac = _sum2_step(a, ac, v, one, minus_one)
+                h = v if v > h else h
+                el = v if v < el else el
+            s[j], c[j], hi[j], lo[j] = a, ac, h, el
+    acc[:4, g : g + _GROUP] = st
+
+
+def _group_pass1(row: Array, m: int, j0: int, w: int, g: int, consts: Array, acc: Array) -> None:
+    # lanes j0:j0+w into columns g:g+w of acc[:4]
+    s, c, hi, lo = acc[0, g : g + w], acc[1, g : g + w], acc[2, g : g + w], acc[3, g : g + w]
     zero, one, minus_one = consts[0], consts[3], consts[4]
     n = row.shape[0]
     x0 = row[j0 : j0 + w]  # row 0 is always whole (n >= m)
