@@ -540,40 +540,44 @@ def _block_pass2(
 def _full_group_pass2(
     row: Array, nb: Any, m: int, j0: int, g: int, consts: Array, fused: bool, acc: Array
 ) -> None:
-    # _group_pass2 of a whole group with no padding: loops of a constant length, two
-    # rows per load and store of the state (each lane still takes its rows in order)
+    # _group_pass2 of a whole group with no padding: loops of a constant length, four
+    # rows per load and store of the state (each lane still takes its rows in order).
+    # The state and the low parts share one buffer of a constant width: LLVM then
+    # checks the rows of x against one object only, and vectorizes
     zero, factor, one, minus_one = consts[0], consts[1], consts[3], consts[4]
-    st = np.empty((4, _GROUP), dtype=row.dtype)
-    low = np.empty((2 * DOT2_ROWS, _GROUP), dtype=row.dtype)
-    t, tc, q, qc = st[0], st[1], st[2], st[3]
-    x0, x1 = row[j0 : j0 + _GROUP], row[m + j0 : m + j0 + _GROUP]
-    d0, d1, p0, p1 = low[0], low[1], low[DOT2_ROWS], low[DOT2_ROWS + 1]
-    for j in range(_GROUP):
-        dh, d0[j], ph, p0[j] = _deviation_square(x0[j], nb, factor, fused)
-        a, ac, b, bc = dh, zero, ph, zero
-        dh, d1[j], ph, p1[j] = _deviation_square(x1[j], nb, factor, fused)
-        a, ac = _sum2_step(a, ac, dh, one, minus_one)
-        b, bc = _sum2_step(b, bc, ph, one, minus_one)
-        t[j], tc[j], q[j], qc[j] = a, ac, b, bc
-    for k in range(2, DOT2_ROWS, 2):
+    buf = np.empty((4 + 2 * DOT2_ROWS, _GROUP), dtype=row.dtype)
+    t, tc, q, qc = buf[0], buf[1], buf[2], buf[3]
+    for k in range(0, DOT2_ROWS, 4):
         start = k * m + j0
         x0, x1 = row[start : start + _GROUP], row[start + m : start + m + _GROUP]
-        d0, d1, p0, p1 = low[k], low[k + 1], low[DOT2_ROWS + k], low[DOT2_ROWS + k + 1]
+        x2 = row[start + 2 * m : start + 2 * m + _GROUP]
+        x3 = row[start + 3 * m : start + 3 * m + _GROUP]
+        d0, d1, d2, d3 = buf[4 + k], buf[5 + k], buf[6 + k], buf[7 + k]
+        p0, p1 = buf[4 + DOT2_ROWS + k], buf[5 + DOT2_ROWS + k]
+        p2, p3 = buf[6 + DOT2_ROWS + k], buf[7 + DOT2_ROWS + k]
         for j in range(_GROUP):
-            a, ac, b, bc = t[j], tc[j], q[j], qc[j]
             dh, d0[j], ph, p0[j] = _deviation_square(x0[j], nb, factor, fused)
+            if k == 0:  # row 0 starts the chains (a branch LLVM takes out of the loop)
+                a, ac, b, bc = dh, zero, ph, zero
+            else:
+                a, ac = _sum2_step(t[j], tc[j], dh, one, minus_one)
+                b, bc = _sum2_step(q[j], qc[j], ph, one, minus_one)
+            dh, d1[j], ph, p1[j] = _deviation_square(x1[j], nb, factor, fused)
             a, ac = _sum2_step(a, ac, dh, one, minus_one)
             b, bc = _sum2_step(b, bc, ph, one, minus_one)
-            dh, d1[j], ph, p1[j] = _deviation_square(x1[j], nb, factor, fused)
+            dh, d2[j], ph, p2[j] = _deviation_square(x2[j], nb, factor, fused)
+            a, ac = _sum2_step(a, ac, dh, one, minus_one)
+            b, bc = _sum2_step(b, bc, ph, one, minus_one)
+            dh, d3[j], ph, p3[j] = _deviation_square(x3[j], nb, factor, fused)
             a, ac = _sum2_step(a, ac, dh, one, minus_one)
             b, bc = _sum2_step(b, bc, ph, one, minus_one)
             t[j], tc[j], q[j], qc[j] = a, ac, b, bc
     for k in range(DOT2_ROWS):
-        dk, pk = low[k], low[DOT2_ROWS + k]
+        dk, pk = buf[4 + k], buf[4 + DOT2_ROWS + k]
         for j in range(_GROUP):
             tc[j] = tc[j] + dk[j]
             qc[j] = qc[j] + pk[j]
-    acc[:4, g : g + _GROUP] = st
+    acc[:4, g : g + _GROUP] = buf[:4]
 
 
 def _group_pass2(
