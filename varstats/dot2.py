@@ -392,7 +392,7 @@ def _compile(numba: Any) -> Any:
 
     helpers: tuple[Callable[..., Any], ...] = (
         *(_sum2_step, _combine, _deviation_square, _block_pass1, _block_pass2, _group_pass2),
-        *(_full_group_pass2, _tree_level, _group_pass1, _full_group_pass1),
+        *(_full_groups_pass2, _tree_level, _group_pass1, _full_groups_pass1, _full_groups),
         *(_block_tree, _push_block, _fold_blocks, _row_pass1, _row_pass2),
         *(_square, _dw_div, two_sum, _finish),
     )
@@ -453,44 +453,51 @@ def _block_pass1(row: Array, m: int, j0: int, w: int, consts: Array, acc: Array)
     if row.itemsize != 8:
         _group_pass1(row, m, j0, w, 0, consts, acc)
         return
-    n = row.shape[0]
-    for g in range(0, w, _GROUP):
-        gw = min(_GROUP, w - g)
-        if gw == _GROUP and (DOT2_ROWS - 1) * m + j0 + g + _GROUP <= n:
-            _full_group_pass1(row, m, j0 + g, g, consts, acc)
-        else:
-            _group_pass1(row, m, j0 + g, gw, g, consts, acc)
+    full = _full_groups(row.shape[0], m, j0, w)
+    if full:
+        _full_groups_pass1(row, m, j0, full, consts, acc)
+    if full * _GROUP < w:
+        g = full * _GROUP
+        _group_pass1(row, m, j0 + g, w - g, g, consts, acc)
 
 
-def _full_group_pass1(row: Array, m: int, j0: int, g: int, consts: Array, acc: Array) -> None:
-    # _group_pass1 of a whole group with no padding, four rows per load and store of the
-    # state, which has a buffer of its own (see _full_group_pass2)
+def _full_groups(n: int, m: int, j0: int, w: int) -> int:
+    # how many groups of _GROUP lanes from lane j0 on are whole and have no padding
+    # (the last row of the group inside the data)
+    return min(w // _GROUP, max(n - (DOT2_ROWS - 1) * m - j0, 0) // _GROUP)
+
+
+def _full_groups_pass1(row: Array, m: int, j0: int, full: int, consts: Array, acc: Array) -> None:
+    # _group_pass1 of the first `full` whole groups, four rows per load and store of the
+    # state, which has a buffer of its own (see _full_groups_pass2)
     one, minus_one = consts[3], consts[4]
     st = np.empty((4, _GROUP), dtype=row.dtype)
     s, c, hi, lo = st[0], st[1], st[2], st[3]
-    x0, x1 = row[j0 : j0 + _GROUP], row[m + j0 : m + j0 + _GROUP]
-    x2, x3 = row[2 * m + j0 : 2 * m + j0 + _GROUP], row[3 * m + j0 : 3 * m + j0 + _GROUP]
-    for j in range(_GROUP):
-        v = x0[j]
-        a, ac, h, el = v, consts[0], v, v
-        for v in (x1[j], x2[j], x3[j]):
-            a, ac = _sum2_step(a, ac, v, one, minus_one)
-            h = v if v > h else h
-            el = v if v < el else el
-        s[j], c[j], hi[j], lo[j] = a, ac, h, el
-    for k in range(4, DOT2_ROWS, 4):
-        start = k * m + j0
-        x0, x1 = row[start : start + _GROUP], row[start + m : start + m + _GROUP]
-        x2 = row[start + 2 * m : start + 2 * m + _GROUP]
-        x3 = row[start + 3 * m : start + 3 * m + _GROUP]
+    for g in range(0, full * _GROUP, _GROUP):
+        x0, x1 = row[j0 + g : j0 + g + _GROUP], row[m + j0 + g : m + j0 + g + _GROUP]
+        x2 = row[2 * m + j0 + g : 2 * m + j0 + g + _GROUP]
+        x3 = row[3 * m + j0 + g : 3 * m + j0 + g + _GROUP]
         for j in range(_GROUP):
-            a, ac, h, el = s[j], c[j], hi[j], lo[j]
-            for v in (x0[j], x1[j], x2[j], x3[j]):
+            v = x0[j]
+            a, ac, h, el = v, consts[0], v, v
+            for v in (x1[j], x2[j], x3[j]):
                 a, ac = _sum2_step(a, ac, v, one, minus_one)
                 h = v if v > h else h
                 el = v if v < el else el
             s[j], c[j], hi[j], lo[j] = a, ac, h, el
-    acc[:4, g : g + _GROUP] = st
+        for k in range(4, DOT2_ROWS, 4):
+            start = k * m + j0 + g
+            x0, x1 = row[start : start + _GROUP], row[start + m : start + m + _GROUP]
+            x2 = row[start + 2 * m : start + 2 * m + _GROUP]
+            x3 = row[start + 3 * m : start + 3 * m + _GROUP]
+            for j in range(_GROUP):
+                a, ac, h, el = s[j], c[j], hi[j], lo[j]
+                for v in (x0[j], x1[j], x2[j], x3[j]):
+                    a, ac = _sum2_step(a, ac, v, one, minus_one)
+                    h = v if v > h else h
+                    el = v if v < el else el
+                s[j], c[j], hi[j], lo[j] = a, ac, h, el
+        acc[:4, g : g + _GROUP] = st
 
 
 def _group_pass1(row: Array, m: int, j0: int, w: int, g: int, consts: Array, acc: Array) -> None:
@@ -528,56 +535,56 @@ def _block_pass2(
     if row.itemsize != 8:
         _group_pass2(row, nb, m, j0, w, 0, consts, fused, acc)
         return
-    n = row.shape[0]
-    for g in range(0, w, _GROUP):
-        gw = min(_GROUP, w - g)
-        if gw == _GROUP and (DOT2_ROWS - 1) * m + j0 + g + _GROUP <= n:
-            _full_group_pass2(row, nb, m, j0 + g, g, consts, fused, acc)
-        else:
-            _group_pass2(row, nb, m, j0 + g, gw, g, consts, fused, acc)
+    full = _full_groups(row.shape[0], m, j0, w)
+    if full:
+        _full_groups_pass2(row, nb, m, j0, full, consts, fused, acc)
+    if full * _GROUP < w:
+        g = full * _GROUP
+        _group_pass2(row, nb, m, j0 + g, w - g, g, consts, fused, acc)
 
 
-def _full_group_pass2(
-    row: Array, nb: Any, m: int, j0: int, g: int, consts: Array, fused: bool, acc: Array
+def _full_groups_pass2(
+    row: Array, nb: Any, m: int, j0: int, full: int, consts: Array, fused: bool, acc: Array
 ) -> None:
-    # _group_pass2 of a whole group with no padding: loops of a constant length, four
-    # rows per load and store of the state (each lane still takes its rows in order).
-    # The state and the low parts share one buffer of a constant width: LLVM then
-    # checks the rows of x against one object only, and vectorizes
+    # _group_pass2 of the first `full` whole groups (no padding): loops of a constant
+    # length, four rows per load and store of the state (each lane still takes its rows
+    # in order). The state and the low parts share one buffer of a constant shape,
+    # allocated here: LLVM then knows it aliases no row of x, and vectorizes
     zero, factor, one, minus_one = consts[0], consts[1], consts[3], consts[4]
     buf = np.empty((4 + 2 * DOT2_ROWS, _GROUP), dtype=row.dtype)
     t, tc, q, qc = buf[0], buf[1], buf[2], buf[3]
-    for k in range(0, DOT2_ROWS, 4):
-        start = k * m + j0
-        x0, x1 = row[start : start + _GROUP], row[start + m : start + m + _GROUP]
-        x2 = row[start + 2 * m : start + 2 * m + _GROUP]
-        x3 = row[start + 3 * m : start + 3 * m + _GROUP]
-        d0, d1, d2, d3 = buf[4 + k], buf[5 + k], buf[6 + k], buf[7 + k]
-        p0, p1 = buf[4 + DOT2_ROWS + k], buf[5 + DOT2_ROWS + k]
-        p2, p3 = buf[6 + DOT2_ROWS + k], buf[7 + DOT2_ROWS + k]
-        for j in range(_GROUP):
-            dh, d0[j], ph, p0[j] = _deviation_square(x0[j], nb, factor, fused)
-            if k == 0:  # row 0 starts the chains (a branch LLVM takes out of the loop)
-                a, ac, b, bc = dh, zero, ph, zero
-            else:
-                a, ac = _sum2_step(t[j], tc[j], dh, one, minus_one)
-                b, bc = _sum2_step(q[j], qc[j], ph, one, minus_one)
-            dh, d1[j], ph, p1[j] = _deviation_square(x1[j], nb, factor, fused)
-            a, ac = _sum2_step(a, ac, dh, one, minus_one)
-            b, bc = _sum2_step(b, bc, ph, one, minus_one)
-            dh, d2[j], ph, p2[j] = _deviation_square(x2[j], nb, factor, fused)
-            a, ac = _sum2_step(a, ac, dh, one, minus_one)
-            b, bc = _sum2_step(b, bc, ph, one, minus_one)
-            dh, d3[j], ph, p3[j] = _deviation_square(x3[j], nb, factor, fused)
-            a, ac = _sum2_step(a, ac, dh, one, minus_one)
-            b, bc = _sum2_step(b, bc, ph, one, minus_one)
-            t[j], tc[j], q[j], qc[j] = a, ac, b, bc
-    for k in range(DOT2_ROWS):
-        dk, pk = buf[4 + k], buf[4 + DOT2_ROWS + k]
-        for j in range(_GROUP):
-            tc[j] = tc[j] + dk[j]
-            qc[j] = qc[j] + pk[j]
-    acc[:4, g : g + _GROUP] = buf[:4]
+    for g in range(0, full * _GROUP, _GROUP):
+        for k in range(0, DOT2_ROWS, 4):
+            start = k * m + j0 + g
+            x0, x1 = row[start : start + _GROUP], row[start + m : start + m + _GROUP]
+            x2 = row[start + 2 * m : start + 2 * m + _GROUP]
+            x3 = row[start + 3 * m : start + 3 * m + _GROUP]
+            d0, d1, d2, d3 = buf[4 + k], buf[5 + k], buf[6 + k], buf[7 + k]
+            p0, p1 = buf[4 + DOT2_ROWS + k], buf[5 + DOT2_ROWS + k]
+            p2, p3 = buf[6 + DOT2_ROWS + k], buf[7 + DOT2_ROWS + k]
+            for j in range(_GROUP):
+                dh, d0[j], ph, p0[j] = _deviation_square(x0[j], nb, factor, fused)
+                if k == 0:  # row 0 starts the chains (a branch LLVM takes out of the loop)
+                    a, ac, b, bc = dh, zero, ph, zero
+                else:
+                    a, ac = _sum2_step(t[j], tc[j], dh, one, minus_one)
+                    b, bc = _sum2_step(q[j], qc[j], ph, one, minus_one)
+                dh, d1[j], ph, p1[j] = _deviation_square(x1[j], nb, factor, fused)
+                a, ac = _sum2_step(a, ac, dh, one, minus_one)
+                b, bc = _sum2_step(b, bc, ph, one, minus_one)
+                dh, d2[j], ph, p2[j] = _deviation_square(x2[j], nb, factor, fused)
+                a, ac = _sum2_step(a, ac, dh, one, minus_one)
+                b, bc = _sum2_step(b, bc, ph, one, minus_one)
+                dh, d3[j], ph, p3[j] = _deviation_square(x3[j], nb, factor, fused)
+                a, ac = _sum2_step(a, ac, dh, one, minus_one)
+                b, bc = _sum2_step(b, bc, ph, one, minus_one)
+                t[j], tc[j], q[j], qc[j] = a, ac, b, bc
+        for k in range(DOT2_ROWS):
+            dk, pk = buf[4 + k], buf[4 + DOT2_ROWS + k]
+            for j in range(_GROUP):
+                tc[j] = tc[j] + dk[j]
+                qc[j] = qc[j] + pk[j]
+        acc[:4, g : g + _GROUP] = buf[:4]
 
 
 def _group_pass2(
