@@ -449,10 +449,7 @@ def _deviation_square(xk: Any, nb: Any, factor: Any, fused: bool) -> tuple[Any, 
 def _block_pass1(row: Array, m: int, j0: int, w: int, consts: Array, acc: Array) -> None:
     # Sum2 down lanes j0:j0+w (element k*m + j of lane j, zero past the end) into
     # acc[0] + acc[1], and their largest and smallest values into acc[2], acc[3]: whole
-    # groups of _GROUP lanes by _full_group_pass1, the rest by _group_pass1
-    if row.itemsize != 8:
-        _group_pass1(row, m, j0, w, 0, consts, acc)
-        return
+    # groups of _GROUP lanes by _full_groups_pass1, the rest by _group_pass1
     full = _full_groups(row.shape[0], m, j0, w)
     if full:
         _full_groups_pass1(row, m, j0, full, consts, acc)
@@ -528,13 +525,10 @@ def _block_pass2(
     row: Array, nb: Any, m: int, j0: int, w: int, consts: Array, fused: bool, acc: Array
 ) -> None:
     # Sum2 of the deviations into acc[0] + acc[1] and of their squares into acc[2] + acc[3]
-    # for lanes j0:j0+w. In float64, a group of lanes (_GROUP_BYTES of each row) at a
-    # time: the group's low parts (acc[4:], its columns) and state stay in L1 instead of
-    # a whole block's going through L2 (measured 4-14% faster; float32 measured slower).
-    # Each lane gets the same operations in the same order: lanes are independent.
-    if row.itemsize != 8:
-        _group_pass2(row, nb, m, j0, w, 0, consts, fused, acc)
-        return
+    # for lanes j0:j0+w, a group of _GROUP lanes at a time (the whole groups by
+    # _full_groups_pass2, the rest by _group_pass2): a group's low parts and state stay
+    # near L1 instead of a whole block's going through L2. Each lane gets the same
+    # operations in the same order (lanes are independent), so the bits are the same.
     full = _full_groups(row.shape[0], m, j0, w)
     if full:
         _full_groups_pass2(row, nb, m, j0, full, consts, fused, acc)
@@ -620,8 +614,8 @@ def _group_pass2(
             qc[j] = qc[j] + plk[j]
 
 
-#: Bytes of each row that the compiled second pass takes through all rows at once (in
-#: float64: 128 lanes; measured against 256 to 2048 bytes).
+#: Lanes that the compiled passes take through all rows at once (a divisor of
+#: _jit_lanes; in float64 measured against 32, 64 and 256).
 _GROUP: Final = 128
 
 
