@@ -344,10 +344,13 @@ def _deviations(xs: Array, mu: Array) -> tuple[Array, Array]:
 
 # --- the same operations, compiled -------------------------------------------------
 # With numba (the "jit" extra), each pass runs as one compiled loop over blocks of
-# _jit_lanes lanes: the lane sums of a block stay in cache, the innermost loops (one
-# row of a block) have no branch and are vectorized by LLVM, and each block's lanes are
+# _jit_lanes lanes: the lane sums of a block stay in cache, and each block's lanes are
 # added in their part of the balanced lane tree right away, so no lane-sized array is
 # kept (the tree over all lanes is the tree of moments.tree_reduce: see _push_block).
+# Within a block, groups of _GROUP lanes go down four rows per load and store of their
+# state, in a buffer of a constant shape allocated by the compiled function itself (so
+# LLVM knows it aliases no data): the innermost loops have no branch and a constant
+# length, and are vectorized by LLVM.
 # Every scalar operation is the NumPy one, in the same order and dtype, with no
 # fast-math (no contraction to FMA, no reassociation), so the bits are the same;
 # tests/test_dot2.py compares the two paths. The one exception is the error of a
@@ -359,9 +362,9 @@ def _deviations(xs: Array, mu: Array) -> tuple[Array, Array]:
 _USE_JIT = True
 
 #: Bytes of the low parts of the deviations and their squares of one block of lanes
-#: (2 x DOT2_ROWS x lanes values) in the compiled passes: long rows amortize the set-up
-#: of a vectorized loop, and 256 KiB stay in L2 (measured: 512 lanes in float64 and
-#: 1024 in float32 beat twice and half as many).
+#: (2 x DOT2_ROWS x lanes values) in the compiled passes, where the lanes past the last
+#: whole group keep them: 256 KiB stay in L2 (measured before the groups: 512 lanes in
+#: float64 and 1024 in float32 beat twice and half as many).
 _JIT_BLOCK_BYTES: Final = 2**18
 
 
