@@ -180,3 +180,24 @@ def test_blocks_of_lanes_cover_every_value(storage: str, monkeypatch: pytest.Mon
     got = dot2.dot2_two_pass(x, acc=as_dtype(acc)).var()
     exact = vs.oracle.exact_var(x)
     assert vs.metrics.ulps(got, exact, acc) <= 1
+
+
+@pytest.mark.parametrize("jit", [True, False])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(("n", "correction"), [(2, 2), (2, 3), (1, 1), (4, 5.5)])
+def test_no_degrees_of_freedom_is_nan_with_one_warning(
+    jit: bool, dtype: str, n: int, correction: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the double-word division by n - c <= 0 gives inf, NaN or a negative number (it
+    # gave -0.5 for [1, 2] with correction 3): the Array API's NaN must win, as for
+    # every other algorithm
+    monkeypatch.setattr(dot2, "_USE_JIT", jit)
+    x = np.arange(1, 2 * n + 1, dtype=as_dtype(dtype)).reshape(2, n)
+    with pytest.warns(RuntimeWarning, match="correction") as record:
+        v = vs.var(x, axis=1, correction=correction, algorithm="dot2")
+    assert len(record) == 1
+    assert v.dtype == as_dtype(dtype)
+    assert np.isnan(v).all()
+    m = dot2.dot2_two_pass(x, acc=as_dtype(dtype))
+    with pytest.warns(RuntimeWarning, match="correction"):
+        assert np.isnan(m.var(correction)).all()

@@ -78,6 +78,7 @@ from varstats import jit, summation
 from varstats.moments import Moments, tree_reduce
 from varstats.precision import finfo, round_to
 from varstats.rounding import split_factor, two_sum
+from varstats.validation import check_correction, warn_no_degrees_of_freedom
 
 __all__ = ["DOT2_ROWS", "DoubleWordMoments", "dot2_two_pass"]
 
@@ -267,16 +268,23 @@ class DoubleWordMoments(Moments):
         return part if part.shape == self.shape else np.broadcast_to(part, self.shape)
 
     def var(self, correction: float = 0) -> Array:
-        r"""Variance :math:`M_2/(n - c)` from the double word, rounded once."""
-        super().var(correction)  # validates the correction
+        r"""Variance :math:`M_2/(n - c)` from the double word, rounded once.
+
+        NaN where :math:`n - c \le 0`, with one ``RuntimeWarning``, as :meth:`Moments.var`.
+        """
+        c = check_correction(correction)
+        undefined = warn_no_degrees_of_freedom(correction, self.count)
         acc = self.dtype
         with np.errstate(all="ignore"):
-            d = round_to(self.count.astype(np.float64) - float(correction), acc)
+            d = round_to(self.count.astype(np.float64) - c, acc)
             q1, q2 = _dw_div(self.m2_head, self.m2_tail, d, acc.type(_format(acc)[3]))
             scaled = (q1 + q2).astype(np.float64)
             # undo the scaling: exact in float64, then one rounding into acc (only
             # a result below acc's normal range is rounded a second time here)
-            return np.asarray(round_to(np.ldexp(scaled, 2 * self.exponent), acc))
+            v = np.asarray(round_to(np.ldexp(scaled, 2 * self.exponent), acc))
+        if undefined:  # the division by n - c <= 0 gave inf, NaN or a negative number
+            v = np.asarray(np.where(self.count - c <= 0, acc.type(np.nan), v))
+        return v
 
 
 @functools.cache
