@@ -263,6 +263,16 @@ class DoubleWordMoments(Moments):
         exponent = self._shaped(np.asarray(self.exponent, dtype=np.int64))
         object.__setattr__(self, "exponent", exponent)
 
+    @classmethod
+    def _unscaled(cls, n: int, mean: Array, head: Array, tail: Array) -> DoubleWordMoments:
+        """What :func:`dot2_two_pass` computed without scaling, without the input checks
+        of ``__post_init__`` (arrays of one accumulator dtype and shape by construction)."""
+        m = cls._unchecked(n, mean, head)
+        object.__setattr__(m, "m2_head", head)
+        object.__setattr__(m, "m2_tail", tail)
+        object.__setattr__(m, "exponent", np.broadcast_to(np.int64(0), m.shape))
+        return m
+
     def _shaped(self, part: Array) -> Array:
         # broadcast only where needed: a call on small slices is mostly overhead
         return part if part.shape == self.shape else np.broadcast_to(part, self.shape)
@@ -278,10 +288,13 @@ class DoubleWordMoments(Moments):
         with np.errstate(all="ignore"):
             d = round_to(self.count.astype(np.float64) - c, acc)
             q1, q2 = _dw_div(self.m2_head, self.m2_tail, d, acc.type(_format(acc)[3]))
-            scaled = (q1 + q2).astype(np.float64)
-            # undo the scaling: exact in float64, then one rounding into acc (only
-            # a result below acc's normal range is rounded a second time here)
-            v = np.asarray(round_to(np.ldexp(scaled, 2 * self.exponent), acc))
+            if self.exponent.any():
+                scaled = (q1 + q2).astype(np.float64)
+                # undo the scaling: exact in float64, then one rounding into acc (only
+                # a result below acc's normal range is rounded a second time here)
+                v = np.asarray(round_to(np.ldexp(scaled, 2 * self.exponent), acc))
+            else:  # (the float64 round trip and ldexp by 0 would change nothing)
+                v = np.asarray(q1 + q2)
         if undefined:  # the division by n - c <= 0 gave inf, NaN or a negative number
             v = np.asarray(np.where(self.count - c <= 0, acc.type(np.nan), v))
         return v
@@ -856,7 +869,7 @@ def dot2_two_pass(x: Array, /, *, acc: np.dtype[Any]) -> DoubleWordMoments:
     done = None if compiled is None else _jit_moments(x, acc, count, compiled)
     if done is not None:
         h, lo, mean = done
-        return DoubleWordMoments(np.asarray(n), mean, h, m2_head=h, m2_tail=lo)
+        return DoubleWordMoments._unscaled(n, mean, h, lo)
     with np.errstate(invalid="ignore"):
         top = np.max(x, axis=-1)
         bottom = np.min(x, axis=-1)

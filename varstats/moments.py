@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -187,7 +187,7 @@ class Moments:
         object.__setattr__(self, "m2", m2)
 
     @classmethod
-    def _unchecked(cls, count: Any, mean: Any, m2: Any) -> Moments:
+    def _unchecked(cls, count: Any, mean: Any, m2: Any) -> Self:
         """Moments a kernel of this package built, without :meth:`__post_init__`'s checks.
 
         Those checks are for a caller's input; the kernels guarantee what they test
