@@ -9,7 +9,7 @@ time in parentheses is the best round.
 Targets (issue 3): two_pass and pairwise <= 2x np.var; welford and chan <= 10x.
 Issue 15: the recommended ``dot2`` configuration <= 1.5x (about 14x in pure NumPy: about
 50 operations per element; with the ``jit`` extra (numba) its two passes run compiled and
-vectorized, about 1x in float32 and 1.5-2x in float64 at n = 10^6); the default two_pass
+vectorized, about 1.1-1.2x in float32 and 1.35-1.6x in float64 at n = 10^6); the default two_pass
 <= 1x at n = 10^6. ``python -m benchmarks`` measures these targets together.
 Welford's default is the classic one-lane recurrence: without numba, on a 1-D array
 that is a Python-level loop of n steps, so the table also lists ``welford(lanes=1024)``,
