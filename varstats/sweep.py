@@ -559,10 +559,9 @@ def _exact(x: Array, corrections: Iterable[int]) -> _Exact:
 # --------------------------------------------------------------------------- rows
 
 
-def _worst(rel: Array) -> int:
-    """Index of the worst row: NaN counts as worst, the first one wins ties."""
-    key = np.where(np.isnan(rel), np.inf, rel)
-    return int(np.argmax(key))
+def _worst(rel: Array) -> Any:
+    """Index of the worst row along the last axis: NaN counts as worst, the first one wins ties."""
+    return np.argmax(np.where(np.isnan(rel), np.inf, rel), axis=-1)
 
 
 def _row(unit: Unit, **cols: Any) -> dict[str, Any]:
@@ -608,29 +607,20 @@ def _metrics(value: Array, exact: Array, acc: str, bnd: Array) -> dict[str, Arra
     }
 
 
-def _aggregate(
-    m: dict[str, Array], exact: Array, kappa: Array, bnd: Array, sl: slice
-) -> dict[str, Any]:
-    start, stop, _ = sl.indices(len(exact))
-    return _aggregate_slices(m, exact, kappa, bnd, start, 1, stop - start)[0]
-
-
 def _aggregate_slices(
-    m: dict[str, Array], exact: Array, kappa: Array, bnd: Array, start: int, count: int, rows: int
+    m: dict[str, Array], exact: Array, kappa: Array, bnd: Array, count: int
 ) -> list[dict[str, Any]]:
-    """The aggregate columns of ``count`` consecutive slices of ``rows`` rows each.
+    """The aggregate columns of the rows split into ``count`` equal consecutive slices.
 
     One vector operation per column over all slices (``(count, rows)`` views) instead of
     one per slice: the sweep calls this about 10^5 times.
     """
-    stop = start + count * rows
 
     def view(a: Array) -> Array:
-        return a[start:stop].reshape(count, rows)
+        return a.reshape(count, -1)
 
     rel = view(m["rel_err"])
-    # the worst row: NaN counts as worst, the first one wins ties (as _worst)
-    w = np.argmax(np.where(np.isnan(rel), np.inf, rel), axis=1)
+    w = _worst(rel)
     pick = np.arange(count), w
     nan = np.count_nonzero(view(m["nan"]), axis=1)
     inf = np.count_nonzero(view(m["inf"]), axis=1)
@@ -730,9 +720,7 @@ def _var_unit(unit: Unit) -> list[dict[str, Any]]:
             bnd = _variant_bound(variant, unit.n, ex.kappa, ex.shifted_kappa, acc)
             for c in corrections:
                 m = _metrics(values[c], ex.var[c], acc, bnd)
-                aggs = _aggregate_slices(
-                    m, ex.var[c], ex.kappa, bnd, 0, len(unit.offsets), unit.rows
-                )
+                aggs = _aggregate_slices(m, ex.var[c], ex.kappa, bnd, len(unit.offsets))
                 for i, offset in enumerate(unit.offsets):
                     out.append(
                         _row(
@@ -775,7 +763,6 @@ def _public_unit(unit: Unit) -> list[dict[str, Any]]:
     std = math.sqrt(ex.var[c][0]) if math.isfinite(ex.var[c][0]) else math.nan
     where = {"offset": abs(ex.mean[0]) / std if std > 0 else math.inf, "scale": std}
     out: list[dict[str, Any]] = []
-    every = slice(0, x.shape[0])
     for precision in unit.precisions:
         acc = Precision.parse(precision).accumulator
         for label in unit.variants:
@@ -792,7 +779,7 @@ def _public_unit(unit: Unit) -> list[dict[str, Any]]:
                     accumulator=acc,
                     correction=c,
                     **where,
-                    **_aggregate(m, ex.var[c], ex.kappa, bnd, every),
+                    **_aggregate_slices(m, ex.var[c], ex.kappa, bnd, 1)[0],
                 )
             )
     for conv, layer, algorithm, precision, fw_values in _framework_stats(case, unit.conventions):
@@ -809,7 +796,7 @@ def _public_unit(unit: Unit) -> list[dict[str, Any]]:
                 accumulator=acc,
                 correction=c,
                 **where,
-                **_aggregate(m, ex.var[c], ex.kappa, nan_bound, every),
+                **_aggregate_slices(m, ex.var[c], ex.kappa, nan_bound, 1)[0],
             )
         )
     return out
