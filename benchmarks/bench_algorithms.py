@@ -22,14 +22,15 @@ counts this process's CPU time instead of wall time (a shared machine).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 import varstats as vs
-from varstats import dot2, kernels, summation
 
 # (label, algorithm, options); sequential variants are listed for the study's cost
 CONFIGS: list[tuple[str, str, dict[str, Any]]] = [
@@ -55,6 +56,20 @@ def timed(fn: Callable[[], Any]) -> float:
     t0 = CLOCK()
     fn()
     return CLOCK() - t0
+
+
+@contextlib.contextmanager
+def no_jit() -> Iterator[None]:
+    """Every compiled twin switched off (each module's ``_USE_JIT``): the NumPy paths."""
+    modules = [m for name, m in sys.modules.items() if name.startswith("varstats.")]
+    switched = [m for m in modules if getattr(m, "_USE_JIT", False) is True]
+    for m in switched:
+        m._USE_JIT = False
+    try:
+        yield
+    finally:
+        for m in switched:
+            m._USE_JIT = True
 
 
 def ratio_to_np_var(
@@ -87,32 +102,32 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
-    if args.no_jit:
-        for module in (summation, kernels, dot2):
-            module._USE_JIT = False
-    rng = np.random.default_rng(0)
-    cases = {
-        "1-D n=10^6 float64": (rng.normal(size=10**6), None),
-        "(1024, 4096) float32, axis=-1": (rng.normal(size=(1024, 4096)).astype(np.float32), -1),
-    }
-    print("median over rounds of time / np.var time, np.var timed in the same round")
-    print(f"{'algorithm':24s}" + "".join(f"{c:>34s}" for c in cases))
-    for label, algorithm, options in CONFIGS:
-        row = f"{label:24s}"
-        for x, axis in cases.values():
-            if args.skip_slow and label == "welford" and axis is None:
-                row += f"{'skipped':>34s}"
-                continue
-            ratio, t, _ = ratio_to_np_var(
-                lambda x=x, a=axis, alg=algorithm, o=options: vs.var(x, axis=a, algorithm=alg, **o),
-                lambda x=x, a=axis: np.var(x, axis=a),
-                args.repeat,
-                args.budget,
-            )
-            target = TARGETS.get(label)
-            mark = "" if target is None else (" ok" if ratio <= target else " MISS")
-            row += f"{f'{ratio:.2f}x ({t:.3f}s){mark}':>34s}"
-        print(row, flush=True)
+    with no_jit() if args.no_jit else contextlib.nullcontext():
+        rng = np.random.default_rng(0)
+        cases = {
+            "1-D n=10^6 float64": (rng.normal(size=10**6), None),
+            "(1024, 4096) float32, axis=-1": (rng.normal(size=(1024, 4096)).astype(np.float32), -1),
+        }
+        print("median over rounds of time / np.var time, np.var timed in the same round")
+        print(f"{'algorithm':24s}" + "".join(f"{c:>34s}" for c in cases))
+        for label, algorithm, options in CONFIGS:
+            row = f"{label:24s}"
+            for x, axis in cases.values():
+                if args.skip_slow and label == "welford" and axis is None:
+                    row += f"{'skipped':>34s}"
+                    continue
+                ratio, t, _ = ratio_to_np_var(
+                    lambda x=x, a=axis, alg=algorithm, o=options: vs.var(
+                        x, axis=a, algorithm=alg, **o
+                    ),
+                    lambda x=x, a=axis: np.var(x, axis=a),
+                    args.repeat,
+                    args.budget,
+                )
+                target = TARGETS.get(label)
+                mark = "" if target is None else (" ok" if ratio <= target else " MISS")
+                row += f"{f'{ratio:.2f}x ({t:.3f}s){mark}':>34s}"
+            print(row, flush=True)
     return 0
 
 

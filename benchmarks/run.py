@@ -20,7 +20,6 @@ structure is fixed, its numbers are this run's. Rows whose call would take longe
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import os
 import platform
@@ -35,7 +34,7 @@ from typing import Any
 import numpy as np
 
 import varstats as vs
-from benchmarks.bench_algorithms import ratio_to_np_var
+from benchmarks.bench_algorithms import no_jit, ratio_to_np_var
 from benchmarks.bench_sweep import run_grid
 from varstats import jit, norms, oracle
 
@@ -144,7 +143,7 @@ def recommended_rows(s: Settings) -> Iterator[Row]:
             1.5,
         )
         if jit.numba_module() is not None:
-            with _no_jit():
+            with no_jit():
                 ratio = _ratio(lambda x=x: vs.var(x, **vs.RECOMMENDED), lambda x=x: np.var(x), s)
             yield Row(
                 f"`vs.var(x, **vs.RECOMMENDED)`, n = 10^6 {name}, without numba (NumPy path)",
@@ -163,20 +162,6 @@ def recommended_rows(s: Settings) -> Iterator[Row]:
         )
 
 
-@contextlib.contextmanager
-def _no_jit() -> Iterator[None]:
-    """Every compiled twin switched off (each module's ``_USE_JIT``): the NumPy paths."""
-    modules = [m for name, m in sys.modules.items() if name.startswith("varstats.")]
-    switched = [m for m in modules if getattr(m, "_USE_JIT", False) is True]
-    for m in switched:
-        m._USE_JIT = False
-    try:
-        yield
-    finally:
-        for m in switched:
-            m._USE_JIT = True
-
-
 def default_rows(s: Settings) -> Iterator[Row]:
     rng = np.random.default_rng(1)
     for n, goal in ((10**6, 1.0), (10**7, 0.7), (10**4, 3.0)):
@@ -192,7 +177,7 @@ def default_rows(s: Settings) -> Iterator[Row]:
         # what a user without the jit extra gets (informational: the goals assume it)
         for n in (10**6, 10**4):
             x = rng.standard_normal(n)
-            with _no_jit():
+            with no_jit():
                 ratio = _ratio(lambda x=x: vs.var(x), lambda x=x: np.var(x), s)
             yield Row(
                 f"default `vs.var(x)`, n = {_size(n)}, without numba (NumPy path)",
